@@ -1,0 +1,39 @@
+# One-command setup + run. `make train` / `make test` create .venv on first use.
+# TORCH picks the PyTorch wheel: the default lets pip choose your platform's build;
+# CPU-only machines can use e.g. `make test TORCH=torch==2.13.0` (a local CPU wheel here).
+PYTHON ?= python3
+TORCH ?= torch>=2.4
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install train test lint format inspect benchmark clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+	$(BIN)/pip install "$(TORCH)"
+	$(BIN)/pip install -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+train: $(STAMP)
+	$(BIN)/python scripts/train.py $(ARGS)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q $(ARGS)
+
+inspect: $(STAMP)
+	$(BIN)/python scripts/inspect_data.py $(ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) outputs multirun .pytest_cache .ruff_cache

@@ -1,0 +1,83 @@
+"""The bipartite user–movie graph as a PyG `HeteroData`, and its NetworkX export.
+
+Only the ratings passed as `message_rows` (the training split) become edges, so
+validation and test ratings are never visible to message passing.
+
+Layout:
+    graph["user"].node_id          (n_users,) int64
+    graph["user"].x                (n_users, d_user) float32, absent for user_features=none
+    graph["movie"].node_id / .x    (n_movies,) / (n_movies, n_genres)
+    graph["user", "rates", "movie"].edge_index  (2, E) int64
+        .edge_label  (E,) float32 stars;  .edge_attr (E, 1) float32 rating in [0, 1]
+    graph["movie", "rev_rates", "user"]          the same edges reversed
+"""
+
+from __future__ import annotations
+
+import networkx as nx
+import numpy as np
+import torch
+from torch_geometric.data import HeteroData
+
+from movierec.data.features import movie_features, user_features
+from movierec.data.processed import RatingsData
+
+RATES = ("user", "rates", "movie")
+REV_RATES = ("movie", "rev_rates", "user")
+
+
+def build_graph(
+    data: RatingsData,
+    message_rows: np.ndarray,
+    user_feature_kind: str = "placeholder",
+    placeholder_dim: int = 20,
+) -> HeteroData:
+    """Graph whose edges are the ratings at `message_rows` of `data.ratings`."""
+    graph = HeteroData()
+    graph["user"].node_id = torch.arange(data.n_users)
+    graph["movie"].node_id = torch.arange(data.n_movies)
+    users_x = user_features(data, user_feature_kind, placeholder_dim)
+    if users_x is not None:
+        graph["user"].x = torch.from_numpy(users_x)
+    graph["movie"].x = torch.from_numpy(movie_features(data))
+
+    ratings = data.ratings
+    rows = np.asarray(message_rows)
+    src = torch.from_numpy(ratings["user"].to_numpy()[rows])
+    dst = torch.from_numpy(ratings["movie"].to_numpy()[rows])
+    stars = torch.from_numpy(ratings["rating"].to_numpy()[rows])
+    norm = torch.from_numpy(ratings["rating_norm"].to_numpy()[rows]).unsqueeze(1)
+    graph[RATES].edge_index = torch.stack([src, dst])
+    graph[RATES].edge_label = stars
+    graph[RATES].edge_attr = norm
+    graph[REV_RATES].edge_index = torch.stack([dst, src])
+    graph[REV_RATES].edge_label = stars
+    graph[REV_RATES].edge_attr = norm
+    return graph
+
+
+def to_networkx(data: RatingsData, graph: HeteroData) -> nx.Graph:
+    """Undirected NetworkX graph: nodes "u<userId>"/"m<movieId>" with type, title, genres;
+    edges carry `rating` (stars) and `rating_norm`."""
+    nxg = nx.Graph()
+    user_ids = data.users["userId"].to_numpy()
+    movie_ids = data.movies["movieId"].to_numpy()
+    nxg.add_nodes_from((f"u{uid}", {"type": "user", "userId": int(uid)}) for uid in user_ids)
+    nxg.add_nodes_from(
+        (
+            f"m{mid}",
+            {"type": "movie", "movieId": int(mid), "title": title, "genres": genres},
+        )
+        for mid, title, genres in zip(
+            movie_ids, data.movies["title"], data.movies["genres"], strict=True
+        )
+    )
+    store = graph[RATES]
+    src, dst = store.edge_index.numpy()
+    nxg.add_edges_from(
+        (f"u{user_ids[u]}", f"m{movie_ids[m]}", {"rating": float(r), "rating_norm": float(n)})
+        for u, m, r, n in zip(
+            src, dst, store.edge_label.numpy(), store.edge_attr[:, 0].numpy(), strict=True
+        )
+    )
+    return nxg

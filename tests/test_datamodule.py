@@ -1,0 +1,160 @@
+"""Graph construction (no leakage), DataModule setup, and DDP-style batch sharding."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from movierec.data import batches as batches_module
+from movierec.data.batches import RatingBatches
+from movierec.data.datamodule import MovieLensDataModule
+from movierec.data.graph import RATES, REV_RATES, build_graph, to_networkx
+from movierec.data.processed import RatingsData
+from movierec.data.splits import RandomSplit
+from movierec.errors import ConfigError
+
+
+def synthetic_ratings(n_users: int, n_movies: int, n_ratings: int, seed: int) -> RatingsData:
+    """A small in-memory `RatingsData` with random unique pairs, stars and timestamps."""
+    rng = np.random.default_rng(seed)
+    pairs = rng.choice(n_users * n_movies, size=n_ratings, replace=False)
+    stars = rng.integers(1, 11, size=n_ratings).astype(np.float32) / 2
+    ratings = pd.DataFrame(
+        {
+            "user": pairs // n_movies,
+            "movie": pairs % n_movies,
+            "rating": stars,
+            "rating_norm": (stars - 0.5) / 4.5,
+            "timestamp": rng.integers(0, 10_000, size=n_ratings),
+        }
+    )
+    genres = ["Action", "Comedy", "Drama"]
+    movies = pd.DataFrame(
+        {
+            "movieId": np.arange(n_movies) * 10 + 1,
+            "title": [f"m{i}" for i in range(n_movies)],
+            "genres": [genres[i % 3] for i in range(n_movies)],
+        }
+    )
+    users = pd.DataFrame({"userId": np.arange(n_users) + 1})
+    return RatingsData(ratings, users, movies, genres, (0.5, 5.0), {"dataset": "synthetic"})
+
+
+def test_only_training_ratings_carry_messages():
+    data = synthetic_ratings(50, 70, 1500, seed=0)
+    split = RandomSplit(seed=0).assign(data)
+    graph = build_graph(data, split.train)
+    edges = graph[RATES].edge_index
+    pairs = set(zip(edges[0].tolist(), edges[1].tolist(), strict=True))
+    ratings = data.ratings
+    train_pairs = set(
+        zip(
+            ratings["user"].to_numpy()[split.train],
+            ratings["movie"].to_numpy()[split.train],
+            strict=True,
+        )
+    )
+    assert pairs == train_pairs
+    for part in (split.val, split.test):
+        held_out = zip(
+            ratings["user"].to_numpy()[part], ratings["movie"].to_numpy()[part], strict=True
+        )
+        assert not pairs & set(held_out)  # a leak would put a val/test pair into the graph
+    reverse = graph[REV_RATES].edge_index
+    assert torch.equal(reverse, edges.flip(0))
+    np.testing.assert_allclose(
+        graph[RATES].edge_attr[:, 0].numpy(), ratings["rating_norm"].to_numpy()[split.train]
+    )
+    assert graph["movie"].x.shape == (70, 3)
+    assert torch.all(graph["user"].x == -1) and graph["user"].x.shape == (50, 20)
+
+
+def test_networkx_export_has_types_and_ratings():
+    data = synthetic_ratings(5, 6, 12, seed=1)
+    graph = build_graph(data, np.arange(12), user_feature_kind="none")
+    nxg = to_networkx(data, graph)
+    assert nxg.number_of_nodes() == 11 and nxg.number_of_edges() == 12
+    row = data.ratings.iloc[0]
+    edge = nxg.edges[f"u{int(row['user']) + 1}", f"m{int(row['movie']) * 10 + 1}"]
+    assert edge["rating"] == row["rating"]
+    assert nxg.nodes["u1"]["type"] == "user"
+    assert "x" not in graph["user"]
+
+
+@pytest.mark.parametrize(("shuffle", "batch_size"), [(True, 7), (False, 0), (False, 5)])
+def test_batches_shard_disjointly_across_ranks(monkeypatch, shuffle: bool, batch_size: int):
+    n, world = 23, 3
+    user = torch.arange(n)
+    seen = []
+    lengths = []
+    for rank in range(world):
+        monkeypatch.setattr(batches_module, "_rank_and_world", lambda rank=rank: (rank, world))
+        loader = RatingBatches(
+            user, user, user.float(), batch_size=batch_size, shuffle=shuffle, seed=4
+        )
+        rows = torch.cat([u for u, _, _ in loader])
+        lengths.append(len(list(loader)))
+        assert len(loader) == lengths[-1]
+        seen.append(rows)
+    if shuffle:  # training pads by wrap-around so every rank steps equally often
+        assert len(set(lengths)) == 1
+        assert set(torch.cat(seen).tolist()) == set(range(n))
+        unique_per_rank = [set(r.tolist()) for r in seen]
+        assert sum(len(s) for s in unique_per_rank) >= n
+    else:  # evaluation: each rating exactly once over all ranks
+        merged = torch.cat(seen)
+        assert sorted(merged.tolist()) == list(range(n))
+
+
+def test_training_batches_reshuffle_per_epoch_and_repeat_per_seed():
+    x = torch.arange(100)
+    epoch = {"value": 0}
+    loader = RatingBatches(
+        x, x, x.float(), batch_size=0, shuffle=True, seed=1, epoch=lambda: epoch["value"]
+    )
+    first = next(iter(loader))[0]
+    assert torch.equal(first, next(iter(loader))[0])
+    epoch["value"] = 1
+    assert not torch.equal(first, next(iter(loader))[0])
+
+
+def test_datamodule_end_to_end_on_tiny_archive(tiny_mirror: Path, tmp_path: Path):
+    dm = MovieLensDataModule(
+        "ml_100k",
+        str(tmp_path / "cache"),
+        mirror=str(tiny_mirror),
+        verify_counts=False,
+        split=RandomSplit(val_fraction=0.2, test_fraction=0.2, seed=0),
+        user_features="side",
+        batch_size=2,
+    )
+    dm.prepare_data()
+    dm.setup("fit")
+    assert dm.graph["user"].x.shape[0] == 4
+    n_train = dm.graph[RATES].edge_index.shape[1]
+    assert sum(len(u) for u, _, _ in dm.train_dataloader()) == n_train
+    assert 1.0 <= dm.train_mean_rating <= 5.0
+    assert dm.rating_scale == (1.0, 5.0)
+
+
+def test_datamodule_rejects_bad_settings(tmp_path: Path):
+    with pytest.raises(ConfigError, match="data.user_features='age'"):
+        MovieLensDataModule("ml_100k", str(tmp_path), user_features="age")
+    with pytest.raises(ConfigError, match="data.batch_size=-1"):
+        MovieLensDataModule("ml_100k", str(tmp_path), batch_size=-1)
+
+
+def test_side_features_need_a_dataset_that_has_them(tiny_mirror: Path, tmp_path: Path):
+    dm = MovieLensDataModule(
+        "ml_latest_small",
+        str(tmp_path),
+        mirror=str(tiny_mirror),
+        verify_counts=False,
+        user_features="side",
+    )
+    with pytest.raises(ConfigError, match="ml_100k and ml_1m have them"):
+        dm.setup()
