@@ -20,7 +20,7 @@ from torch_geometric.data import HeteroData
 from movierec.data.batches import RatingBatches
 from movierec.data.cache import load_ratings_data, prepare_processed
 from movierec.data.features import USER_FEATURE_KINDS
-from movierec.data.graph import build_graph
+from movierec.data.graph import GraphSchema, build_graph
 from movierec.data.processed import RatingsData
 from movierec.data.sources import DataSettings
 from movierec.data.splits import RandomSplit, Split, SplitIndices
@@ -116,6 +116,13 @@ class MovieLensDataModule(pl.LightningDataModule):
             f"{self.data.n_movies:,}",
             self.indices.sizes(),
         )
+
+    @property
+    def schema(self) -> GraphSchema:
+        """Sizes, feature widths and rating levels models are built for."""
+        if self.graph is None:
+            raise RuntimeError("call setup() before asking for the schema")
+        return GraphSchema.from_graph(self.graph, self.rating_scale)
 
     @property
     def rating_scale(self) -> tuple[float, float]:

@@ -14,6 +14,8 @@ Layout:
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
+
 import networkx as nx
 import numpy as np
 import torch
@@ -81,3 +83,50 @@ def to_networkx(data: RatingsData, graph: HeteroData) -> nx.Graph:
         )
     )
     return nxg
+
+
+@dataclass(frozen=True)
+class GraphSchema:
+    """What a model needs to know about the data to build its layers (JSON-serialisable).
+
+    Attributes:
+        n_users, n_movies: node counts.
+        user_dim: width of `graph["user"].x` (0 when users have no input features).
+        movie_dim: width of `graph["movie"].x` (number of genres).
+        rating_scale: (lowest, highest) stars; predictions are clamped to it.
+        rating_levels: the distinct rating values, ascending (e.g. 1..5 or 0.5..5).
+        mean_rating: mean training rating in stars.
+    """
+
+    n_users: int
+    n_movies: int
+    user_dim: int
+    movie_dim: int
+    rating_scale: tuple[float, float]
+    rating_levels: tuple[float, ...]
+    mean_rating: float
+
+    @classmethod
+    def from_graph(cls, graph: HeteroData, rating_scale: tuple[float, float]) -> GraphSchema:
+        stars = graph[RATES].edge_label
+        user_x = graph["user"].get("x")
+        return cls(
+            n_users=int(graph["user"].num_nodes),
+            n_movies=int(graph["movie"].num_nodes),
+            user_dim=0 if user_x is None else int(user_x.shape[1]),
+            movie_dim=int(graph["movie"].x.shape[1]),
+            rating_scale=(float(rating_scale[0]), float(rating_scale[1])),
+            rating_levels=rating_levels(rating_scale, stars),
+            mean_rating=float(stars.float().mean()) if len(stars) else float(sum(rating_scale) / 2),
+        )
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def rating_levels(rating_scale: tuple[float, float], stars: torch.Tensor) -> tuple[float, ...]:
+    """Rating classes: whole stars, or half stars when any rating is a half star."""
+    low, high = rating_scale
+    step = 0.5 if bool(torch.any(stars.float() % 1 != 0)) or low % 1 else 1.0
+    count = int(round((high - low) / step)) + 1
+    return tuple(float(low + i * step) for i in range(count))

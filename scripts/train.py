@@ -1,0 +1,24 @@
+"""Train a rating model.
+
+python scripts/train.py [data=ml_100k] [model=gcn] [split=predefined split.fold=all] ...
+"""
+
+import os
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+os.environ.setdefault("MOVIEREC_ROOT", str(Path(__file__).resolve().parents[1]))
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+def main(cfg: DictConfig) -> float:
+    from movierec.cli import run_reporting_user_errors
+    from movierec.training import train
+
+    return run_reporting_user_errors(lambda: train(cfg))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,241 @@
+"""`RatingPredictor`: the one LightningModule that trains any `RatingNet` to predict ratings.
+
+It owns only training logic: the loss, optimizer and scheduler, and torchmetrics RMSE/MAE
+(synced across DDP ranks) in stars. The network is rebuilt from its config and the data
+schema stored in the checkpoint, so `RatingPredictor.load_from_checkpoint(path)` needs no
+datamodule.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from hydra.utils import instantiate
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from torch_geometric.data import HeteroData
+from torchmetrics import MeanAbsoluteError, MeanSquaredError
+
+from movierec.data.graph import GraphSchema
+from movierec.errors import ConfigError, MovieRecError
+from movierec.models.base import NodeEmbeddings, RatingNet, RatingScores, check_choice
+
+LOSSES = ("mse", "huber", "l1", "cross_entropy")
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULERS = ("none", "cosine", "plateau", "step")
+
+
+class RatingPredictor(pl.LightningModule):
+    """Trains `net` on (user, movie, rating) batches over the datamodule's message graph.
+
+    Args:
+        net: config of the network (`_target_` + arguments); built with `schema=`.
+        schema: `GraphSchema.as_dict()` of the training data.
+        loss: mse | huber | l1 | cross_entropy (classification over rating levels).
+        huber_delta: Huber loss threshold in stars.
+        optimizer: adam | adamw | sgd.
+        lr: learning rate (> 0).
+        weight_decay: L2 / decoupled weight decay (≥ 0).
+        scheduler: none | cosine (over max_epochs) | plateau (on val RMSE) | step.
+        scheduler_kwargs: extra arguments of the scheduler (e.g. factor, patience, step_size).
+    """
+
+    def __init__(
+        self,
+        net: dict | DictConfig,
+        schema: dict,
+        loss: str = "mse",
+        huber_delta: float = 1.0,
+        optimizer: str = "adam",
+        lr: float = 0.01,
+        weight_decay: float = 0.0,
+        scheduler: str = "none",
+        scheduler_kwargs: dict | None = None,
+    ) -> None:
+        super().__init__()
+        # Hydra hands over DictConfigs; checkpoints must hold plain containers so they
+        # load with torch.load(weights_only=True).
+        net_cfg = _plain(net)
+        schema = _plain(schema)
+        scheduler_kwargs = _plain(scheduler_kwargs or {})
+        self.save_hyperparameters(
+            {
+                "net": net_cfg,
+                "schema": schema,
+                "loss": loss,
+                "huber_delta": huber_delta,
+                "optimizer": optimizer,
+                "lr": lr,
+                "weight_decay": weight_decay,
+                "scheduler": scheduler,
+                "scheduler_kwargs": scheduler_kwargs,
+            }
+        )
+        check_choice("model.loss", loss, LOSSES)
+        check_choice("model.optimizer", optimizer, OPTIMIZERS)
+        check_choice("model.scheduler", scheduler, SCHEDULERS)
+        if not isinstance(lr, (int, float)) or lr <= 0:
+            raise ConfigError(f"model.lr={lr!r}: expected a positive learning rate")
+        if not isinstance(weight_decay, (int, float)) or weight_decay < 0:
+            raise ConfigError(f"model.weight_decay={weight_decay!r}: expected ≥ 0")
+        if not isinstance(huber_delta, (int, float)) or huber_delta <= 0:
+            raise ConfigError(f"model.huber_delta={huber_delta!r}: expected > 0")
+        self.schema = GraphSchema(
+            **{
+                **schema,
+                "rating_scale": tuple(schema["rating_scale"]),
+                "rating_levels": tuple(schema["rating_levels"]),
+            }
+        )
+        self.net: RatingNet = _build_net(net_cfg, self.schema)
+        if loss not in self.net.supported_losses:
+            raise ConfigError(
+                f"model.loss={loss!r} does not suit {type(self.net).__name__}; expected one of "
+                f"{', '.join(self.net.supported_losses)}"
+            )
+        self.val_rmse = MeanSquaredError(squared=False)
+        self.val_mae = MeanAbsoluteError()
+        self.test_rmse = MeanSquaredError(squared=False)
+        self.test_mae = MeanAbsoluteError()
+        self._graph: HeteroData | None = None
+        self._eval_embeddings: NodeEmbeddings | None = None
+
+    # ------------------------------------------------------------------ graph
+
+    def set_graph(self, graph: HeteroData) -> None:
+        """Use `graph` (the training message graph) for encoding."""
+        self._graph = graph
+
+    @property
+    def graph(self) -> HeteroData:
+        if self._graph is None:
+            datamodule = getattr(self.trainer, "datamodule", None) if self._trainer else None
+            if datamodule is None or datamodule.graph is None:
+                raise RuntimeError("no graph: call set_graph() or train with a datamodule")
+            self._graph = datamodule.graph
+        if self._graph[("user", "rates", "movie")].edge_index.device != self.device:
+            self._graph = self._graph.to(self.device)
+        return self._graph
+
+    # ------------------------------------------------------------------ prediction
+
+    def clamp(self, rating: torch.Tensor) -> torch.Tensor:
+        low, high = self.schema.rating_scale
+        return rating.clamp(low, high)
+
+    @torch.no_grad()
+    def predict_pairs(self, user: torch.Tensor, movie: torch.Tensor) -> torch.Tensor:
+        """Clamped predicted stars for index pairs, (B,), encoding the graph once."""
+        embeddings = self.net.encode(self.graph)
+        return self.clamp(self.net.decode(embeddings, user, movie).rating)
+
+    # ------------------------------------------------------------------ steps
+
+    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
+        user, movie, rating = batch
+        scores = self.net(self.graph, user, movie)
+        loss = self._loss(scores, rating) + self.net.regularization(user, movie)
+        self.log(
+            "train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(rating)
+        )
+        return loss
+
+    def on_validation_epoch_start(self) -> None:
+        self._eval_embeddings = self.net.encode(self.graph)
+
+    def on_test_epoch_start(self) -> None:
+        self._eval_embeddings = self.net.encode(self.graph)
+
+    def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
+        self._evaluate(batch, "val", self.val_rmse, self.val_mae)
+
+    def test_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
+        self._evaluate(batch, "test", self.test_rmse, self.test_mae)
+
+    def on_validation_epoch_end(self) -> None:
+        self._eval_embeddings = None
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_embeddings = None
+
+    def _evaluate(self, batch, stage: str, rmse, mae) -> None:
+        user, movie, rating = batch
+        assert self._eval_embeddings is not None
+        predicted = self.clamp(self.net.decode(self._eval_embeddings, user, movie).rating)
+        rmse.update(predicted, rating)
+        mae.update(predicted, rating)
+        self.log(f"{stage}/rmse", rmse, on_epoch=True, prog_bar=True, batch_size=len(rating))
+        self.log(f"{stage}/mae", mae, on_epoch=True, batch_size=len(rating))
+
+    def _loss(self, scores: RatingScores, rating: torch.Tensor) -> torch.Tensor:
+        loss = self.hparams.loss
+        if loss == "cross_entropy":
+            if scores.logits is None:
+                raise MovieRecError("model.loss=cross_entropy needs a classification decoder")
+            return F.cross_entropy(scores.logits, self.net.rating_class(rating))
+        if loss == "huber":
+            return F.huber_loss(scores.rating, rating, delta=self.hparams.huber_delta)
+        if loss == "l1":
+            return F.l1_loss(scores.rating, rating)
+        return F.mse_loss(scores.rating, rating)
+
+    # ------------------------------------------------------------------ optimisation
+
+    def configure_optimizers(self) -> Any:
+        hp = self.hparams
+        params = self.parameters()
+        if hp.optimizer == "adam":
+            optimizer = torch.optim.Adam(params, lr=hp.lr, weight_decay=hp.weight_decay)
+        elif hp.optimizer == "adamw":
+            optimizer = torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay)
+        else:
+            optimizer = torch.optim.SGD(
+                params, lr=hp.lr, weight_decay=hp.weight_decay, momentum=0.9
+            )
+        kwargs = dict(hp.scheduler_kwargs)
+        if hp.scheduler == "none":
+            return optimizer
+        if hp.scheduler == "cosine":
+            t_max = kwargs.pop("T_max", None) or max(1, self.trainer.max_epochs or 1)
+            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=t_max, **kwargs)
+        elif hp.scheduler == "step":
+            kwargs.setdefault("step_size", 50)
+            scheduler = torch.optim.lr_scheduler.StepLR(optimizer, **kwargs)
+        else:
+            scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", **kwargs)
+            return {
+                "optimizer": optimizer,
+                "lr_scheduler": {
+                    "scheduler": scheduler,
+                    "monitor": "val/rmse",
+                    "interval": "epoch",
+                },
+            }
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"},
+        }
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (DictConfig, ListConfig)):
+        return OmegaConf.to_container(value, resolve=True)
+    return value
+
+
+def _build_net(net_cfg: dict, schema: GraphSchema) -> RatingNet:
+    from hydra.errors import InstantiationException
+
+    try:
+        net = instantiate(net_cfg, schema=schema)
+    except InstantiationException as err:
+        if isinstance(err.__cause__, MovieRecError):
+            raise err.__cause__ from None
+        if isinstance(err.__cause__, TypeError):
+            raise ConfigError(f"model.net: {err.__cause__}") from None
+        raise
+    if not isinstance(net, RatingNet):
+        raise ConfigError(f"model.net._target_ must build a RatingNet, got {type(net).__name__}")
+    return net

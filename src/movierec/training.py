@@ -1,0 +1,184 @@
+"""The train task: compose data, model, callbacks, logger and trainer; fit, test, report.
+
+`train(cfg)` returns the metric a sweep optimizes: the best epoch's validation RMSE (the
+mean over folds for `split.fold=all`), never a test metric.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig, OmegaConf, open_dict
+from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
+from pytorch_lightning.utilities import rank_zero_only
+
+from movierec.callbacks import EpochTimer
+from movierec.config import build
+from movierec.data.datamodule import MovieLensDataModule
+from movierec.errors import ConfigError
+from movierec.models.module import RatingPredictor
+
+log = logging.getLogger(__name__)
+
+SUMMARY_METRICS = ("val/rmse", "val/mae", "test/rmse", "test/mae")
+
+
+def train(cfg: DictConfig) -> float:
+    """Train one split, or every fold when `split.fold=all`; return best val RMSE."""
+    if cfg.split.get("fold") == "all":
+        return cross_validate(cfg)
+    return float(train_fold(cfg)["val/rmse"])
+
+
+def train_fold(cfg: DictConfig) -> dict[str, Any]:
+    """Fit on one split, test the best checkpoint, write `metrics.json`; return the metrics."""
+    pl.seed_everything(cfg.seed, workers=True)
+    datamodule: MovieLensDataModule = build(cfg.data, "data", split=cfg.split)
+    if _is_local_zero():
+        # Lightning calls prepare_data inside fit, but the model's layer sizes come from
+        # the data, so the node's first process prepares it before anything is built.
+        datamodule.prepare_data()
+    datamodule.setup("fit")
+    model: RatingPredictor = build(cfg.model, "model", schema=datamodule.schema.as_dict())
+
+    loggers = [
+        build(node, f"logger.{name}") for name, node in (cfg.get("logger") or {}).items() if node
+    ]
+    callbacks = [build(node, f"callbacks.{name}") for name, node in cfg.callbacks.items() if node]
+    if not loggers:  # LearningRateMonitor refuses to run without a logger to write to
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    callbacks.append(EpochTimer())
+    trainer: pl.Trainer = build(
+        cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False
+    )
+
+    started = time.perf_counter()
+    resumed_from = _checkpoint_epoch(cfg.get("ckpt_path"))
+    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    fit_seconds = time.perf_counter() - started
+    if trainer.interrupted:
+        raise KeyboardInterrupt
+    checkpoint = next((c for c in callbacks if isinstance(c, ModelCheckpoint)), None)
+    best_val = _best_val_rmse(trainer, checkpoint)
+    metrics: dict[str, Any] = {"val/rmse": best_val}
+    best_val_mae = trainer.callback_metrics.get("val/mae")
+    if cfg.get("test", True):
+        ckpt = "best" if checkpoint is not None and checkpoint.best_model_path else None
+        results = trainer.test(model, datamodule=datamodule, ckpt_path=ckpt, verbose=False)
+        metrics.update({k: float(v) for k, v in results[0].items()})
+    timer = next(c for c in callbacks if isinstance(c, EpochTimer))
+    metrics.update(
+        {
+            "val/mae_last": float(best_val_mae) if best_val_mae is not None else math.nan,
+            "epochs": trainer.current_epoch,
+            "resumed_from_epoch": resumed_from,
+            "epochs_this_run": len(timer.durations),
+            "best_epoch": _best_epoch(checkpoint),
+            "fit_seconds": fit_seconds,
+            "seconds_per_epoch": _mean(timer.durations),
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "best_checkpoint": checkpoint.best_model_path if checkpoint else "",
+        }
+    )
+    _report(cfg, metrics)
+    return metrics
+
+
+def cross_validate(cfg: DictConfig) -> float:
+    """Run every fold of `cfg.split`; print each fold and mean ± std; return mean val RMSE."""
+    probe = build(OmegaConf.merge(cfg.split, {"fold": 1}), "split")
+    base_dir = Path(cfg.paths.output_dir)
+    rows = []
+    for fold in probe.folds:
+        fold_cfg = cfg.copy()
+        with open_dict(fold_cfg):
+            fold_cfg.split.fold = fold
+            fold_cfg.paths.output_dir = str(base_dir / f"fold{fold}")
+        log.info("fold %d of %d", fold, len(probe.folds))
+        rows.append({"fold": fold, **train_fold(fold_cfg)})
+    summary = {
+        name: (_mean([r[name] for r in rows]), _std([r[name] for r in rows]))
+        for name in SUMMARY_METRICS
+        if all(name in r for r in rows)
+    }
+    if rank_zero_only.rank == 0:
+        lines = ["fold  " + "  ".join(f"{m:>10}" for m in summary)]
+        lines += [f"{r['fold']:>4}  " + "  ".join(f"{r[m]:>10.4f}" for m in summary) for r in rows]
+        lines.append("mean  " + "  ".join(f"{summary[m][0]:>10.4f}" for m in summary))
+        lines.append(" std  " + "  ".join(f"{summary[m][1]:>10.4f}" for m in summary))
+        print("\n".join(lines))
+        for name, (mean, std) in summary.items():
+            print(f"{name}: {mean:.4f} ± {std:.4f}")
+        _write_json(
+            base_dir / "cv_metrics.json",
+            {
+                "folds": rows,
+                "mean": {k: v[0] for k, v in summary.items()},
+                "std": {k: v[1] for k, v in summary.items()},
+            },
+        )
+    return summary["val/rmse"][0]
+
+
+def _report(cfg: DictConfig, metrics: dict[str, Any]) -> None:
+    if rank_zero_only.rank != 0:
+        return
+    width = max(len(k) for k in metrics)
+    lines = [f"{'metric':<{width}}  value", f"{'-' * width}  -----"]
+    for key, value in metrics.items():
+        shown = f"{value:.4f}" if isinstance(value, float) else str(value)
+        lines.append(f"{key:<{width}}  {shown}")
+    print("\n".join(lines))
+    _write_json(Path(cfg.paths.output_dir) / "metrics.json", metrics)
+
+
+def _write_json(path: Path, payload: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(payload, indent=2, default=str))
+    tmp.replace(path)
+
+
+def _best_val_rmse(trainer: pl.Trainer, checkpoint: ModelCheckpoint | None) -> float:
+    if checkpoint is not None and checkpoint.best_model_score is not None:
+        return float(checkpoint.best_model_score)
+    value = trainer.callback_metrics.get("val/rmse")
+    return float(value) if value is not None else math.nan
+
+
+def _best_epoch(checkpoint: ModelCheckpoint | None) -> int:
+    if checkpoint is None or not checkpoint.best_model_path:
+        return -1
+    return _checkpoint_epoch(checkpoint.best_model_path)
+
+
+def _checkpoint_epoch(path: str | None) -> int:
+    """Epoch stored in a Lightning checkpoint (-1 without one); names a missing file."""
+    if not path:
+        return -1
+    if not Path(path).is_file():
+        raise ConfigError(f"ckpt_path={path}: no such checkpoint file")
+    return int(torch.load(path, map_location="cpu", weights_only=True)["epoch"])
+
+
+def _is_local_zero() -> bool:
+    return int(os.environ.get("LOCAL_RANK", "0")) == 0
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else math.nan
+
+
+def _std(values: list[float]) -> float:
+    if len(values) < 2:
+        return 0.0
+    mean = _mean(values)
+    return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))

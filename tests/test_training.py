@@ -1,0 +1,160 @@
+"""Training end to end: configs compose, every model trains, determinism, resume, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
+from movierec.errors import ConfigError
+from movierec.training import train, train_fold
+from tests.conftest import PROJECT_ROOT
+from tests.training_configs import CONFIG_DIR, TINY_DATA, compose_train
+
+MODELS = ["sage", "gcn", "mf", "gcmc"]
+FAST = ["logger=none", "callbacks.progress_bar=null", "trainer.enable_model_summary=false"]
+
+
+def _options(group: str) -> list[str]:
+    return sorted(
+        p.stem for p in (PROJECT_ROOT / "conf" / group).glob("*.yaml") if p.stem[0] != "_"
+    )
+
+
+@pytest.mark.parametrize("group", ["data", "split", "model", "trainer", "logger", "experiment"])
+def test_every_config_option_composes(group: str):
+    for option in _options(group):
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+            cfg = compose(config_name="train", overrides=[f"{group}={option}"])
+        assert cfg.model._target_ and cfg.data.name and cfg.trainer._target_
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_fast_dev_run_every_model(tmp_path: Path, model: str):
+    cfg = compose_train(
+        tmp_path, [*TINY_DATA, f"model={model}", "trainer.fast_dev_run=true", *FAST]
+    )
+    metrics = train_fold(cfg)
+    assert 0 < metrics["test/rmse"] < 5
+    assert metrics["parameters"] > 0
+
+
+def test_seed_makes_runs_identical(tmp_path: Path):
+    overrides = [*TINY_DATA, "model=sage", "trainer.max_epochs=3", "seed=7", *FAST]
+    first = train_fold(compose_train(tmp_path / "a", overrides))
+    second = train_fold(compose_train(tmp_path / "b", overrides))
+    assert first["test/rmse"] == second["test/rmse"]
+    other = train_fold(compose_train(tmp_path / "c", [*overrides[:-4], "seed=8", *FAST]))
+    assert other["test/rmse"] != first["test/rmse"]
+
+
+def test_resume_continues_the_epoch_count(tmp_path: Path):
+    base = [*TINY_DATA, "model=mf", "callbacks.early_stopping=null", *FAST]
+    first = train_fold(compose_train(tmp_path / "a", [*base, "trainer.max_epochs=3"]))
+    last = tmp_path / "a" / "run" / "checkpoints" / "last.ckpt"
+    assert last.is_file() and first["epochs"] == 3
+    resumed = train_fold(
+        compose_train(tmp_path / "b", [*base, "trainer.max_epochs=5", f"ckpt_path={last}"])
+    )
+    assert resumed["resumed_from_epoch"] == 2  # epochs 0..2 done before
+    assert resumed["epochs_this_run"] == 2 and resumed["epochs"] == 5
+
+
+def test_metrics_json_and_return_value(tmp_path: Path):
+    cfg = compose_train(tmp_path, [*TINY_DATA, "model=mf", "trainer.max_epochs=4", *FAST])
+    value = train(cfg)
+    written = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert value == pytest.approx(written["val/rmse"])  # the sweep objective is val, not test
+    assert {"test/rmse", "test/mae", "seconds_per_epoch", "best_epoch"} <= set(written)
+
+
+def test_kfold_all_runs_every_fold(tmp_path: Path, capsys):
+    cfg = compose_train(
+        tmp_path,
+        [
+            *TINY_DATA,
+            "model=mf",
+            "split=kfold",
+            "split.n_folds=3",
+            "split.fold=all",
+            "trainer.max_epochs=2",
+            *FAST,
+        ],
+    )
+    value = train(cfg)
+    summary = json.loads((tmp_path / "run" / "cv_metrics.json").read_text())
+    assert [row["fold"] for row in summary["folds"]] == [1, 2, 3]
+    assert value == pytest.approx(summary["mean"]["val/rmse"])
+    out = capsys.readouterr().out
+    assert "test/rmse:" in out and "±" in out
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["model.loss=hinge"], "model.loss='hinge' is not valid; expected one of mse, huber"),
+        (["model.lr=-0.1"], "model.lr=-0.1: expected a positive learning rate"),
+        (["model.net.hidden=0"], "model.net.hidden=0: expected a positive number"),
+        (["model.net.aggr=median"], "model.net.aggr='median' is not valid; expected one of mean"),
+        (["data.user_features=none"], "needs user input features"),
+        (["model=mf", "model.net.dim=0"], "model.net.dim=0"),
+        (["model=gcn", "model.loss=cross_entropy"], "does not suit GcnNet; expected one of huber"),
+        (["model.scheduler=linear"], "model.scheduler='linear' is not valid"),
+    ],
+)
+def test_invalid_settings_name_the_key(tmp_path: Path, overrides: list[str], message: str):
+    cfg = compose_train(tmp_path, [*TINY_DATA, *overrides, "trainer.max_epochs=1", *FAST])
+    with pytest.raises(ConfigError) as info:
+        train_fold(cfg)
+    assert message in str(info.value)
+    assert not (tmp_path / "run" / "checkpoints").exists()  # rejected before training
+
+
+def test_cli_rejects_invalid_setting_with_one_line(tmp_path: Path):
+    env = dict(os.environ, MOVIEREC_DATA_DIR=str(tmp_path / "d"), MOVIEREC_LOG_DIR=str(tmp_path))
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(PROJECT_ROOT / "scripts" / "train.py"),
+            *TINY_DATA,
+            "model.lr=-1",
+            "logger=none",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert result.returncode == 2
+    assert "error: model.lr=-1: expected a positive learning rate" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.integration
+def test_short_ml100k_training_beats_global_mean(tmp_path: Path, real_mirror: Path, ml100k):
+    from movierec.data.splits import PredefinedSplit
+
+    split = PredefinedSplit(fold=1).assign(ml100k)
+    ratings = ml100k.ratings["rating"].to_numpy()
+    train_mean = ratings[split.train].mean()
+    global_mean_rmse = float(((ratings[split.test] - train_mean) ** 2).mean() ** 0.5)
+    cfg = compose_train(
+        tmp_path,
+        [
+            "data=ml_100k",
+            f"data.mirror={real_mirror}",
+            "split=predefined",
+            "model=mf",
+            "trainer.max_epochs=25",
+            *FAST,
+        ],
+    )
+    metrics = train_fold(cfg)
+    assert metrics["test/rmse"] < global_mean_rmse - 0.1, (metrics, global_mean_rmse)
