@@ -10,6 +10,7 @@ import json
 import logging
 import math
 import os
+import resource
 import time
 from pathlib import Path
 from typing import Any
@@ -85,6 +86,7 @@ def train_fold(cfg: DictConfig) -> dict[str, Any]:
             "fit_seconds": fit_seconds,
             "seconds_per_epoch": _mean(timer.durations),
             "parameters": sum(p.numel() for p in model.parameters()),
+            "peak_rss_mb": _peak_rss_mb(),
             "best_checkpoint": checkpoint.best_model_path if checkpoint else "",
         }
     )
@@ -167,6 +169,11 @@ def _checkpoint_epoch(path: str | None) -> int:
     if not Path(path).is_file():
         raise ConfigError(f"ckpt_path={path}: no such checkpoint file")
     return int(torch.load(path, map_location="cpu", weights_only=True)["epoch"])
+
+
+def _peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _is_local_zero() -> bool:

@@ -57,7 +57,11 @@ class BilinearSoftmaxDecoder(nn.Module):
     """GC-MC's decoder: one bilinear form per rating level from shared bases.
 
     logits_r = z_u^T Q_r z_m with Q_r = Σ_b a_{r,b} P_b (basis sharing);
-    rating = Σ_r softmax(logits)_r · level_r. Shapes: (B, d), (B, d) → logits (B, L).
+    rating = Σ_r softmax(logits)_r · level_r.
+
+    Shapes: node tables z_user (n_users, d), z_movie (n_movies, d) and index pairs
+    user, movie (B,) → rating (B,), logits (B, L). The user table is projected by each
+    basis before gathering pairs: O(n_users·d²) instead of O(B·d²) per call.
     """
 
     def __init__(self, channels: int, levels: tuple[float, ...], n_basis: int = 2) -> None:
@@ -73,9 +77,14 @@ class BilinearSoftmaxDecoder(nn.Module):
         self.coefficients.reset_parameters()
 
     def forward(
-        self, z_user: torch.Tensor, z_movie: torch.Tensor
+        self,
+        z_user: torch.Tensor,
+        z_movie: torch.Tensor,
+        user: torch.Tensor,
+        movie: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        per_basis = torch.einsum("bi,kij,bj->bk", z_user, self.bases, z_movie)
+        projected = torch.einsum("ni,kij->nkj", z_user, self.bases)  # (n_users, K, d)
+        per_basis = (projected[user] * z_movie[movie].unsqueeze(1)).sum(dim=-1)  # (B, K)
         logits = self.coefficients(per_basis)
         rating = (logits.softmax(dim=-1) * self.levels).sum(dim=-1)
         return rating, logits

@@ -123,7 +123,7 @@ class GcmcNet(RatingNet):
     def decode(
         self, embeddings: NodeEmbeddings, user: torch.Tensor, movie: torch.Tensor
     ) -> RatingScores:
-        rating, logits = self.decoder(embeddings.user[user], embeddings.movie[movie])
+        rating, logits = self.decoder(embeddings.user, embeddings.movie, user, movie)
         return RatingScores(rating, logits)
 
     def _node_dropout(self, weights: torch.Tensor) -> torch.Tensor:
