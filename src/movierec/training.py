@@ -11,21 +11,32 @@ import logging
 import math
 import os
 import resource
+import signal
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
-from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
+from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, ProgressBar
 from pytorch_lightning.utilities import rank_zero_only
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from movierec.callbacks import EpochTimer
 from movierec.config import build
 from movierec.data.datamodule import MovieLensDataModule
 from movierec.errors import ConfigError
 from movierec.models.module import RatingPredictor
+from movierec.tracking.lifecycle import TrackedRun
+from movierec.tracking.recorder import (
+    mlflow_node,
+    open_cv_parent,
+    open_run,
+    record_cv_summary,
+    record_outputs,
+)
 
 log = logging.getLogger(__name__)
 
@@ -34,13 +45,26 @@ SUMMARY_METRICS = ("val/rmse", "val/mae", "test/rmse", "test/mae")
 
 def train(cfg: DictConfig) -> float:
     """Train one split, or every fold when `split.fold=all`; return best val RMSE."""
-    if cfg.split.get("fold") == "all":
-        return cross_validate(cfg)
-    return float(train_fold(cfg)["val/rmse"])
+    try:
+        if cfg.split.get("fold") == "all":
+            return cross_validate(cfg)
+        return float(train_fold(cfg)["val/rmse"])
+    except SIGTERMException:
+        # Lightning stops cleanly after the current batch but exits with status 0;
+        # a killed job must not look like a finished one to a shell or a scheduler.
+        log.warning(
+            "stopped by SIGTERM; resume with ckpt_path=%s/checkpoints/last.ckpt",
+            cfg.paths.output_dir,
+        )
+        raise SystemExit(128 + signal.SIGTERM) from None
 
 
-def train_fold(cfg: DictConfig) -> dict[str, Any]:
-    """Fit on one split, test the best checkpoint, write `metrics.json`; return the metrics."""
+def train_fold(cfg: DictConfig, parent_run_id: str | None = None) -> dict[str, Any]:
+    """Fit on one split, test the best checkpoint, write `metrics.json`; return the metrics.
+
+    With an MLflow logger the training is one MLflow run (a child of `parent_run_id` for a
+    cross-validation fold); it ends FINISHED, FAILED or KILLED whatever happens.
+    """
     pl.seed_everything(cfg.seed, workers=True)
     datamodule: MovieLensDataModule = build(cfg.data, "data", split=cfg.split)
     if _is_local_zero():
@@ -49,28 +73,51 @@ def train_fold(cfg: DictConfig) -> dict[str, Any]:
         datamodule.prepare_data()
     datamodule.setup("fit")
     model: RatingPredictor = build(cfg.model, "model", schema=datamodule.schema.as_dict())
+    resumed_from = _checkpoint_epoch(cfg.get("ckpt_path"))
+    run = open_run(cfg, datamodule, parent_run_id=parent_run_id)
+    with run if run is not None else nullcontext():
+        metrics = _fit_and_test(cfg, datamodule, model, run, resumed_from)
+        if run is not None:
+            record_outputs(run, cfg, datamodule, model, metrics["best_checkpoint"], metrics)
+            metrics["mlflow_run_id"] = run.run_id
+    _report(cfg, metrics)
+    return metrics
 
-    loggers = [
-        build(node, f"logger.{name}") for name, node in (cfg.get("logger") or {}).items() if node
-    ]
+
+def _fit_and_test(
+    cfg: DictConfig,
+    datamodule: MovieLensDataModule,
+    model: RatingPredictor,
+    run: TrackedRun | None,
+    resumed_from: int,
+) -> dict[str, Any]:
+    loggers = []
+    for name, node in (cfg.get("logger") or {}).items():
+        if not node:
+            continue
+        if node is mlflow_node(cfg):
+            # metrics go to the run opened above (None on DDP ranks > 0: they log nothing)
+            loggers.append(build(node, f"logger.{name}", run_id=run.run_id if run else None))
+        else:
+            loggers.append(build(node, f"logger.{name}"))
     callbacks = [build(node, f"callbacks.{name}") for name, node in cfg.callbacks.items() if node]
     if not loggers:  # LearningRateMonitor refuses to run without a logger to write to
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    if not cfg.trainer.get("enable_progress_bar", True):  # the Trainer refuses both at once
+        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     callbacks.append(EpochTimer())
     trainer: pl.Trainer = build(
         cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False
     )
 
     started = time.perf_counter()
-    resumed_from = _checkpoint_epoch(cfg.get("ckpt_path"))
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     fit_seconds = time.perf_counter() - started
     if trainer.interrupted:
         raise KeyboardInterrupt
     checkpoint = next((c for c in callbacks if isinstance(c, ModelCheckpoint)), None)
-    best_val = _best_val_rmse(trainer, checkpoint)
-    metrics: dict[str, Any] = {"val/rmse": best_val}
-    best_val_mae = trainer.callback_metrics.get("val/mae")
+    metrics: dict[str, Any] = {"val/rmse": _best_val_rmse(trainer, checkpoint)}
+    last_val_mae = trainer.callback_metrics.get("val/mae")
     if cfg.get("test", True):
         ckpt = "best" if checkpoint is not None and checkpoint.best_model_path else None
         results = trainer.test(model, datamodule=datamodule, ckpt_path=ckpt, verbose=False)
@@ -78,7 +125,7 @@ def train_fold(cfg: DictConfig) -> dict[str, Any]:
     timer = next(c for c in callbacks if isinstance(c, EpochTimer))
     metrics.update(
         {
-            "val/mae_last": float(best_val_mae) if best_val_mae is not None else math.nan,
+            "val/mae_last": float(last_val_mae) if last_val_mae is not None else math.nan,
             "epochs": trainer.current_epoch,
             "resumed_from_epoch": resumed_from,
             "epochs_this_run": len(timer.durations),
@@ -90,7 +137,6 @@ def train_fold(cfg: DictConfig) -> dict[str, Any]:
             "best_checkpoint": checkpoint.best_model_path if checkpoint else "",
         }
     )
-    _report(cfg, metrics)
     return metrics
 
 
@@ -98,14 +144,26 @@ def cross_validate(cfg: DictConfig) -> float:
     """Run every fold of `cfg.split`; print each fold and mean ± std; return mean val RMSE."""
     probe = build(OmegaConf.merge(cfg.split, {"fold": 1}), "split")
     base_dir = Path(cfg.paths.output_dir)
+    parent = open_cv_parent(cfg, probe.name, len(probe.folds))
+    with parent if parent is not None else nullcontext():
+        summary = _run_folds(cfg, probe.folds, base_dir, parent)
+        if parent is not None:
+            record_cv_summary(parent, summary, base_dir / "cv_metrics.json")
+    return summary["val/rmse"][0]
+
+
+def _run_folds(
+    cfg: DictConfig, folds: list[int], base_dir: Path, parent: TrackedRun | None
+) -> dict[str, tuple[float, float]]:
     rows = []
-    for fold in probe.folds:
+    for fold in folds:
         fold_cfg = cfg.copy()
         with open_dict(fold_cfg):
             fold_cfg.split.fold = fold
             fold_cfg.paths.output_dir = str(base_dir / f"fold{fold}")
-        log.info("fold %d of %d", fold, len(probe.folds))
-        rows.append({"fold": fold, **train_fold(fold_cfg)})
+        log.info("fold %d of %d", fold, len(folds))
+        metrics = train_fold(fold_cfg, parent_run_id=parent.run_id if parent else None)
+        rows.append({"fold": fold, **metrics})
     summary = {
         name: (_mean([r[name] for r in rows]), _std([r[name] for r in rows]))
         for name in SUMMARY_METRICS
@@ -127,7 +185,7 @@ def cross_validate(cfg: DictConfig) -> float:
                 "std": {k: v[1] for k, v in summary.items()},
             },
         )
-    return summary["val/rmse"][0]
+    return summary
 
 
 def _report(cfg: DictConfig, metrics: dict[str, Any]) -> None:

@@ -130,3 +130,34 @@ def rating_levels(rating_scale: tuple[float, float], stars: torch.Tensor) -> tup
     step = 0.5 if bool(torch.any(stars.float() % 1 != 0)) or low % 1 else 1.0
     count = int(round((high - low) / step)) + 1
     return tuple(float(low + i * step) for i in range(count))
+
+
+def graph_tensors(graph: HeteroData) -> dict[str, torch.Tensor]:
+    """The tensors that define a message graph (for saving with `torch.save`)."""
+    tensors = {
+        "user_node_id": graph["user"].node_id,
+        "movie_node_id": graph["movie"].node_id,
+        "movie_x": graph["movie"].x,
+        "edge_index": graph[RATES].edge_index,
+        "edge_label": graph[RATES].edge_label,
+        "edge_attr": graph[RATES].edge_attr,
+    }
+    if graph["user"].get("x") is not None:
+        tensors["user_x"] = graph["user"].x
+    return tensors
+
+
+def graph_from_tensors(tensors: dict[str, torch.Tensor]) -> HeteroData:
+    """Inverse of `graph_tensors`: the same `HeteroData` layout as `build_graph`."""
+    graph = HeteroData()
+    graph["user"].node_id = tensors["user_node_id"]
+    graph["movie"].node_id = tensors["movie_node_id"]
+    if "user_x" in tensors:
+        graph["user"].x = tensors["user_x"]
+    graph["movie"].x = tensors["movie_x"]
+    edge_index = tensors["edge_index"]
+    for edge_type, index in ((RATES, edge_index), (REV_RATES, edge_index.flip(0))):
+        graph[edge_type].edge_index = index
+        graph[edge_type].edge_label = tensors["edge_label"]
+        graph[edge_type].edge_attr = tensors["edge_attr"]
+    return graph

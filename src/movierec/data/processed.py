@@ -83,11 +83,11 @@ class RatingsData:
 
     def user_index(self, user_ids: Any) -> np.ndarray:
         """Map original userIds to indices; raise `DataError` naming any unknown id."""
-        return _lookup(self.users["userId"].to_numpy(), user_ids, "userId")
+        return lookup_ids(self.users["userId"].to_numpy(), user_ids, "userId")
 
     def movie_index(self, movie_ids: Any) -> np.ndarray:
         """Map original movieIds to indices; raise `DataError` naming any unknown id."""
-        return _lookup(self.movies["movieId"].to_numpy(), movie_ids, "movieId")
+        return lookup_ids(self.movies["movieId"].to_numpy(), movie_ids, "movieId")
 
     def normalise(self, stars: np.ndarray) -> np.ndarray:
         """Stars → [0, 1] by the rating scale (the GCN design's edge weight)."""
@@ -118,12 +118,16 @@ class RatingsData:
         )
 
 
-def _lookup(sorted_ids: np.ndarray, query: Any, column: str) -> np.ndarray:
-    query = np.atleast_1d(np.asarray(query, dtype=np.int64))
-    position = np.searchsorted(sorted_ids, query)
-    position = np.clip(position, 0, len(sorted_ids) - 1)
-    unknown = sorted_ids[position] != query
+def lookup_ids(sorted_ids: np.ndarray, query: Any, column: str) -> np.ndarray:
+    """Positions of original ids in `sorted_ids`; `DataError` naming unknown or bad ids."""
+    values = np.atleast_1d(np.asarray(query))
+    try:
+        values = values.astype(np.int64)
+    except (TypeError, ValueError):
+        raise DataError(f"{column} values must be integers, got {list(values[:5])}") from None
+    position = np.clip(np.searchsorted(sorted_ids, values), 0, max(len(sorted_ids) - 1, 0))
+    unknown = sorted_ids[position] != values
     if unknown.any():
-        ids = ", ".join(str(i) for i in query[unknown][:10])
-        raise DataError(f"unknown {column}(s): {ids} (not in the training data)")
+        shown = ", ".join(str(v) for v in np.unique(values[unknown])[:10])
+        raise DataError(f"unknown {column}(s): {shown} (not in the training data)")
     return position

@@ -71,7 +71,8 @@ class RatingPredictor(pl.LightningModule):
                 "weight_decay": weight_decay,
                 "scheduler": scheduler,
                 "scheduler_kwargs": scheduler_kwargs,
-            }
+            },
+            logger=False,  # the tracking layer logs the whole resolved config instead
         )
         check_choice("model.loss", loss, LOSSES)
         check_choice("model.optimizer", optimizer, OPTIMIZERS)
@@ -137,6 +138,11 @@ class RatingPredictor(pl.LightningModule):
         user, movie, rating = batch
         scores = self.net(self.graph, user, movie)
         loss = self._loss(scores, rating) + self.net.regularization(user, movie)
+        if not torch.isfinite(loss):
+            raise MovieRecError(
+                f"training diverged: train/loss is {loss.item()} at epoch {self.current_epoch}; "
+                f"lower model.lr (now {self.hparams.lr}) or add model.weight_decay"
+            )
         self.log(
             "train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(rating)
         )

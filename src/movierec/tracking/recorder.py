@@ -1,0 +1,210 @@
+"""Glue between the train task and MLflow: which run to open, and what to record in it."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.utilities import rank_zero_only
+
+from movierec.inference import save_bundle
+from movierec.tracking.lifecycle import TrackedRun, remember_run_id, run_id_for_checkpoint
+from movierec.tracking.params import flatten_config, git_state, library_versions
+from movierec.tracking.plots import plot_curves, plot_predictions
+from movierec.tracking.servable import log_servable_model
+
+log = logging.getLogger(__name__)
+
+MLFLOW_LOGGER_TARGET = "pytorch_lightning.loggers.MLFlowLogger"
+CURVES = ("train/loss_epoch", "train/loss_step", "val/rmse", "val/mae")
+
+
+def mlflow_node(cfg: DictConfig) -> DictConfig | None:
+    """The `logger.<name>` entry that is an MLFlowLogger, if any."""
+    for node in (cfg.get("logger") or {}).values():
+        if node and node.get("_target_") in (
+            MLFLOW_LOGGER_TARGET,
+            "lightning.pytorch.loggers.MLFlowLogger",
+        ):
+            return node
+    return None
+
+
+def choices(cfg: DictConfig) -> dict[str, str]:
+    """Config-group choices (model=sage, data=ml_100k, …) of the composed config."""
+    try:
+        runtime = HydraConfig.get().runtime.choices
+    except ValueError:
+        runtime = cfg.get("hydra", {}).get("runtime", {}).get("choices", {})
+    return {k: str(v) for k, v in dict(runtime or {}).items() if "hydra/" not in k}
+
+
+def open_run(
+    cfg: DictConfig,
+    datamodule,
+    *,
+    parent_run_id: str | None = None,
+    run_name: str | None = None,
+    extra_tags: dict[str, str] | None = None,
+) -> TrackedRun | None:
+    """Open (or, when resuming from a checkpoint, reopen) this training's MLflow run.
+
+    Returns None without an MLflow logger and on every DDP rank but 0.
+    """
+    node = mlflow_node(cfg)
+    if node is None or rank_zero_only.rank != 0:
+        return None
+    picked = choices(cfg)
+    split = datamodule.split
+    tags = {
+        "model": picked.get("model", str(cfg.model.net._target_).rsplit(".", 1)[-1]),
+        "dataset": datamodule.settings.name,
+        "split": split.name,
+        "fold": str(split.fold if split.fold is not None else "-"),
+        "seed": str(cfg.seed),
+        "data.checksum": datamodule.data.meta.get("source_checksum", "") if datamodule.data else "",
+        "device": _device(cfg),
+        **git_state(Path(cfg.paths.root_dir)),
+        **library_versions(),
+        **{f"choice.{k}": v for k, v in picked.items()},
+        **(extra_tags or {}),
+    }
+    if cfg.get("tags"):
+        tags["tags"] = ",".join(str(t) for t in cfg.get("tags") or [])
+    name = run_name or f"{tags['model']}-{tags['dataset']}-{split.describe()}-seed{cfg.seed}"
+    run = TrackedRun.open(
+        node.tracking_uri,
+        node.experiment_name,
+        artifact_root=node.get("artifact_location"),
+        run_name=name,
+        tags=tags,
+        parent_run_id=parent_run_id,
+        resume_run_id=run_id_for_checkpoint(cfg.get("ckpt_path")),
+    )
+    remember_run_id(cfg.paths.output_dir, run.run_id)
+    run.log_params(flatten_config(cfg))
+    overrides = _overrides()
+    if overrides:
+        run.log_params({"overrides": " ".join(overrides)[:6000]})
+    return run
+
+
+def record_outputs(
+    run: TrackedRun,
+    cfg: DictConfig,
+    datamodule,
+    model,
+    checkpoint_path: str,
+    metrics: dict[str, Any],
+) -> None:
+    """Summary metrics, config, ID maps, plots, best checkpoint and the servable model."""
+    numeric = {
+        k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and k != "parameters"
+    }
+    # val/rmse and test/* histories come from the Lightning logger; the best epoch's val
+    # RMSE (what sweeps optimize) gets its own name so it does not extend that history.
+    summary = {f"summary/{k}": v for k, v in numeric.items() if "/" not in k}
+    summary["val/rmse_best"] = numeric["val/rmse"]
+    run.log_metrics(summary)
+    run.set_tags({"parameters": str(metrics.get("parameters", ""))})
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        (folder / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        run.log_artifact(folder / "config.yaml")
+        maps = folder / "id_maps"
+        maps.mkdir()
+        data = datamodule.data
+        data.users.rename_axis("user_index").to_csv(maps / "users.csv")
+        data.movies.rename_axis("movie_index").to_csv(maps / "movies.csv")
+        run.log_artifact(maps, "id_maps")
+        history = {key: run.metric_history(key) for key in CURVES}
+        run.log_artifact(plot_curves(history, folder / "curves.png"), "plots")
+        user, movie, rating = datamodule._rows("test")
+        if len(rating):
+            predicted = model.predict_pairs(user.to(model.device), movie.to(model.device)).cpu()
+            run.log_artifact(
+                plot_predictions(
+                    rating.numpy(),
+                    predicted.numpy(),
+                    datamodule.rating_scale,
+                    folder / "predicted_vs_true.png",
+                ),
+                "plots",
+            )
+        if checkpoint_path:
+            run.log_artifact(checkpoint_path, "checkpoints")
+            bundle = save_bundle(folder / "bundle", checkpoint_path, datamodule)
+            example = _input_example(data, datamodule)
+            model_uri = log_servable_model(run.run_id, run.client.tracking_uri, bundle, example)
+            run.set_tags({"model_uri": model_uri})
+
+
+def _input_example(data, datamodule) -> pd.DataFrame:
+    user, movie, _ = datamodule._rows("train")
+    rows = np.arange(min(2, len(user)))
+    return pd.DataFrame(
+        {
+            "userId": data.users["userId"].to_numpy()[user.numpy()[rows]],
+            "movieId": data.movies["movieId"].to_numpy()[movie.numpy()[rows]],
+        }
+    )
+
+
+def _overrides() -> list[str]:
+    try:
+        return list(HydraConfig.get().overrides.task)
+    except ValueError:
+        return []
+
+
+def _device(cfg: DictConfig) -> str:
+    accelerator = str(cfg.trainer.get("accelerator", "cpu"))
+    if accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    return f"{accelerator} ({torch.get_num_threads()} threads)"
+
+
+def open_cv_parent(cfg: DictConfig, split_name: str, n_folds: int) -> TrackedRun | None:
+    """The parent run of a cross-validation command; folds become its children."""
+    node = mlflow_node(cfg)
+    if node is None or rank_zero_only.rank != 0:
+        return None
+    picked = choices(cfg)
+    model = picked.get("model", str(cfg.model.net._target_).rsplit(".", 1)[-1])
+    dataset = picked.get("data", str(cfg.data.name))
+    run = TrackedRun.open(
+        node.tracking_uri,
+        node.experiment_name,
+        artifact_root=node.get("artifact_location"),
+        run_name=f"{model}-{dataset}-{split_name}-cv{n_folds}-seed{cfg.seed}",
+        tags={
+            "model": model,
+            "dataset": dataset,
+            "split": split_name,
+            "fold": "all",
+            "seed": str(cfg.seed),
+            "cv.folds": str(n_folds),
+            **git_state(Path(cfg.paths.root_dir)),
+            **library_versions(),
+        },
+    )
+    run.log_params(flatten_config(cfg))
+    return run
+
+
+def record_cv_summary(run: TrackedRun, summary: dict[str, tuple[float, float]], path: Path) -> None:
+    """Mean (under the fold metrics' own names) and std (`<name>_std`) on the parent run."""
+    metrics = {}
+    for name, (mean, std) in summary.items():
+        metrics[name] = mean
+        metrics[f"{name}_std"] = std
+    run.log_metrics(metrics)
+    if path.is_file():
+        run.log_artifact(path)

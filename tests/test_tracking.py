@@ -1,0 +1,296 @@
+"""MLflow tracking for real: a sqlite store in a temporary folder, a real tracking server
+and a real model server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from movierec.training import train, train_fold
+from tests.conftest import PROJECT_ROOT
+from tests.training_configs import TINY_DATA, compose_train
+
+QUIET = ["callbacks.progress_bar=null", "trainer.enable_progress_bar=false"]
+
+
+def _tracked(tmp_path: Path, extra: list[str], uri: str | None = None) -> list[str]:
+    uri = uri or f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    return [*TINY_DATA, *QUIET, f"logger.mlflow.tracking_uri={uri}", *extra]
+
+
+def _client(tmp_path: Path) -> MlflowClient:
+    return MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+
+
+def _known_pairs(tmp_path: Path, run_id: str) -> list[list[int]]:
+    """Two (userId, movieId) pairs of the run's data, read from its logged ID maps."""
+    client = _client(tmp_path)
+    folder = client.download_artifacts(run_id, "id_maps", str(tmp_path / "maps"))
+    users = pd.read_csv(Path(folder) / "users.csv")["userId"].tolist()
+    movies = pd.read_csv(Path(folder) / "movies.csv")["movieId"].tolist()
+    return [[users[0], movies[0]], [users[-1], movies[-1]]]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for(url: str, seconds: float, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"server exited: {process.stderr.read()[-2000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.5)
+    raise AssertionError(f"{url} did not answer within {seconds} s")
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """One tiny MF training logged to a sqlite store; shared by the read-only tests."""
+    tmp = tmp_path_factory.mktemp("tracked")
+    cfg = compose_train(tmp, _tracked(tmp, ["model=mf", "trainer.max_epochs=3", "seed=3"]))
+    metrics = train_fold(cfg)
+    return tmp, metrics
+
+
+def test_run_records_params_tags_metrics_and_artifacts(finished_run):
+    tmp, metrics = finished_run
+    client = _client(tmp)
+    run = client.get_run(metrics["mlflow_run_id"])
+    assert run.info.status == "FINISHED"
+    params, tags = run.data.params, run.data.tags
+    assert params["model.net.dim"] == "64" and params["data.name"] == "synthetic"
+    assert "model=mf" in params["overrides"]
+    assert tags["model"] == "mf" and tags["dataset"] == "synthetic" and tags["seed"] == "3"
+    assert tags["split"] == "random" and len(tags["git.commit"]) == 40
+    assert len(tags["data.checksum"]) == 64
+    assert {
+        "versions.torch",
+        "versions.torch_geometric",
+        "versions.pytorch_lightning",
+        "device",
+    } <= set(tags)
+    history = client.get_metric_history(run.info.run_id, "val/rmse")
+    assert len(history) == 3  # one per epoch
+    assert run.data.metrics["test/rmse"] == pytest.approx(metrics["test/rmse"])
+    assert run.data.metrics["val/rmse_best"] == pytest.approx(metrics["val/rmse"])
+    assert {"train/loss_epoch", "test/mae", "time/epoch_s"} <= set(run.data.metrics)
+    assert any(k.startswith("lr-") for k in run.data.metrics)
+    paths = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"config.yaml", "plots", "checkpoints", "id_maps"} <= paths
+    plots = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
+    assert plots == {"plots/curves.png", "plots/predicted_vs_true.png"}
+    local = client.download_artifacts(run.info.run_id, "id_maps/users.csv", str(tmp / "dl"))
+    assert list(pd.read_csv(local).columns[:2]) == ["user_index", "userId"]
+
+
+def test_pyfunc_model_predicts_original_ids(finished_run):
+    tmp, metrics = finished_run
+    mlflow.set_tracking_uri(f"sqlite:///{tmp / 'mlruns' / 'mlflow.db'}")
+    model = mlflow.pyfunc.load_model(f"runs:/{metrics['mlflow_run_id']}/model")
+    pairs = _known_pairs(tmp, metrics["mlflow_run_id"])
+    predictions = model.predict(pd.DataFrame(pairs, columns=["userId", "movieId"]))
+    assert len(predictions) == 2
+    assert all(0.5 <= p <= 5.0 for p in predictions)
+    with pytest.raises(Exception, match="unknown userId"):
+        model.predict(pd.DataFrame({"userId": [999999], "movieId": [pairs[0][1]]}))
+
+
+def test_served_model_answers_over_http(finished_run):
+    tmp, metrics = finished_run
+    port = _free_port()
+    env = dict(
+        os.environ,
+        MLFLOW_TRACKING_URI=f"sqlite:///{tmp / 'mlruns' / 'mlflow.db'}",
+        # the server execs `uvicorn` from PATH: the one installed beside this interpreter
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    )
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "models", "serve", "-m",
+         f"runs:/{metrics['mlflow_run_id']}/model", "--env-manager", "local",
+         "-h", "127.0.0.1", "-p", str(port)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        _wait_for(f"http://127.0.0.1:{port}/ping", 90, server)
+        body = json.dumps(
+            {
+                "dataframe_split": {
+                    "columns": ["userId", "movieId"],
+                    "data": _known_pairs(tmp, metrics["mlflow_run_id"]),
+                }
+            }
+        ).encode()
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/invocations",
+            data=body,
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            predictions = json.loads(response.read())["predictions"]
+        values = [p["rating"] if isinstance(p, dict) else p for p in predictions]
+        assert len(values) == 2 and all(0.5 <= v <= 5.0 for v in values)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_failing_training_leaves_run_failed(tmp_path: Path):
+    cfg = compose_train(
+        tmp_path,
+        _tracked(tmp_path, ["model=mf", "trainer.max_epochs=3",
+                            "+callbacks.boom._target_=tests.failing_callbacks.RaiseAtEpoch"]),
+    )  # fmt: skip
+    with pytest.raises(RuntimeError, match="bad value"):
+        train_fold(cfg)
+    (run,) = _all_runs(tmp_path)
+    assert run.info.status == "FAILED"
+    assert "bad value discovered at epoch 1" in run.data.tags["error"]
+
+
+def test_interrupted_training_is_killed_and_resume_continues_the_run(tmp_path: Path):
+    base = ["model=mf", "callbacks.early_stopping=null"]
+    cfg = compose_train(
+        tmp_path,
+        _tracked(tmp_path, [*base, "trainer.max_epochs=4",
+                            "+callbacks.stop._target_=tests.failing_callbacks.RaiseAtEpoch",
+                            "+callbacks.stop.epoch=2", "+callbacks.stop.error=interrupt"]),
+    )  # fmt: skip
+    with pytest.raises(SystemExit):  # Lightning turns Ctrl-C into a clean exit(1)
+        train_fold(cfg)
+    (run,) = _all_runs(tmp_path)
+    assert run.info.status == "KILLED"
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    resumed_cfg = compose_train(
+        tmp_path, _tracked(tmp_path, [*base, "trainer.max_epochs=4", f"ckpt_path={last}"])
+    )
+    metrics = train_fold(resumed_cfg)
+    assert metrics["mlflow_run_id"] == run.info.run_id  # the same run, continued
+    (after,) = _all_runs(tmp_path)
+    assert after.info.status == "FINISHED"
+    epochs = [m.step for m in _client(tmp_path).get_metric_history(run.info.run_id, "val/rmse")]
+    assert len(epochs) == 4  # 2 before the interruption + 2 after
+
+
+def test_cross_validation_has_parent_and_children(tmp_path: Path):
+    cfg = compose_train(
+        tmp_path,
+        _tracked(tmp_path, ["model=mf", "split=kfold", "split.n_folds=2", "split.fold=all",
+                            "trainer.max_epochs=2"]),
+    )  # fmt: skip
+    train(cfg)
+    runs = _all_runs(tmp_path)
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(parents) == 1 and len(children) == 2
+    parent = parents[0]
+    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
+    assert sorted(c.data.tags["fold"] for c in children) == ["1", "2"]
+    child_rmse = [c.data.metrics["test/rmse"] for c in children]
+    assert parent.data.metrics["test/rmse"] == pytest.approx(sum(child_rmse) / 2)
+    assert "test/rmse_std" in parent.data.metrics
+    assert all(r.info.status == "FINISHED" for r in runs)
+
+
+def test_remote_tracking_server(tmp_path: Path):
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+         "--artifacts-destination", str(tmp_path / "server-artifacts"), "--workers", "1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        _wait_for(f"http://127.0.0.1:{port}/health", 120, server)
+        uri = f"http://127.0.0.1:{port}"
+        cfg = compose_train(tmp_path, _tracked(tmp_path, ["model=mf", "trainer.max_epochs=2"], uri))
+        metrics = train_fold(cfg)
+        run = MlflowClient(uri).get_run(metrics["mlflow_run_id"])
+        assert run.info.status == "FINISHED" and "test/rmse" in run.data.metrics
+        assert any((tmp_path / "server-artifacts").rglob("config.yaml"))
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_compare_runs_lists_finished_runs_sorted(tmp_path: Path):
+    for model in ("mf", "sage"):
+        train_fold(
+            compose_train(
+                tmp_path / model, _tracked(tmp_path, [f"model={model}", "trainer.max_epochs=2"])
+            )
+        )
+    result = subprocess.run(
+        [sys.executable, str(PROJECT_ROOT / "scripts" / "compare_runs.py"),
+         "--experiment", "synthetic",
+         "--tracking-uri", f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}",
+         "--plot", str(tmp_path / "cmp.png")],
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    rows = [line for line in result.stdout.splitlines() if "FINISHED" in line]
+    assert len(rows) == 2
+    rmse = [float(line.split("FINISHED")[1].split()[1]) for line in rows]
+    assert rmse == sorted(rmse)
+    assert (tmp_path / "cmp.png").stat().st_size > 1000
+
+
+def _all_runs(tmp_path: Path):
+    client = _client(tmp_path)
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    return client.search_runs(experiments)
+
+
+def test_sigterm_kills_the_run_and_resume_continues_it(tmp_path: Path):
+    """A real `kill` (SIGTERM) of scripts/train.py: run KILLED, resume continues the run."""
+    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    run_dir = tmp_path / "run"
+    env = dict(os.environ, MOVIEREC_DATA_DIR=str(tmp_path / "data"))
+    command = [
+        sys.executable, str(PROJECT_ROOT / "scripts" / "train.py"), *TINY_DATA, *QUIET,
+        "model=mf", "callbacks.early_stopping=null", f"logger.mlflow.tracking_uri={uri}",
+    ]  # fmt: skip
+    process = subprocess.Popen(
+        [*command, "trainer.max_epochs=100000", f"hydra.run.dir={run_dir}"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    last = run_dir / "checkpoints" / "last.ckpt"
+    deadline = time.monotonic() + 120
+    while not last.exists() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.2)
+    time.sleep(1.0)  # a few more epochs
+    process.terminate()
+    assert process.wait(timeout=60) != 0
+    (run,) = _all_runs(tmp_path)
+    assert run.info.status == "KILLED"
+    import torch
+
+    stopped_at = torch.load(last, weights_only=True)["epoch"]
+    resumed = subprocess.run(
+        [*command, f"trainer.max_epochs={stopped_at + 3}", f"ckpt_path={last}",
+         f"hydra.run.dir={tmp_path / 'resumed'}"],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    metrics = json.loads((tmp_path / "resumed" / "metrics.json").read_text())
+    assert metrics["resumed_from_epoch"] == stopped_at
+    assert metrics["epochs_this_run"] == 2  # continued, not restarted from zero
+    assert metrics["mlflow_run_id"] == run.info.run_id
+    (after,) = _all_runs(tmp_path)
+    assert after.info.status == "FINISHED"
