@@ -31,7 +31,12 @@ MODEL_OVERRIDES = {
 }
 DATASET_OVERRIDES = {
     "ml_100k": ["data=ml_100k", "split=predefined", "split.fold=1"],
-    "ml_latest_small": ["data=ml_latest_small", "split=random", "split.seed=0"],
+    "ml_latest_small": [
+        "data=ml_latest_small",
+        "split=random",
+        "split.seed=0",
+        "data.user_features=placeholder",  # no side features in ml-latest-small
+    ],
 }
 COLUMNS = ["test/rmse", "test/mae", "val/rmse", "fit_seconds", "seconds_per_epoch",
            "peak_rss_mb", "epochs", "parameters"]  # fmt: skip

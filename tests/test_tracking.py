@@ -294,3 +294,28 @@ def test_sigterm_kills_the_run_and_resume_continues_it(tmp_path: Path):
     assert metrics["mlflow_run_id"] == run.info.run_id
     (after,) = _all_runs(tmp_path)
     assert after.info.status == "FINISHED"
+
+
+def test_ddp_two_cpu_processes_log_one_run_and_match_one_process(tmp_path: Path):
+    """trainer=ddp_cpu with 2 gloo processes: one MLflow run, same test RMSE as 1 process."""
+    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    env = dict(os.environ, MOVIEREC_DATA_DIR=str(tmp_path / "data"))
+    common = [
+        sys.executable, str(PROJECT_ROOT / "scripts" / "train.py"), *TINY_DATA, *QUIET,
+        "model=mf", "trainer.max_epochs=3", "seed=5", f"logger.mlflow.tracking_uri={uri}",
+    ]  # fmt: skip
+    results = {}
+    for name, extra in (("single", []), ("ddp", ["trainer=ddp_cpu", "trainer.devices=2"])):
+        run_dir = tmp_path / name
+        done = subprocess.run(
+            [*common, *extra, f"hydra.run.dir={run_dir}"],
+            env=env, capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr[-3000:]
+        results[name] = json.loads((run_dir / "metrics.json").read_text())
+    runs = _all_runs(tmp_path)
+    assert len(runs) == 2  # one per training, not one per process
+    assert all(r.info.status == "FINISHED" for r in runs)
+    # full-batch MF: the two ranks' half-batch gradients average to the full-batch one,
+    # so only float summation order differs
+    assert results["ddp"]["test/rmse"] == pytest.approx(results["single"]["test/rmse"], abs=1e-3)

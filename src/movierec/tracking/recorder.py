@@ -90,6 +90,9 @@ def open_run(
     )
     remember_run_id(cfg.paths.output_dir, run.run_id)
     run.log_params(flatten_config(cfg))
+    if datamodule.indices is not None:  # split sizes and cold-start counts, per part
+        indices = datamodule.indices
+        run.log_metrics({f"split/{k}": v for k, v in {**indices.sizes(), **indices.report}.items()})
     overrides = _overrides()
     if overrides:
         run.log_params({"overrides": " ".join(overrides)[:6000]})
