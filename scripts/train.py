@@ -14,9 +14,14 @@ os.environ.setdefault("MOVIEREC_ROOT", str(Path(__file__).resolve().parents[1]))
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
     from movierec.cli import run_reporting_user_errors
     from movierec.training import train
 
+    if HydraConfig.get().mode == RunMode.MULTIRUN:
+        return train(cfg)  # the sweeper records a failed job and goes on with the next
     return run_reporting_user_errors(lambda: train(cfg))
 
 

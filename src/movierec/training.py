@@ -37,6 +37,7 @@ from movierec.tracking.recorder import (
     record_cv_summary,
     record_outputs,
 )
+from movierec.tuning.pruning import optuna_pruning
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,16 @@ def train_fold(cfg: DictConfig, parent_run_id: str | None = None) -> dict[str, A
     datamodule.setup("fit")
     model: RatingPredictor = build(cfg.model, "model", schema=datamodule.schema.as_dict())
     resumed_from = _checkpoint_epoch(cfg.get("ckpt_path"))
-    run = open_run(cfg, datamodule, parent_run_id=parent_run_id)
+    sweep = cfg.get("sweep") or {}
+    trial_tags = {}
+    if sweep.get("trial") is not None:
+        trial_tags = {"optuna.study": str(sweep.get("study")), "optuna.trial": str(sweep.trial)}
+    run = open_run(
+        cfg,
+        datamodule,
+        parent_run_id=parent_run_id or sweep.get("parent_run_id"),
+        extra_tags=trial_tags,
+    )
     with run if run is not None else nullcontext():
         metrics = _fit_and_test(cfg, datamodule, model, run, resumed_from)
         if run is not None:
@@ -106,6 +116,9 @@ def _fit_and_test(
     if not cfg.trainer.get("enable_progress_bar", True):  # the Trainer refuses both at once
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     callbacks.append(EpochTimer())
+    pruning = optuna_pruning(cfg)
+    if pruning is not None:
+        callbacks.append(pruning)
     trainer: pl.Trainer = build(
         cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False
     )

@@ -4,6 +4,7 @@ The run is opened with `MlflowClient` (no global "active run", so nested CV runs
 parallel sweep workers don't interfere). On leaving the `with` block:
     no exception                    → FINISHED
     KeyboardInterrupt / SystemExit  → KILLED (Lightning turns Ctrl-C/SIGTERM into exit 1)
+    optuna.TrialPruned              → KILLED, tagged `optuna.state=PRUNED`
     any other exception             → FAILED, with the error in the `error` tag
 A run killed with SIGKILL cannot close itself; resuming it (same `ckpt_path`) reopens it.
 """
@@ -15,6 +16,7 @@ import os
 from pathlib import Path
 from types import TracebackType
 
+import optuna
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 from mlflow.utils.time import get_current_time_millis
@@ -75,6 +77,10 @@ class TrackedRun:
     ) -> None:
         if exc_type is None:
             status = "FINISHED"
+        elif issubclass(exc_type, optuna.TrialPruned):
+            # MLflow has no PRUNED status: the run was stopped on purpose, so KILLED + tag
+            status = "KILLED"
+            self.client.set_tag(self.run_id, "optuna.state", "PRUNED")
         elif issubclass(exc_type, (KeyboardInterrupt, SystemExit)):
             status = "KILLED"
         else:

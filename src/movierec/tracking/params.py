@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import platform
 import subprocess
 from pathlib import Path
@@ -16,12 +17,26 @@ TRUNCATION_MARK = "…[truncated]"
 
 
 def flatten_config(cfg: DictConfig) -> dict[str, str]:
-    """Resolved config as {"model.net.hidden": "64", ...}, without Hydra's own node."""
-    container = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+    """Resolved config as {"model.net.hidden": "64", ...}, without Hydra's own node.
+
+    A value that cannot be resolved here (e.g. a run folder that only exists inside a
+    sweep job) is recorded as written, interpolation and all.
+    """
+    try:
+        container = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+        resolved = True
+    except Exception:
+        container = OmegaConf.to_container(cfg, resolve=False)
+        resolved = False
     assert isinstance(container, dict)
     container.pop("hydra", None)
     flat: dict[str, str] = {}
     _flatten("", container, flat)
+    if not resolved:
+        for key, raw in flat.items():
+            if "${" in raw:
+                with contextlib.suppress(Exception):  # else keep the interpolation text
+                    flat[key] = _clip(str(OmegaConf.select(cfg, key)))
     return flat
 
 
@@ -30,10 +45,13 @@ def _flatten(prefix: str, value: Any, out: dict[str, str]) -> None:
         for key, inner in value.items():
             _flatten(f"{prefix}.{key}" if prefix else str(key), inner, out)
         return
-    text = str(value)
+    out[prefix] = _clip(str(value))
+
+
+def _clip(text: str) -> str:
     if len(text) > MAX_PARAM_LENGTH:
-        text = text[: MAX_PARAM_LENGTH - len(TRUNCATION_MARK)] + TRUNCATION_MARK
-    out[prefix] = text
+        return text[: MAX_PARAM_LENGTH - len(TRUNCATION_MARK)] + TRUNCATION_MARK
+    return text
 
 
 def git_state(root: Path) -> dict[str, str]:

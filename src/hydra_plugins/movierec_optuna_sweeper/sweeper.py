@@ -1,0 +1,218 @@
+"""`MovierecOptunaSweeper`: each trial = ask Optuna, launch one training, tell the result."""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import optuna
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.plugins import Plugins
+from hydra.plugins.sweeper import Sweeper
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, OmegaConf
+from optuna.distributions import FloatDistribution, IntDistribution
+from optuna.trial import TrialState
+
+from movierec.errors import ConfigError
+from movierec.tuning.best_config import experiment_yaml, write_experiment
+from movierec.tuning.search_space import parse_search_space
+from movierec.tuning.study import (
+    ALLOCATED,
+    COUNTED,
+    allocation_lock,
+    counts,
+    heartbeat,
+    open_study,
+)
+from movierec.tuning.tracking import close_study_run, open_study_run
+
+# the config store registration must run when Hydra discovers this plugin
+from . import config as _registered_config  # noqa: F401
+
+log = logging.getLogger(__name__)
+
+
+class MovierecOptunaSweeper(Sweeper):
+    def __init__(
+        self,
+        study_name: str,
+        storage: str,
+        direction: str,
+        n_trials: int,
+        sampler: dict,
+        pruner: dict,
+        params: dict,
+        heartbeat_interval: int,
+        grace_period: int,
+        max_failures: int,
+        best_config_dir: str | None,
+    ) -> None:
+        self.settings = {
+            "study_name": study_name,
+            "storage": storage,
+            "direction": direction,
+            "n_trials": n_trials,
+            "sampler": _plain(sampler),
+            "pruner": _plain(pruner),
+            "params": _plain(params),
+            "heartbeat_interval": heartbeat_interval,
+            "grace_period": grace_period,
+            "max_failures": max_failures,
+            "best_config_dir": best_config_dir,
+        }
+
+    def setup(
+        self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
+    ) -> None:
+        self.hydra_context = hydra_context
+        self.config = config
+        self.launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=hydra_context, task_function=task_function, config=config
+        )
+
+    def sweep(self, arguments: list[str]) -> Any:
+        from movierec.cli import run_reporting_user_errors
+
+        # a bad search space or setting: one line and exit 2, as for a single run
+        return run_reporting_user_errors(lambda: self._sweep(arguments))
+
+    def _sweep(self, arguments: list[str]) -> Any:
+        s = self.settings
+        fixed, extra_space = _split_arguments(arguments)
+        job_config = self.hydra_context.config_loader.load_sweep_config(self.config, fixed)
+        # the whole search space is checked before the first trial
+        space = parse_search_space({**s["params"], **extra_space}, job_config)
+        if not isinstance(s["n_trials"], int) or s["n_trials"] < 1:
+            raise ConfigError(f"hydra.sweeper.n_trials={s['n_trials']!r}: expected an integer ≥ 1")
+        study = open_study(
+            s["storage"], s["study_name"], s["direction"], s["sampler"], s["pruner"],
+            s["heartbeat_interval"], s["grace_period"],
+        )  # fmt: skip
+        with allocation_lock(s["storage"], s["study_name"]):
+            parent = open_study_run(job_config, s["study_name"], s["storage"])
+        log.info("study %r in %s: %d trials wanted", s["study_name"], s["storage"], s["n_trials"])
+        failures = 0
+        while True:
+            trial = self._allocate(study)
+            if trial is None:
+                break
+            state = self._run_trial(study, trial, fixed, space, parent)
+            failures = failures + 1 if state == TrialState.FAIL else 0
+            if failures >= s["max_failures"]:
+                raise ConfigError(
+                    f"{failures} trials in a row failed; see the trials' logs in "
+                    f"{self.config.hydra.sweep.dir}"
+                )
+        best = _best(study)
+        if best is not None:
+            close_study_run(parent, study, s["n_trials"])
+            self._write_best(study, fixed)
+        return best
+
+    def _allocate(self, study: optuna.Study) -> optuna.trial.Trial | None:
+        """Ask for the next trial, or None when the study has all it needs."""
+        n_trials = self.settings["n_trials"]
+        while True:
+            with allocation_lock(self.settings["storage"], self.settings["study_name"]):
+                with warnings.catch_warnings():  # experimental in Optuna, stable in use
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    optuna.storages.fail_stale_trials(study)  # dead workers' trials → retried
+                now = counts(study)
+                done = sum(now[state] for state in COUNTED)
+                allocated = sum(now[state] for state in ALLOCATED)
+                if done >= n_trials:
+                    return None
+                if allocated < n_trials or now[TrialState.WAITING]:
+                    return study.ask()
+            # every remaining trial is running elsewhere: wait for it to end or go stale
+            time.sleep(min(5, self.settings["heartbeat_interval"]))
+
+    def _run_trial(
+        self,
+        study: optuna.Study,
+        trial: optuna.trial.Trial,
+        fixed: list[str],
+        space: dict,
+        parent: Any,
+    ) -> TrialState:
+        params = {name: _suggest(trial, name, dist) for name, dist in space.items()}
+        overrides = [
+            *fixed,
+            *(f"{name}={_format(value)}" for name, value in params.items()),
+            f"sweep.trial={trial.number}",
+            f"sweep.study={self.settings['study_name']}",
+        ]
+        if parent is not None:
+            overrides.append(f"sweep.parent_run_id={parent.run_id}")
+        log.info("trial %d: %s", trial.number, " ".join(overrides[len(fixed) :]))
+        with heartbeat(study, trial, self.settings["heartbeat_interval"]):
+            (result,) = self.launcher.launch([overrides], initial_job_idx=trial.number)
+        try:
+            value = float(result.return_value)
+        except optuna.TrialPruned:
+            study.tell(trial, state=TrialState.PRUNED)
+            log.info("trial %d pruned", trial.number)
+            return TrialState.PRUNED
+        except Exception as err:  # a failed training fails its trial, not the sweep
+            study.tell(trial, state=TrialState.FAIL)
+            log.warning("trial %d failed: %s: %s", trial.number, type(err).__name__, err)
+            return TrialState.FAIL
+        study.tell(trial, value)
+        log.info("trial %d: %s = %.5f", trial.number, "value", value)
+        return TrialState.COMPLETE
+
+    def _write_best(self, study: optuna.Study, fixed: list[str]) -> None:
+        folder = self.settings["best_config_dir"]
+        best = _best(study)
+        if not folder or best is None:
+            return
+        root = Path(self.config.paths.root_dir) if "paths" in self.config else Path.cwd()
+        path = (root / folder / f"{self.settings['study_name']}.yaml").resolve()
+        groups = set(self.config.hydra.runtime.choices.keys())
+        text = experiment_yaml(self.settings["study_name"], best.value, best.params, fixed, groups)
+        write_experiment(path, text)
+        log.info("best trial %d (%.5f) written to %s", best.number, best.value, path)
+
+
+def _split_arguments(arguments: list[str]) -> tuple[list[str], dict[str, str]]:
+    """Command-line overrides → fixed ones and sweep ones (extra search dimensions)."""
+    parser = OverridesParser.create()
+    fixed: list[str] = []
+    space: dict[str, str] = {}
+    for override in parser.parse_overrides(arguments):
+        if override.is_sweep_override():
+            space[override.get_key_element()] = override.input_line.split("=", 1)[1]
+        else:
+            fixed.append(override.input_line)
+    return fixed, space
+
+
+def _suggest(trial: optuna.trial.Trial, name: str, dist: Any) -> Any:
+    if isinstance(dist, FloatDistribution):
+        return trial.suggest_float(name, dist.low, dist.high, log=dist.log, step=dist.step)
+    if isinstance(dist, IntDistribution):
+        return trial.suggest_int(name, dist.low, dist.high, step=dist.step, log=dist.log)
+    return trial.suggest_categorical(name, dist.choices)
+
+
+def _best(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
+    try:
+        return study.best_trial
+    except ValueError:  # no completed trial
+        return None
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return str(value).lower()
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def _plain(value: Any) -> Any:
+    return OmegaConf.to_container(value, resolve=True) if isinstance(value, DictConfig) else value

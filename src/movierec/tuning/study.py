@@ -1,0 +1,139 @@
+"""A study shared by any number of sweep processes, resumable after a crash.
+
+* Storage: any SQLAlchemy URL (sqlite file by default; PostgreSQL/MySQL for many hosts).
+* Resume: trials record heartbeats; a RUNNING trial whose process died stops beating, is
+  marked FAIL after `grace_period` seconds and re-queued once with the same parameters.
+* Parallel: allocating a trial (count, then ask) happens under an exclusive file lock, so
+  workers on one machine never overshoot `n_trials` (workers on several hosts can overshoot
+  by at most one trial each).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import inspect
+import tempfile
+import threading
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import optuna
+from optuna.storages import RDBStorage, RetryFailedTrialCallback
+from optuna.trial import TrialState
+
+from movierec.errors import ConfigError
+
+SAMPLERS = ("tpe", "random")
+PRUNERS = ("median", "hyperband", "none")
+COUNTED = (TrialState.COMPLETE, TrialState.PRUNED)
+ALLOCATED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
+
+
+def make_sampler(settings: dict) -> optuna.samplers.BaseSampler:
+    """`{name: tpe|random, seed: int, ...}` → a seeded Optuna sampler."""
+    settings = dict(settings)
+    name = settings.pop("name", "tpe")
+    seed = settings.pop("seed", None)
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, **settings)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    raise ConfigError(f"hydra.sweeper.sampler.name={name!r}; expected one of {', '.join(SAMPLERS)}")
+
+
+def make_pruner(settings: dict) -> optuna.pruners.BasePruner:
+    """`{name: median|hyperband|none, ...}` → an Optuna pruner (median by default)."""
+    settings = dict(settings)
+    name = settings.pop("name", "median")
+    if name == "median":
+        return optuna.pruners.MedianPruner(**settings)
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(**settings)
+    if name == "none":
+        return optuna.pruners.NopPruner()
+    raise ConfigError(f"hydra.sweeper.pruner.name={name!r}; expected one of {', '.join(PRUNERS)}")
+
+
+def open_study(
+    storage_url: str,
+    study_name: str,
+    direction: str,
+    sampler: dict,
+    pruner: dict,
+    heartbeat_interval: int,
+    grace_period: int,
+) -> optuna.Study:
+    """Create the study or join the existing one of the same name."""
+    if direction not in ("minimize", "maximize"):
+        raise ConfigError(f"hydra.sweeper.direction={direction!r}; expected minimize or maximize")
+    if storage_url.startswith("sqlite:///"):
+        Path(storage_url.removeprefix("sqlite:///")).expanduser().parent.mkdir(
+            parents=True, exist_ok=True
+        )
+    retry = RetryFailedTrialCallback(max_retry=1)
+    callback_arg = (
+        "heartbeat_stale_trial_callback"
+        if "heartbeat_stale_trial_callback" in inspect.signature(RDBStorage).parameters
+        else "failed_trial_callback"
+    )
+    with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna's terms
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        storage = RDBStorage(
+            storage_url,
+            heartbeat_interval=heartbeat_interval,
+            grace_period=grace_period,
+            **{callback_arg: retry},
+        )
+    return optuna.create_study(
+        study_name=study_name,
+        storage=storage,
+        sampler=make_sampler(sampler),
+        pruner=make_pruner(pruner),
+        direction=direction,
+        load_if_exists=True,
+    )
+
+
+def counts(study: optuna.Study) -> dict[TrialState, int]:
+    trials = study.get_trials(deepcopy=False)
+    return {state: sum(t.state == state for t in trials) for state in TrialState}
+
+
+@contextlib.contextmanager
+def allocation_lock(storage_url: str, study_name: str) -> Iterator[None]:
+    """Exclusive lock for "count trials, then ask": beside a sqlite file, else in /tmp."""
+    if storage_url.startswith("sqlite:///"):
+        path = Path(storage_url.removeprefix("sqlite:///") + f".{study_name}.lock")
+    else:
+        key = hashlib.sha256(f"{storage_url}|{study_name}".encode()).hexdigest()[:16]
+        path = Path(tempfile.gettempdir()) / f"movierec-optuna-{key}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def heartbeat(study: optuna.Study, trial: optuna.trial.Trial, interval: int) -> Iterator[None]:
+    """Record the trial's heartbeat every `interval` s while it runs (ask/tell does not)."""
+    stop = threading.Event()
+    storage = study._storage
+
+    def beat() -> None:
+        while not stop.is_set():
+            storage.record_heartbeat(trial._trial_id)
+            stop.wait(interval)
+
+    thread = threading.Thread(target=beat, name=f"optuna-heartbeat-{trial.number}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()

@@ -1,0 +1,204 @@
+"""Optuna sweeps through Hydra multirun, run for real as subprocesses into a temp folder."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
+
+from tests.conftest import PROJECT_ROOT
+from tests.training_configs import TINY_DATA
+
+QUIET = ["callbacks.progress_bar=null", "trainer.enable_progress_bar=false"]
+STUDY = "sage_synthetic"
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    return dict(
+        os.environ,
+        MOVIEREC_DATA_DIR=str(tmp_path / "data"),
+        MOVIEREC_LOG_DIR=str(tmp_path / "logs"),
+        MOVIEREC_MLRUNS_DIR=str(tmp_path / "mlruns"),
+    )
+
+
+def _sweep_command(tmp_path: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable, str(PROJECT_ROOT / "scripts" / "train.py"), "-m",
+        "hparams_search=sage_optuna", *TINY_DATA, *QUIET,
+        f"hydra.sweeper.best_config_dir={tmp_path / 'tuned'}",
+        "hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=3", *extra,
+    ]  # fmt: skip
+
+
+def _run(tmp_path: Path, *extra: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        _sweep_command(tmp_path, *extra),
+        env=_env(tmp_path), capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+
+
+def _study(tmp_path: Path) -> optuna.Study:
+    return optuna.load_study(
+        study_name=STUDY, storage=f"sqlite:///{tmp_path / 'mlruns' / 'optuna.db'}"
+    )
+
+
+def _states(study: optuna.Study) -> list[TrialState]:
+    return [t.state for t in study.get_trials()]
+
+
+def _mlflow_runs(tmp_path: Path):
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    return client.search_runs(experiments)
+
+
+def test_sweep_records_study_mlflow_parent_children_and_best_config(tmp_path: Path):
+    done = _run(tmp_path, "hydra.sweeper.n_trials=4", "trainer.max_epochs=3")
+    assert done.returncode == 0, done.stderr[-3000:]
+    study = _study(tmp_path)
+    assert len(study.trials) == 4
+    assert all(s in (TrialState.COMPLETE, TrialState.PRUNED) for s in _states(study))
+    runs = _mlflow_runs(tmp_path)
+    parents = [r for r in runs if r.data.tags.get("optuna.role") == "study"]
+    children = [r for r in runs if r.data.tags.get("optuna.study") == STUDY and r not in parents]
+    assert len(parents) == 1 and len(children) == 4
+    parent = parents[0]
+    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
+    assert parent.data.metrics["best/val_rmse"] == pytest.approx(study.best_value)
+    assert parent.info.status == "FINISHED"
+    for child in children:  # each trial run carries its sampled params
+        trial = study.trials[int(child.data.tags["optuna.trial"])]
+        assert float(child.data.params["model.lr"]) == pytest.approx(trial.params["model.lr"])
+    best = yaml.safe_load((tmp_path / "tuned" / f"{STUDY}.yaml").read_text())
+    assert best["model"]["lr"] == pytest.approx(study.best_params["model.lr"])
+    assert {"override /data": "synthetic"} in best["defaults"]
+    assert not any("hparams_search" in str(d) for d in best["defaults"])
+
+
+def test_pruned_trials_are_pruned_in_optuna_and_mlflow(tmp_path: Path):
+    # one good and one hopeless learning rate; the median pruner stops the hopeless ones
+    done = _run(
+        tmp_path,
+        "hydra.sweeper.n_trials=6",
+        "trainer.max_epochs=8",
+        "callbacks.early_stopping=null",
+        "hydra.sweeper.sampler={name:random,seed:3}",
+        "hydra.sweeper.pruner={name:median,n_startup_trials:2,n_warmup_steps:1}",
+        "hydra.sweeper.params={model.lr:'choice(0.00001,0.03)'}",
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    study = _study(tmp_path)
+    pruned = [t for t in study.trials if t.state == TrialState.PRUNED]
+    assert pruned, _states(study)
+    for trial in pruned:  # stopped early, at an epoch before the last
+        assert max(trial.intermediate_values) < 7
+    runs = {r.data.tags.get("optuna.trial"): r for r in _mlflow_runs(tmp_path)}
+    for trial in pruned:
+        run = runs[str(trial.number)]
+        assert run.info.status == "KILLED" and run.data.tags["optuna.state"] == "PRUNED"
+    assert sum(s in (TrialState.COMPLETE, TrialState.PRUNED) for s in _states(study)) == 6
+
+
+def test_killed_sweep_resumes_the_same_study(tmp_path: Path):
+    args = ("hydra.sweeper.n_trials=3", "trainer.max_epochs=60", "callbacks.early_stopping=null")
+    process = subprocess.Popen(
+        _sweep_command(tmp_path, *args), env=_env(tmp_path),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    storage = tmp_path / "mlruns" / "optuna.db"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:  # wait until the first trial is done
+        if storage.exists():
+            try:
+                if TrialState.COMPLETE in _states(_study(tmp_path)):
+                    break
+            except KeyError:
+                pass
+        time.sleep(0.5)
+    process.send_signal(signal.SIGKILL)  # no chance to clean up: the running trial stays RUNNING
+    process.wait(timeout=30)
+    before = _study(tmp_path)
+    assert TrialState.RUNNING in _states(before)
+    finished_before = {t.number: t.params for t in before.trials if t.state == TrialState.COMPLETE}
+    done = _run(tmp_path, *args)
+    assert done.returncode == 0, done.stderr[-3000:]
+    after = _study(tmp_path)
+    counted = [t for t in after.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert len(counted) == 3  # exactly the requested number, none lost
+    assert TrialState.FAIL in _states(after)  # the dead trial was marked failed …
+    failed = next(t for t in after.trials if t.state == TrialState.FAIL)
+    assert any(t.params == failed.params for t in counted)  # … and retried
+    for number, params in finished_before.items():  # finished trials were kept, not re-run
+        assert after.trials[number].state == TrialState.COMPLETE
+        assert after.trials[number].params == params
+
+
+def test_two_workers_share_one_study(tmp_path: Path):
+    args = ("hydra.sweeper.n_trials=4", "trainer.max_epochs=3")
+    workers = [
+        subprocess.Popen(
+            _sweep_command(tmp_path, *args, f"hydra.sweep.dir={tmp_path / f'sweep{i}'}"),
+            env=_env(tmp_path),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    for worker in workers:
+        assert worker.wait(timeout=600) == 0, worker.stderr.read()[-3000:]
+    study = _study(tmp_path)
+    numbers = [t.number for t in study.trials]
+    assert len(numbers) == len(set(numbers)) == 4
+    assert sum(s in (TrialState.COMPLETE, TrialState.PRUNED) for s in _states(study)) == 4
+    worked = [any((tmp_path / f"sweep{i}").glob("*/metrics.json")) for i in range(2)]
+    assert all(worked)  # both processes ran trials
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ("model.net.hiddn=choice(16,32)", "model.net.hiddn is not a key of the composed config"),
+        ("hydra.sweeper.params={model.net.hidden:'choice()'}", "empty choice is not legal"),
+        ("hydra.sweeper.params={model.lr:'interval(0.1,0.01)'}", "interval needs low < high"),
+    ],
+)
+def test_invalid_search_space_is_rejected_before_any_trial(tmp_path: Path, entry, message):
+    done = _run(tmp_path, "hydra.sweeper.n_trials=2", entry, timeout=120)
+    assert done.returncode == 2
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and message in errors[0]
+    assert "Traceback" not in done.stderr
+    storage = tmp_path / "mlruns" / "optuna.db"
+    assert not storage.exists() or not _study_trials(storage)
+
+
+def _study_trials(storage: Path) -> list:
+    try:
+        return _study(storage.parent.parent).trials
+    except KeyError:
+        return []
+
+
+def test_plain_grid_multirun_runs_every_combination(tmp_path: Path):
+    done = subprocess.run(
+        [sys.executable, str(PROJECT_ROOT / "scripts" / "train.py"), "-m", *TINY_DATA, *QUIET,
+         "model=mf,sage", "seed=1,2", "trainer.max_epochs=2"],
+        env=_env(tmp_path), capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    runs = _mlflow_runs(tmp_path)
+    combos = sorted((r.data.tags["model"], r.data.tags["seed"]) for r in runs)
+    assert combos == [("mf", "1"), ("mf", "2"), ("sage", "1"), ("sage", "2")]
+    assert all(r.info.status == "FINISHED" for r in runs)
