@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -55,6 +57,17 @@ def _study(tmp_path: Path) -> optuna.Study:
 
 def _states(study: optuna.Study) -> list[TrialState]:
     return [t.state for t in study.get_trials()]
+
+
+def _raw_states(storage: Path) -> list[str]:
+    """Trial states read straight from the sqlite file (never creates tables)."""
+    if not storage.exists():
+        return []
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{storage}?mode=ro", uri=True)) as db:
+            return [row[0] for row in db.execute("SELECT state FROM trials")]
+    except sqlite3.Error:
+        return []  # the sweeper is still creating the schema
 
 
 def _mlflow_runs(tmp_path: Path):
@@ -118,14 +131,8 @@ def test_killed_sweep_resumes_the_same_study(tmp_path: Path):
     )  # fmt: skip
     storage = tmp_path / "mlruns" / "optuna.db"
     deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:  # wait until the first trial is done
-        if storage.exists():
-            try:
-                if TrialState.COMPLETE in _states(_study(tmp_path)):
-                    break
-            except KeyError:
-                pass
-        time.sleep(0.5)
+    while time.monotonic() < deadline and "COMPLETE" not in _raw_states(storage):
+        time.sleep(0.5)  # until the first trial is done
     process.send_signal(signal.SIGKILL)  # no chance to clean up: the running trial stays RUNNING
     process.wait(timeout=30)
     before = _study(tmp_path)

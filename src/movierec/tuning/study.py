@@ -79,7 +79,11 @@ def open_study(
         if "heartbeat_stale_trial_callback" in inspect.signature(RDBStorage).parameters
         else "failed_trial_callback"
     )
-    with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna's terms
+    # Workers started together would race to create the schema ("table already exists").
+    with (
+        allocation_lock(storage_url, "schema"),
+        warnings.catch_warnings(),  # heartbeats are "experimental" in Optuna's terms
+    ):
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         storage = RDBStorage(
             storage_url,
@@ -87,14 +91,15 @@ def open_study(
             grace_period=grace_period,
             **{callback_arg: retry},
         )
-    return optuna.create_study(
-        study_name=study_name,
-        storage=storage,
-        sampler=make_sampler(sampler),
-        pruner=make_pruner(pruner),
-        direction=direction,
-        load_if_exists=True,
-    )
+    with allocation_lock(storage_url, study_name):
+        return optuna.create_study(
+            study_name=study_name,
+            storage=storage,
+            sampler=make_sampler(sampler),
+            pruner=make_pruner(pruner),
+            direction=direction,
+            load_if_exists=True,
+        )
 
 
 def counts(study: optuna.Study) -> dict[TrialState, int]:
