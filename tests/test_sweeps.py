@@ -131,8 +131,11 @@ def test_killed_sweep_resumes_the_same_study(tmp_path: Path):
     )  # fmt: skip
     storage = tmp_path / "mlruns" / "optuna.db"
     deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and "COMPLETE" not in _raw_states(storage):
-        time.sleep(0.5)  # until the first trial is done
+    while time.monotonic() < deadline:  # until trial 0 is done and trial 1 is running
+        states = _raw_states(storage)
+        if "COMPLETE" in states and "RUNNING" in states:
+            break
+        time.sleep(0.2)
     process.send_signal(signal.SIGKILL)  # no chance to clean up: the running trial stays RUNNING
     process.wait(timeout=30)
     before = _study(tmp_path)
