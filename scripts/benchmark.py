@@ -90,9 +90,13 @@ def to_markdown(summary: pd.DataFrame) -> str:
     )
     lines = [header]
     for _, r in summary.iterrows():
+
+        def spread(metric: str, row=r) -> str:  # no std from a single seed
+            return f" ± {row[f'{metric} std']:.4f}" if row["seeds"] > 1 else ""
+
         lines.append(
-            f"| {r['dataset']} | {r['model']} | {r['test/rmse']:.4f} ± {r['test/rmse std']:.4f} "
-            f"| {r['test/mae']:.4f} ± {r['test/mae std']:.4f} | {r['val/rmse']:.4f} "
+            f"| {r['dataset']} | {r['model']} | {r['test/rmse']:.4f}{spread('test/rmse')} "
+            f"| {r['test/mae']:.4f}{spread('test/mae')} | {r['val/rmse']:.4f} "
             f"| {r['fit_seconds']:.0f} | {r['seconds_per_epoch']:.3f} | {r['epochs']:.0f} "
             f"| {r['peak_rss_mb']:.0f} | {r['parameters']:,.0f} | {r['seeds']} |"
         )
