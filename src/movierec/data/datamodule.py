@@ -131,7 +131,7 @@ class MovieLensDataModule(pl.LightningDataModule):
     @property
     def train_mean_rating(self) -> float:
         """Mean training rating in stars (the global-mean baseline and MF's offset)."""
-        return float(self._rows("train")[2].mean())
+        return float(self.rows("train")[2].mean())
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", self.batch_size, shuffle=True)
@@ -142,7 +142,8 @@ class MovieLensDataModule(pl.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", self.eval_batch_size, shuffle=False)
 
-    def _rows(self, part: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def rows(self, part: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(user, movie, rating) tensors of split part "train", "val" or "test"."""
         if self.data is None or self.indices is None:
             raise RuntimeError("call setup() before asking for data")
         rows: np.ndarray = getattr(self.indices, part)
@@ -155,7 +156,7 @@ class MovieLensDataModule(pl.LightningDataModule):
 
     def _loader(self, part: str, batch_size: int, shuffle: bool) -> DataLoader:
         batches = RatingBatches(
-            *self._rows(part),
+            *self.rows(part),
             batch_size=batch_size,
             shuffle=shuffle,
             seed=self.seed,

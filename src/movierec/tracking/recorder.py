@@ -129,7 +129,7 @@ def record_outputs(
         run.log_artifact(maps, "id_maps")
         history = {key: run.metric_history(key) for key in CURVES}
         run.log_artifact(plot_curves(history, folder / "curves.png"), "plots")
-        user, movie, rating = datamodule._rows("test")
+        user, movie, rating = datamodule.rows("test")
         if len(rating):
             predicted = model.predict_pairs(user.to(model.device), movie.to(model.device)).cpu()
             run.log_artifact(
@@ -150,7 +150,7 @@ def record_outputs(
 
 
 def _input_example(data, datamodule) -> pd.DataFrame:
-    user, movie, _ = datamodule._rows("train")
+    user, movie, _ = datamodule.rows("train")
     rows = np.arange(min(2, len(user)))
     return pd.DataFrame(
         {
