@@ -19,7 +19,7 @@ from torch_geometric.data import HeteroData
 
 from movierec.data.batches import RatingBatches
 from movierec.data.cache import load_ratings_data, prepare_processed
-from movierec.data.features import USER_FEATURE_KINDS
+from movierec.data.features import check_user_feature_kind
 from movierec.data.graph import GraphSchema, build_graph
 from movierec.data.processed import RatingsData
 from movierec.data.sources import DataSettings
@@ -65,11 +65,7 @@ class MovieLensDataModule(pl.LightningDataModule):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        if user_features not in USER_FEATURE_KINDS:
-            raise ConfigError(
-                f"data.user_features={user_features!r} is not valid; expected one of "
-                f"{', '.join(USER_FEATURE_KINDS)}"
-            )
+        check_user_feature_kind(user_features)  # before any download, not at setup
         for key, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
             if not isinstance(value, int) or value < 0:
                 raise ConfigError(f"data.{key}={value!r}: expected an integer ≥ 0 (0 = all)")

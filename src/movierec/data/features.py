@@ -35,11 +35,17 @@ def user_features(data: RatingsData, kind: str, placeholder_dim: int = 20) -> np
                 "(ml_100k and ml_1m have them); use placeholder or none"
             )
         return _side_features(data.users)
-    if kind == "none":
-        return None
-    raise ConfigError(
-        f"data.user_features={kind!r} is not valid; expected one of {', '.join(USER_FEATURE_KINDS)}"
-    )
+    check_user_feature_kind(kind)
+    return None
+
+
+def check_user_feature_kind(kind: str) -> None:
+    """Refuse an unknown `data.user_features` value, naming the allowed ones."""
+    if kind not in USER_FEATURE_KINDS:
+        raise ConfigError(
+            f"data.user_features={kind!r} is not valid; expected one of "
+            f"{', '.join(USER_FEATURE_KINDS)}"
+        )
 
 
 def _side_features(users: pd.DataFrame) -> np.ndarray:
