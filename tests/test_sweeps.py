@@ -17,6 +17,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
+from movierec.tuning.study import open_study
 from tests.conftest import PROJECT_ROOT
 from tests.training_configs import TINY_DATA
 
@@ -68,6 +69,19 @@ def _raw_states(storage: Path) -> list[str]:
             return [row[0] for row in db.execute("SELECT state FROM trials")]
     except sqlite3.Error:
         return []  # the sweeper is still creating the schema
+
+
+def _running_and_training(storage: Path) -> bool:
+    """Whether a RUNNING trial has drawn its parameters and begun training (read-only)."""
+    query = (
+        "SELECT COUNT(*) FROM trials JOIN trial_intermediate_values USING (trial_id) "
+        "WHERE trials.state = 'RUNNING'"
+    )
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{storage}?mode=ro", uri=True)) as db:
+            return db.execute(query).fetchone()[0] > 0
+    except sqlite3.Error:
+        return False
 
 
 def _mlflow_runs(tmp_path: Path):
@@ -131,9 +145,8 @@ def test_killed_sweep_resumes_the_same_study(tmp_path: Path):
     )  # fmt: skip
     storage = tmp_path / "mlruns" / "optuna.db"
     deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:  # until trial 0 is done and trial 1 is running
-        states = _raw_states(storage)
-        if "COMPLETE" in states and "RUNNING" in states:
+    while time.monotonic() < deadline:  # until trial 0 is done and trial 1 is training
+        if "COMPLETE" in _raw_states(storage) and _running_and_training(storage):
             break
         time.sleep(0.2)
     process.send_signal(signal.SIGKILL)  # no chance to clean up: the running trial stays RUNNING
@@ -141,17 +154,32 @@ def test_killed_sweep_resumes_the_same_study(tmp_path: Path):
     before = _study(tmp_path)
     assert TrialState.RUNNING in _states(before)
     finished_before = {t.number: t.params for t in before.trials if t.state == TrialState.COMPLETE}
-    done = _run(tmp_path, *args)
+    done = _run(tmp_path, *args, timeout=400)
     assert done.returncode == 0, done.stderr[-3000:]
     after = _study(tmp_path)
     counted = [t for t in after.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     assert len(counted) == 3  # exactly the requested number, none lost
     assert TrialState.FAIL in _states(after)  # the dead trial was marked failed …
     failed = next(t for t in after.trials if t.state == TrialState.FAIL)
-    assert any(t.params == failed.params for t in counted)  # … and retried
+    retried = [t for t in counted if t.system_attrs.get("failed_trial") == failed.number]
+    assert len(retried) == 1  # … and retried once, with the parameters it had drawn
+    assert failed.params and failed.params.items() <= retried[0].params.items()
     for number, params in finished_before.items():  # finished trials were kept, not re-run
         assert after.trials[number].state == TrialState.COMPLETE
         assert after.trials[number].params == params
+
+
+def test_trial_orphaned_before_its_first_heartbeat_is_failed_and_retried(tmp_path: Path):
+    # a worker killed between `ask` and its first heartbeat leaves a RUNNING trial that
+    # never beat; the next sweep must fail and replace it instead of waiting for it forever
+    storage = f"sqlite:///{tmp_path / 'mlruns' / 'optuna.db'}"
+    orphan = open_study(storage, STUDY, "minimize", {"name": "tpe"}, {"name": "none"}, 1, 3).ask()
+    time.sleep(3.5)  # older than the grace period
+    done = _run(tmp_path, "hydra.sweeper.n_trials=2", "trainer.max_epochs=2", timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    study = _study(tmp_path)
+    assert study.trials[orphan.number].state == TrialState.FAIL
+    assert sum(s in (TrialState.COMPLETE, TrialState.PRUNED) for s in _states(study)) == 2
 
 
 def test_two_workers_share_one_study(tmp_path: Path):

@@ -127,7 +127,10 @@ class MovierecOptunaSweeper(Sweeper):
                 if done >= n_trials:
                     return None
                 if allocated < n_trials or now[TrialState.WAITING]:
-                    return study.ask()
+                    trial = study.ask()
+                    # beat at once: a trial that never beats is only found stale by start time
+                    study._storage.record_heartbeat(trial._trial_id)
+                    return trial
             # every remaining trial is running elsewhere: wait for it to end or go stale
             time.sleep(min(5, self.settings["heartbeat_interval"]))
 

@@ -1,8 +1,9 @@
 """A study shared by any number of sweep processes, resumable after a crash.
 
 * Storage: any SQLAlchemy URL (sqlite file by default; PostgreSQL/MySQL for many hosts).
-* Resume: trials record heartbeats; a RUNNING trial whose process died stops beating, is
-  marked FAIL after `grace_period` seconds and re-queued once with the same parameters.
+* Resume: trials record heartbeats; a RUNNING trial whose process died stops beating (or
+  never beat: killed between `ask` and its first heartbeat), is marked FAIL after
+  `grace_period` seconds and re-queued once with the same parameters.
 * Parallel: allocating a trial (count, then ask) happens under an exclusive file lock, so
   workers on one machine never overshoot `n_trials` (workers on several hosts can overshoot
   by at most one trial each).
@@ -13,15 +14,15 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
-import inspect
 import tempfile
 import threading
 import warnings
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import optuna
-from optuna.storages import RDBStorage, RetryFailedTrialCallback
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from movierec.errors import ConfigError
@@ -30,6 +31,37 @@ SAMPLERS = ("tpe", "random")
 PRUNERS = ("median", "hyperband", "none")
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED)
 ALLOCATED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
+
+
+class _Storage(RDBStorage):
+    """Optuna's RDBStorage, plus: a RUNNING trial that never recorded a heartbeat is stale.
+
+    Optuna skips such trials when it looks for stale ones, so a worker killed between
+    `ask` and its first heartbeat would leave a trial RUNNING forever, holding one of the
+    study's `n_trials` slots and making every later worker wait for it. Here it counts as
+    stale once it started more than `grace_period` seconds ago. Optuna has no public query
+    for "has a heartbeat", so this reads its heartbeat table like Optuna's own check does.
+    """
+
+    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        from optuna.storages._rdb import models  # Optuna's ORM, as its own stale check uses
+
+        stale = super()._get_stale_trial_ids(study_id)
+        grace = self.grace_period if self.grace_period is not None else 2 * self.heartbeat_interval
+        started_before = datetime.now() - timedelta(seconds=grace)  # datetime_start is local
+        session = self.scoped_session()
+        try:
+            never_beat = [
+                row.trial_id
+                for row in session.query(models.TrialModel.trial_id)
+                .filter(models.TrialModel.study_id == study_id)
+                .filter(models.TrialModel.state == TrialState.RUNNING)
+                .filter(~models.TrialModel.heartbeats.any())
+            ]
+        finally:
+            session.close()
+        old = [i for i in never_beat if self.get_trial(i).datetime_start < started_before]
+        return [*stale, *(i for i in old if i not in stale)]
 
 
 def make_sampler(settings: dict) -> optuna.samplers.BaseSampler:
@@ -73,23 +105,17 @@ def open_study(
         Path(storage_url.removeprefix("sqlite:///")).expanduser().parent.mkdir(
             parents=True, exist_ok=True
         )
-    retry = RetryFailedTrialCallback(max_retry=1)
-    callback_arg = (
-        "heartbeat_stale_trial_callback"
-        if "heartbeat_stale_trial_callback" in inspect.signature(RDBStorage).parameters
-        else "failed_trial_callback"
-    )
     # Workers started together would race to create the schema ("table already exists").
     with (
         allocation_lock(storage_url, "schema"),
         warnings.catch_warnings(),  # heartbeats are "experimental" in Optuna's terms
     ):
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        storage = RDBStorage(
+        storage = _Storage(
             storage_url,
             heartbeat_interval=heartbeat_interval,
             grace_period=grace_period,
-            **{callback_arg: retry},
+            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
         )
     with allocation_lock(storage_url, study_name):
         return optuna.create_study(
