@@ -92,6 +92,9 @@ def test_run_records_params_tags_metrics_and_artifacts(finished_run):
     assert run.data.metrics["test/rmse"] == pytest.approx(metrics["test/rmse"])
     assert run.data.metrics["val/rmse_best"] == pytest.approx(metrics["val/rmse"])
     assert {"train/loss_epoch", "test/mae", "time/epoch_s"} <= set(run.data.metrics)
+    for name in ("precision", "recall", "ndcg", "hit_rate"):  # ranking metrics of the test
+        key = f"test/{name}_at_10"
+        assert run.data.metrics[key] == pytest.approx(metrics[key])
     assert any(k.startswith("lr-") for k in run.data.metrics)
     paths = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"config.yaml", "plots", "checkpoints", "id_maps"} <= paths
@@ -319,3 +322,6 @@ def test_ddp_two_cpu_processes_log_one_run_and_match_one_process(tmp_path: Path)
     # full-batch MF: the two ranks' half-batch gradients average to the full-batch one,
     # so only float summation order differs
     assert results["ddp"]["test/rmse"] == pytest.approx(results["single"]["test/rmse"], abs=1e-3)
+    # each rank ranks its own shard of the test users; the synced means match one process
+    for key in ("test/ndcg_at_10", "test/recall_at_10", "test/hit_rate_at_10"):
+        assert results["ddp"][key] == pytest.approx(results["single"][key], abs=1e-3), key

@@ -1,9 +1,10 @@
 """`RatingPredictor`: the one LightningModule that trains any `RatingNet` to predict ratings.
 
-It owns only training logic: the loss, optimizer and scheduler, and torchmetrics RMSE/MAE
-(synced across DDP ranks) in stars. The network is rebuilt from its config and the data
-schema stored in the checkpoint, so `RatingPredictor.load_from_checkpoint(path)` needs no
-datamodule.
+It owns only training logic: the loss, optimizer and scheduler, torchmetrics RMSE/MAE
+(synced across DDP ranks) in stars, and at test time the top-K ranking metrics of
+`movierec.ranking` (Precision/Recall/NDCG/HitRate@K; protocol in `ranking.protocol`).
+The network is rebuilt from its config and the data schema stored in the checkpoint,
+so `RatingPredictor.load_from_checkpoint(path)` needs no datamodule.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ from torchmetrics import MeanAbsoluteError, MeanSquaredError
 from movierec.data.graph import GraphSchema
 from movierec.errors import ConfigError, MovieRecError
 from movierec.models.base import NodeEmbeddings, RatingNet, RatingScores, check_choice
+from movierec.ranking.metrics import TopKRanking, metric_name
+from movierec.ranking.protocol import RELEVANT_RATING, RankingProtocol
+from movierec.ranking.scoring import evaluate_ranking, score_block
 
 LOSSES = ("mse", "huber", "l1", "cross_entropy")
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -40,6 +44,8 @@ class RatingPredictor(pl.LightningModule):
         weight_decay: L2 / decoupled weight decay (≥ 0).
         scheduler: none | cosine (over max_epochs) | plateau (on val RMSE) | step.
         scheduler_kwargs: extra arguments of the scheduler (e.g. factor, patience, step_size).
+        ranking_k: list length K of the test ranking metrics (`test/ndcg_at_<K>`, …).
+        relevant_rating: a test rating ≥ this many stars makes a movie relevant.
     """
 
     def __init__(
@@ -53,6 +59,8 @@ class RatingPredictor(pl.LightningModule):
         weight_decay: float = 0.0,
         scheduler: str = "none",
         scheduler_kwargs: dict | None = None,
+        ranking_k: int = 10,
+        relevant_rating: float = RELEVANT_RATING,
     ) -> None:
         super().__init__()
         # Hydra hands over DictConfigs; checkpoints must hold plain containers so they
@@ -71,6 +79,8 @@ class RatingPredictor(pl.LightningModule):
                 "weight_decay": weight_decay,
                 "scheduler": scheduler,
                 "scheduler_kwargs": scheduler_kwargs,
+                "ranking_k": ranking_k,
+                "relevant_rating": relevant_rating,
             },
             logger=False,  # the tracking layer logs the whole resolved config instead
         )
@@ -83,6 +93,8 @@ class RatingPredictor(pl.LightningModule):
             raise ConfigError(f"model.weight_decay={weight_decay!r}: expected ≥ 0")
         if not isinstance(huber_delta, (int, float)) or huber_delta <= 0:
             raise ConfigError(f"model.huber_delta={huber_delta!r}: expected > 0")
+        if not isinstance(ranking_k, int) or isinstance(ranking_k, bool) or ranking_k < 1:
+            raise ConfigError(f"ranking.k={ranking_k!r}: expected an integer ≥ 1")
         self.schema = GraphSchema(
             **{
                 **schema,
@@ -100,6 +112,7 @@ class RatingPredictor(pl.LightningModule):
         self.val_mae = MeanAbsoluteError()
         self.test_rmse = MeanSquaredError(squared=False)
         self.test_mae = MeanAbsoluteError()
+        self.test_ranking = TopKRanking(ranking_k)
         self._graph: HeteroData | None = None
         self._eval_embeddings: NodeEmbeddings | None = None
 
@@ -164,6 +177,7 @@ class RatingPredictor(pl.LightningModule):
         self._eval_embeddings = None
 
     def on_test_epoch_end(self) -> None:
+        self._log_ranking()
         self._eval_embeddings = None
 
     def _evaluate(self, batch, stage: str, rmse, mae) -> None:
@@ -174,6 +188,24 @@ class RatingPredictor(pl.LightningModule):
         mae.update(predicted, rating)
         self.log(f"{stage}/rmse", rmse, on_epoch=True, prog_bar=True, batch_size=len(rating))
         self.log(f"{stage}/mae", mae, on_epoch=True, batch_size=len(rating))
+
+    def _log_ranking(self) -> None:
+        """Top-K metrics of the test users; each DDP rank ranks its own shard of users."""
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is None or getattr(datamodule, "data", None) is None:
+            return  # tested on bare dataloaders: no split to rank against
+        assert self._eval_embeddings is not None
+        protocol = RankingProtocol.from_datamodule(datamodule, self.hparams.relevant_rating)
+        embeddings = self._eval_embeddings
+        evaluate_ranking(
+            lambda users: score_block(self.net, embeddings, users),
+            protocol.shard(self.global_rank, self.trainer.world_size),
+            protocol.exclude,
+            protocol.relevant,
+            self.test_ranking,
+        )
+        for name, metric in self.test_ranking.means.items():
+            self.log(metric_name(name, self.test_ranking.k), metric)
 
     def _loss(self, scores: RatingScores, rating: torch.Tensor) -> torch.Tensor:
         loss = self.hparams.loss
