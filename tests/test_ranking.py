@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+import sys
 
 import numpy as np
 import pytest
@@ -14,13 +16,17 @@ from torchmetrics.retrieval import (
     RetrievalRecall,
 )
 
+from movierec.config import build
 from movierec.data.datamodule import MovieLensDataModule
 from movierec.data.splits import PredefinedSplit, RandomSplit
+from movierec.ranking.baseline import evaluate_popularity
 from movierec.ranking.metrics import TopKRanking, metric_name, topk_metrics
 from movierec.ranking.popularity import Popularity
 from movierec.ranking.protocol import RankingProtocol
 from movierec.ranking.scoring import evaluate_ranking, user_chunks
 from movierec.ranking.user_items import UserItems
+from tests.conftest import PROJECT_ROOT
+from tests.training_configs import TINY_DATA, compose_train
 
 LOG2_3 = math.log2(3)
 
@@ -230,3 +236,30 @@ def test_popularity_on_ml100k_matches_torchmetrics(real_mirror, real_cache):
     assert computed["recall"] == pytest.approx(float(recall), abs=1e-5)
     assert 0.1 < computed["ndcg"] < 0.5  # most-popular is a strong baseline on ml-100k
     assert np.isfinite(list(computed.values())).all()
+
+
+def test_popular_baseline_task_writes_what_the_benchmark_reads(tmp_path):
+    sys.path.insert(0, str(PROJECT_ROOT / "scripts"))
+    try:
+        from benchmark import COLUMNS
+    finally:
+        sys.path.remove(str(PROJECT_ROOT / "scripts"))
+    cfg = compose_train(tmp_path, TINY_DATA, config_name="popular_baseline")
+    returned = evaluate_popularity(cfg)
+    written = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert set(COLUMNS) <= set(written)
+    assert written["test/ndcg_at_10"] == pytest.approx(returned["test/ndcg_at_10"])
+    # its rating is each movie's damped mean over the training ratings
+    datamodule = build(cfg.data, "data", split=cfg.split)
+    datamodule.prepare_data()
+    datamodule.setup()
+    _, movie, rating = datamodule.rows("train")
+    mean, damping = rating.double().mean(), cfg.popularity.damping
+    sums = torch.zeros(datamodule.data.n_movies, dtype=torch.float64).index_add_(
+        0, movie, rating.double()
+    )
+    counts = torch.bincount(movie, minlength=datamodule.data.n_movies)
+    damped = (sums + damping * mean) / (counts + damping)
+    _, test_movie, test_rating = datamodule.rows("test")
+    rmse = (damped[test_movie] - test_rating.double()).pow(2).mean().sqrt()
+    assert written["test/rmse"] == pytest.approx(float(rmse))
