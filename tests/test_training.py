@@ -51,6 +51,14 @@ def test_fast_dev_run_every_model(tmp_path: Path, model: str):
     assert metrics["parameters"] > 0
 
 
+def test_ranking_metrics_are_on_by_default_and_can_be_turned_off(tmp_path: Path):
+    base = [*TINY_DATA, "model=mf", "trainer.fast_dev_run=true", *FAST]
+    on = train_fold(compose_train(tmp_path / "on", [*base, "ranking.k=5"]))
+    assert {"test/ndcg_at_5", "test/recall_at_5", "test/precision_at_5"} <= set(on)
+    off = train_fold(compose_train(tmp_path / "off", [*base, "ranking.k=0"]))
+    assert "test/rmse" in off and not any("_at_" in key for key in off)
+
+
 def test_seed_makes_runs_identical(tmp_path: Path):
     overrides = [*TINY_DATA, "model=sage", "trainer.max_epochs=3", *FAST]
     first = train_fold(compose_train(tmp_path / "a", [*overrides, "seed=7"]))
@@ -151,6 +159,7 @@ def test_kfold_all_runs_every_fold(tmp_path: Path, capsys):
         (["model=mf", "model.net.dim=0"], "model.net.dim=0"),
         (["model=gcn", "model.loss=cross_entropy"], "does not suit GcnNet; expected one of huber"),
         (["model.scheduler=linear"], "model.scheduler='linear' is not valid"),
+        (["ranking.k=-1"], "ranking.k=-1: expected an integer ≥ 1 (0 = off)"),
     ],
 )
 def test_invalid_settings_name_the_key(tmp_path: Path, overrides: list[str], message: str):

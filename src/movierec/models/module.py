@@ -44,7 +44,8 @@ class RatingPredictor(pl.LightningModule):
         weight_decay: L2 / decoupled weight decay (≥ 0).
         scheduler: none | cosine (over max_epochs) | plateau (on val RMSE) | step.
         scheduler_kwargs: extra arguments of the scheduler (e.g. factor, patience, step_size).
-        ranking_k: list length K of the test ranking metrics (`test/ndcg_at_<K>`, …).
+        ranking_k: list length K of the test ranking metrics (`test/ndcg_at_<K>`, …);
+            0 turns them off (ranking scores every test user against every movie).
         relevant_rating: a test rating ≥ this many stars makes a movie relevant.
     """
 
@@ -93,8 +94,8 @@ class RatingPredictor(pl.LightningModule):
             raise ConfigError(f"model.weight_decay={weight_decay!r}: expected ≥ 0")
         if not isinstance(huber_delta, (int, float)) or huber_delta <= 0:
             raise ConfigError(f"model.huber_delta={huber_delta!r}: expected > 0")
-        if not isinstance(ranking_k, int) or isinstance(ranking_k, bool) or ranking_k < 1:
-            raise ConfigError(f"ranking.k={ranking_k!r}: expected an integer ≥ 1")
+        if not isinstance(ranking_k, int) or isinstance(ranking_k, bool) or ranking_k < 0:
+            raise ConfigError(f"ranking.k={ranking_k!r}: expected an integer ≥ 1 (0 = off)")
         self.schema = GraphSchema(
             **{
                 **schema,
@@ -112,7 +113,7 @@ class RatingPredictor(pl.LightningModule):
         self.val_mae = MeanAbsoluteError()
         self.test_rmse = MeanSquaredError(squared=False)
         self.test_mae = MeanAbsoluteError()
-        self.test_ranking = TopKRanking(ranking_k)
+        self.test_ranking = TopKRanking(ranking_k) if ranking_k else None
         self._graph: HeteroData | None = None
         self._eval_embeddings: NodeEmbeddings | None = None
 
@@ -191,6 +192,8 @@ class RatingPredictor(pl.LightningModule):
 
     def _log_ranking(self) -> None:
         """Top-K metrics of the test users; each DDP rank ranks its own shard of users."""
+        if self.test_ranking is None:
+            return
         datamodule = getattr(self.trainer, "datamodule", None)
         if datamodule is None or getattr(datamodule, "data", None) is None:
             return  # tested on bare dataloaders: no split to rank against

@@ -6,6 +6,8 @@ Accepted, in this order:
                                `.hydra/config.yaml` (`<run dir>/checkpoints/x.ckpt`)
     a training run folder      its best checkpoint (`checkpoints/best-*.ckpt`), as above
     an MLflow run id           the bundle of its `model` artifact, from `tracking_uri`
+                               (default: $MLFLOW_TRACKING_URI, else the project's store
+                               sqlite:///mlruns/mlflow.db under the working directory)
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from movierec.models.module import RatingPredictor
 log = logging.getLogger(__name__)
 
 RUN_CONFIG = Path(".hydra") / "config.yaml"
+DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
 BUNDLE_PATH = "model/artifacts/bundle"
 
 
@@ -78,7 +81,9 @@ def _from_mlflow(run_id: str, tracking_uri: str | None) -> TrainedModel:
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(tracking_uri)
+    client = MlflowClient(
+        tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    )
     uri = client.tracking_uri
     try:
         client.get_run(run_id)
