@@ -49,6 +49,8 @@ def test_fast_dev_run_every_model(tmp_path: Path, model: str):
     metrics = train_fold(cfg)
     assert 0 < metrics["test/rmse"] < 5
     assert metrics["parameters"] > 0
+    for name in ("precision", "recall", "ndcg", "hit_rate"):  # ranking metrics, every model
+        assert 0 <= metrics[f"test/{name}_at_10"] <= 1
 
 
 def test_ranking_metrics_are_on_by_default_and_can_be_turned_off(tmp_path: Path):
