@@ -91,6 +91,8 @@ class RatingModel(mlflow.pyfunc.PythonModel):
             fallback=_column(requests, "fallback", None),
             _order=range(len(requests)),
         )
+        if frame["k"].isna().any():
+            raise ValueError(_form_message("a top-K row has no k"))
         parts = []
         for (k, exclude, genre, fallback), group in frame.groupby(
             ["k", "exclude_rated", "genre", "fallback"], dropna=False, sort=False
