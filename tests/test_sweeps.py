@@ -34,12 +34,14 @@ def _env(tmp_path: Path) -> dict[str, str]:
     )
 
 
-def _sweep_command(tmp_path: Path, *extra: str) -> list[str]:
+def _sweep_command(tmp_path: Path, *extra: str, grace: int = 3) -> list[str]:
+    """A sweep with 1 s heartbeats; a trial silent for `grace` s counts as dead. 3 s keeps
+    resume tests short; workers running side by side need more on a loaded CI host."""
     return [
         sys.executable, str(PROJECT_ROOT / "scripts" / "train.py"), "-m",
         "hparams_search=sage_optuna", *TINY_DATA, *QUIET,
         f"hydra.sweeper.best_config_dir={tmp_path / 'tuned'}",
-        "hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=3", *extra,
+        "hydra.sweeper.heartbeat_interval=1", f"hydra.sweeper.grace_period={grace}", *extra,
     ]  # fmt: skip
 
 
@@ -186,7 +188,7 @@ def test_two_workers_share_one_study(tmp_path: Path):
     args = ("hydra.sweeper.n_trials=4", "trainer.max_epochs=3")
     workers = [
         subprocess.Popen(
-            _sweep_command(tmp_path, *args, f"hydra.sweep.dir={tmp_path / f'sweep{i}'}"),
+            _sweep_command(tmp_path, *args, f"hydra.sweep.dir={tmp_path / f'sweep{i}'}", grace=30),
             env=_env(tmp_path),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -240,3 +242,17 @@ def test_plain_grid_multirun_runs_every_combination(tmp_path: Path):
     combos = sorted((r.data.tags["model"], r.data.tags["seed"]) for r in runs)
     assert combos == [("mf", "1"), ("mf", "2"), ("sage", "1"), ("sage", "2")]
     assert all(r.info.status == "FINISHED" for r in runs)
+
+
+def test_result_of_a_trial_failed_meanwhile_by_another_worker_is_dropped(tmp_path: Path):
+    # a worker whose heartbeat came late finds its trial failed (and retried) by another
+    # worker: it must drop its result and go on, not crash the sweep
+    from hydra_plugins.movierec_optuna_sweeper.sweeper import _tell
+
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study = open_study(storage, "s", "minimize", {"name": "tpe"}, {"name": "none"}, 1, 3)
+    late, on_time = study.ask(), study.ask()
+    study._storage.set_trial_state_values(late._trial_id, state=TrialState.FAIL)
+    assert _tell(study, late, 0.5) is False
+    assert _tell(study, on_time, 0.7) is True
+    assert [t.state for t in study.get_trials()] == [TrialState.FAIL, TrialState.COMPLETE]

@@ -41,11 +41,11 @@ def test_every_config_option_composes(group: str):
         assert cfg.model._target_ and cfg.data.name and cfg.trainer._target_
 
 
+@pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
 @pytest.mark.parametrize("model", MODELS)
-def test_fast_dev_run_every_model(tmp_path: Path, model: str):
-    cfg = compose_train(
-        tmp_path, [*TINY_DATA, f"model={model}", "trainer.fast_dev_run=true", *FAST]
-    )
+def test_fast_dev_run_every_model(tmp_path: Path, model: str, precision: str):
+    overrides = [f"model={model}", "trainer.fast_dev_run=true", f"trainer.precision={precision}"]
+    cfg = compose_train(tmp_path, [*TINY_DATA, *overrides, *FAST])
     metrics = train_fold(cfg)
     assert 0 < metrics["test/rmse"] < 5
     assert metrics["parameters"] > 0

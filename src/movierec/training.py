@@ -147,6 +147,8 @@ def _fit_and_test(
             "best_epoch": _best_epoch(checkpoint),
             "fit_seconds": fit_seconds,
             "seconds_per_epoch": _mean(timer.durations),
+            # the first epoch also builds caches (adjacency); the last is the steady state
+            "last_epoch_seconds": timer.durations[-1] if timer.durations else math.nan,
             "parameters": sum(p.numel() for p in model.parameters()),
             "peak_rss_mb": _peak_rss_mb(),
             "best_checkpoint": checkpoint.best_model_path if checkpoint else "",

@@ -157,14 +157,15 @@ class MovierecOptunaSweeper(Sweeper):
         try:
             value = float(result.return_value)
         except optuna.TrialPruned:
-            study.tell(trial, state=TrialState.PRUNED)
+            _tell(study, trial, state=TrialState.PRUNED)
             log.info("trial %d pruned", trial.number)
             return TrialState.PRUNED
         except Exception as err:  # a failed training fails its trial, not the sweep
-            study.tell(trial, state=TrialState.FAIL)
+            _tell(study, trial, state=TrialState.FAIL)
             log.warning("trial %d failed: %s: %s", trial.number, type(err).__name__, err)
             return TrialState.FAIL
-        study.tell(trial, value)
+        if not _tell(study, trial, value):
+            return TrialState.FAIL
         log.info("trial %d: %s = %.5f", trial.number, "value", value)
         return TrialState.COMPLETE
 
@@ -179,6 +180,29 @@ class MovierecOptunaSweeper(Sweeper):
         text = experiment_yaml(self.settings["study_name"], best.value, best.params, fixed, groups)
         write_experiment(path, text)
         log.info("best trial %d (%.5f) written to %s", best.number, best.value, path)
+
+
+def _tell(study: optuna.Study, trial: optuna.trial.Trial, value=None, state=None) -> bool:
+    """`study.tell`, unless another worker already failed the trial as stale (its heartbeat
+    came later than `grace_period`, e.g. on an overloaded host): then its retry, already
+    queued, runs it again and this result is dropped. Returns whether the tell happened."""
+    current = study._storage.get_trial(trial._trial_id).state
+    if current.is_finished():
+        log.warning(
+            "trial %d was already marked %s by another worker (heartbeat later than "
+            "hydra.sweeper.grace_period); its queued retry will run it again",
+            trial.number,
+            current.name,
+        )
+        return False
+    try:
+        study.tell(trial, value, state=state)
+    except (ValueError, optuna.exceptions.UpdateFinishedTrialError):
+        if not study._storage.get_trial(trial._trial_id).state.is_finished():
+            raise
+        log.warning("trial %d was finished by another worker meanwhile", trial.number)
+        return False
+    return True
 
 
 def _split_arguments(arguments: list[str]) -> tuple[list[str], dict[str, str]]:

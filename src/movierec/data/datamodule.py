@@ -22,6 +22,7 @@ from movierec.data.cache import load_ratings_data, prepare_processed
 from movierec.data.features import check_user_feature_kind
 from movierec.data.graph import GraphSchema, build_graph
 from movierec.data.processed import RatingsData
+from movierec.data.sampling import check_loader, neighbor_loader
 from movierec.data.sources import DataSettings
 from movierec.data.splits import RandomSplit, Split, SplitIndices
 from movierec.errors import ConfigError
@@ -41,6 +42,9 @@ class MovieLensDataModule(pl.LightningDataModule):
         batch_size: supervision ratings per step; 0 = the whole split in one batch.
         eval_batch_size: ratings per validation/test batch; 0 = all at once.
         seed: shuffling seed of the training batches.
+        loader: "full" (rating batches over the whole graph) | "neighbor" (sampled
+            subgraphs for training, see `movierec.data.sampling`).
+        num_neighbors: neighbours sampled per hop with loader=neighbor.
     """
 
     def __init__(
@@ -63,12 +67,16 @@ class MovieLensDataModule(pl.LightningDataModule):
         batch_size: int = 0,
         eval_batch_size: int = 0,
         seed: int = 0,
+        loader: str = "full",
+        num_neighbors: list[int] | tuple[int, ...] = (10, 10),
     ) -> None:
         super().__init__()
         check_user_feature_kind(user_features)  # before any download, not at setup
         for key, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
             if not isinstance(value, int) or value < 0:
                 raise ConfigError(f"data.{key}={value!r}: expected an integer ≥ 0 (0 = all)")
+        num_neighbors = list(num_neighbors)
+        check_loader(loader, batch_size, num_neighbors)
         self.settings = DataSettings(
             name=name,
             cache_dir=str(cache_dir),
@@ -88,6 +96,8 @@ class MovieLensDataModule(pl.LightningDataModule):
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
         self.seed = seed
+        self.loader = loader
+        self.num_neighbors = num_neighbors
         self.data: RatingsData | None = None
         self.indices: SplitIndices | None = None
         self.graph: HeteroData | None = None
@@ -130,6 +140,11 @@ class MovieLensDataModule(pl.LightningDataModule):
         return float(self.rows("train")[2].mean())
 
     def train_dataloader(self) -> DataLoader:
+        if self.loader == "neighbor":
+            assert self.graph is not None
+            return neighbor_loader(
+                self.graph, self.rows("train"), self.num_neighbors, self.batch_size
+            )
         return self._loader("train", self.batch_size, shuffle=True)
 
     def val_dataloader(self) -> DataLoader:

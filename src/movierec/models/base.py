@@ -42,6 +42,9 @@ class RatingNet(nn.Module):
 
     #: losses this network can be trained with (the first is its default).
     supported_losses: tuple[str, ...] = ("mse", "huber", "l1")
+    #: whether `encode` works on any subgraph (sampled batches, new nodes), not only the
+    #: full training graph it was built for.
+    inductive: bool = False
 
     def __init__(self, schema: GraphSchema) -> None:
         super().__init__()

@@ -20,6 +20,7 @@ from torch import nn
 from torch_geometric.data import HeteroData
 
 from movierec.data.graph import RATES, GraphSchema
+from movierec.models.adjacency import GraphCache
 from movierec.models.base import (
     NodeEmbeddings,
     RatingNet,
@@ -91,7 +92,7 @@ class GcmcNet(RatingNet):
         self.norm = norm
         # The message graph is fixed during training; rebuilding its per-level sparse
         # adjacency every step would cost more than the convolution itself.
-        self._adjacency_cache: tuple[tuple, tuple[list, list]] | None = None
+        self._adjacency_cache = GraphCache()
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -106,8 +107,11 @@ class GcmcNet(RatingNet):
         # ordinal weight sharing: level r uses the sum of the level weights up to r
         movie_w = self._node_dropout(self.movie_messages.cumsum(dim=0))
         user_w = self._node_dropout(self.user_messages.cumsum(dim=0))
-        user_parts = [torch.sparse.mm(a, w) for a, w in zip(to_users, movie_w, strict=True)]
-        movie_parts = [torch.sparse.mm(a, w) for a, w in zip(to_movies, user_w, strict=True)]
+        # the sparse products stay in float32 under mixed precision: torch.sparse.mm's
+        # backward does not mix an autocast bf16/fp16 gradient with float32 values
+        with torch.autocast(movie_w.device.type, enabled=False):
+            user_parts = [torch.sparse.mm(a, w) for a, w in zip(to_users, movie_w, strict=True)]
+            movie_parts = [torch.sparse.mm(a, w) for a, w in zip(to_movies, user_w, strict=True)]
         if self.accumulation == "sum":
             h_user, h_movie = sum(user_parts), sum(movie_parts)
         else:
@@ -135,10 +139,10 @@ class GcmcNet(RatingNet):
 
     def _adjacency(self, graph: HeteroData) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """Normalized sparse adjacency per rating level: user←movie and movie←user."""
+        return self._adjacency_cache.get(graph, self.norm, lambda: self._levels(graph))
+
+    def _levels(self, graph: HeteroData) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         store = graph[RATES]
-        key = (store.edge_index.data_ptr(), store.edge_index.shape[1], store.edge_index.device)
-        if self._adjacency_cache is not None and self._adjacency_cache[0] == key:
-            return self._adjacency_cache[1]
         users, movies = store.edge_index
         level = self.rating_class(store.edge_label)
         n_users, n_movies = self.schema.n_users, self.schema.n_movies
@@ -154,7 +158,6 @@ class GcmcNet(RatingNet):
             u, m = users[mask], movies[mask]
             to_users.append(_sparse(u, m, coef_u[mask], (n_users, n_movies)))
             to_movies.append(_sparse(m, u, coef_m[mask], (n_movies, n_users)))
-        self._adjacency_cache = (key, (to_users, to_movies))
         return to_users, to_movies
 
 

@@ -14,7 +14,8 @@ class NodeInput(nn.Module):
     """Maps each node type to `channels`-wide input vectors.
 
     x_user (n_users, user_dim) → Linear → (n_users, channels), and likewise for movies;
-    with `id_embeddings` a learned (n_nodes, channels) table is added. A node type with
+    with `id_embeddings` a learned (n_nodes, channels) table is added (looked up by
+    `graph[kind].node_id`, so subgraphs get their own nodes' rows). A node type with
     neither features nor ID embeddings is a configuration error.
     """
 
@@ -50,7 +51,9 @@ class NodeInput(nn.Module):
             if kind in self.linear:
                 value = self.linear[kind](graph[kind].x)
             if kind in self.embedding:
-                ids = self.embedding[kind].weight
+                store = graph[kind]  # a sampled subgraph names its nodes' global ids
+                table = self.embedding[kind]
+                ids = table(store.node_id) if "node_id" in store else table.weight
                 value = ids if value is None else value + ids
             out[kind] = value
         return out

@@ -16,10 +16,11 @@ import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
+from torch.utils.checkpoint import checkpoint
 from torch_geometric.data import HeteroData
 from torchmetrics import MeanAbsoluteError, MeanSquaredError
 
-from movierec.data.graph import GraphSchema
+from movierec.data.graph import RATES, GraphSchema
 from movierec.errors import ConfigError, MovieRecError
 from movierec.models.base import NodeEmbeddings, RatingNet, RatingScores, check_choice
 from movierec.ranking.metrics import TopKRanking, metric_name
@@ -44,6 +45,10 @@ class RatingPredictor(pl.LightningModule):
         weight_decay: L2 / decoupled weight decay (≥ 0).
         scheduler: none | cosine (over max_epochs) | plateau (on val RMSE) | step.
         scheduler_kwargs: extra arguments of the scheduler (e.g. factor, patience, step_size).
+        decode_chunk_size: training pairs decoded per chunk (0 = the whole batch at once).
+            Each chunk's decoder activations are recomputed in backward instead of kept
+            (activation checkpointing), so a full batch of 20M ratings needs the memory of
+            one chunk; loss and gradients are the same as unchunked.
         ranking_k: list length K of the test ranking metrics (`test/ndcg_at_<K>`, …);
             0 turns them off (ranking scores every test user against every movie).
         relevant_rating: a test rating ≥ this many stars makes a movie relevant.
@@ -60,6 +65,7 @@ class RatingPredictor(pl.LightningModule):
         weight_decay: float = 0.0,
         scheduler: str = "none",
         scheduler_kwargs: dict | None = None,
+        decode_chunk_size: int = 0,
         ranking_k: int = 10,
         relevant_rating: float = RELEVANT_RATING,
     ) -> None:
@@ -80,6 +86,7 @@ class RatingPredictor(pl.LightningModule):
                 "weight_decay": weight_decay,
                 "scheduler": scheduler,
                 "scheduler_kwargs": scheduler_kwargs,
+                "decode_chunk_size": decode_chunk_size,
                 "ranking_k": ranking_k,
                 "relevant_rating": relevant_rating,
             },
@@ -92,6 +99,11 @@ class RatingPredictor(pl.LightningModule):
             raise ConfigError(f"model.lr={lr!r}: expected a positive learning rate")
         if not isinstance(weight_decay, (int, float)) or weight_decay < 0:
             raise ConfigError(f"model.weight_decay={weight_decay!r}: expected ≥ 0")
+        if not isinstance(decode_chunk_size, int) or decode_chunk_size < 0:
+            raise ConfigError(
+                f"model.decode_chunk_size={decode_chunk_size!r}: expected an integer ≥ 0 "
+                "(0 = decode the whole batch at once)"
+            )
         if not isinstance(huber_delta, (int, float)) or huber_delta <= 0:
             raise ConfigError(f"model.huber_delta={huber_delta!r}: expected > 0")
         if not isinstance(ranking_k, int) or isinstance(ranking_k, bool) or ranking_k < 0:
@@ -148,10 +160,24 @@ class RatingPredictor(pl.LightningModule):
 
     # ------------------------------------------------------------------ steps
 
-    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
-        user, movie, rating = batch
-        scores = self.net(self.graph, user, movie)
-        loss = self._loss(scores, rating) + self.net.regularization(user, movie)
+    def setup(self, stage: str) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if getattr(datamodule, "loader", "full") == "neighbor" and not self.net.inductive:
+            raise ConfigError(
+                f"data.loader=neighbor encodes sampled subgraphs, which "
+                f"{type(self.net).__name__} cannot (it is transductive); use model=sage or "
+                "data.loader=full"
+            )
+
+    def training_step(
+        self, batch: tuple[torch.Tensor, ...] | HeteroData, batch_idx: int
+    ) -> torch.Tensor:
+        if isinstance(batch, HeteroData):  # a sampled subgraph (data.loader=neighbor)
+            loss = self.subgraph_loss(batch)
+            rating = batch[RATES].edge_label
+        else:
+            user, movie, rating = batch
+            loss = self.supervised_loss(user, movie, rating)
         if not torch.isfinite(loss):
             raise MovieRecError(
                 f"training diverged: train/loss is {loss.item()} at epoch {self.current_epoch}; "
@@ -161,6 +187,41 @@ class RatingPredictor(pl.LightningModule):
             "train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(rating)
         )
         return loss
+
+    def supervised_loss(
+        self, user: torch.Tensor, movie: torch.Tensor, rating: torch.Tensor
+    ) -> torch.Tensor:
+        """Mean loss over B (user, movie, rating) pairs plus the net's regularization:
+        the graph is encoded once, the pairs are decoded in `decode_chunk_size` chunks."""
+        embeddings = self.net.encode(self.graph)
+        chunk = self.hparams.get("decode_chunk_size", 0)
+        regularization = self.net.regularization(user, movie)
+        if chunk <= 0 or len(rating) <= chunk:
+            return self._pair_loss(embeddings.user, embeddings.movie, user, movie, rating) + (
+                regularization
+            )
+        total = torch.zeros((), device=rating.device)
+        for start in range(0, len(rating), chunk):
+            part = slice(start, start + chunk)
+            mean = checkpoint(
+                self._pair_loss, embeddings.user, embeddings.movie,
+                user[part], movie[part], rating[part], use_reentrant=False,
+            )  # fmt: skip
+            total = total + mean * (len(rating[part]) / len(rating))
+        return total + regularization
+
+    def subgraph_loss(self, batch: HeteroData) -> torch.Tensor:
+        """Mean loss over a sampled subgraph's supervision pairs (local node indices)."""
+        store = batch[RATES]
+        user, movie = store.edge_label_index
+        embeddings = self.net.encode(batch)
+        loss = self._pair_loss(embeddings.user, embeddings.movie, user, movie, store.edge_label)
+        return loss + self.net.regularization(
+            batch["user"].node_id[user], batch["movie"].node_id[movie]
+        )
+
+    def _pair_loss(self, z_user, z_movie, user, movie, rating) -> torch.Tensor:
+        return self._loss(self.net.decode(NodeEmbeddings(z_user, z_movie), user, movie), rating)
 
     def on_validation_epoch_start(self) -> None:
         self._eval_embeddings = self.net.encode(self.graph)

@@ -1,0 +1,113 @@
+"""Scale benchmark: seconds per epoch and peak RSS of full-graph training as ratings grow.
+
+    python scripts/benchmark_scale.py                          # 1M, 5M, 25M × sage, gcn
+    python scripts/benchmark_scale.py --sizes 1000000 --models sage --epochs 2
+
+Each size is a MovieLens-shaped synthetic dataset with ML-25M's users : movies : ratings
+proportions (`scripts/make_synthetic.py`, reused when present under data/). Every run is a
+fresh `scripts/train.py` process on the sparse message-passing path with full-batch
+training (one optimizer step per epoch over all training ratings), decoding in
+checkpointed chunks and evaluating in batches, so memory is bounded by the graph, not by
+the number of rating pairs. Results: benchmarks/results/scale.csv and scale.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+ML25M = {"users": 162_541, "movies": 59_047, "ratings": 25_000_095}
+CHUNK = 1_000_000  # rating pairs per decoder chunk and per evaluation batch
+
+
+def dataset(n_ratings: int, data_dir: Path) -> Path:
+    """Folder with ratings.csv/movies.csv of `n_ratings` (generated once)."""
+    if n_ratings == ML25M["ratings"] and (data_dir / "synthetic-25m" / "ratings.csv").exists():
+        return data_dir / "synthetic-25m"
+    share = n_ratings / ML25M["ratings"]
+    out = data_dir / f"synthetic-{n_ratings}"
+    command = [
+        sys.executable, str(ROOT / "scripts" / "make_synthetic.py"), "--out", str(out),
+        "--users", str(round(ML25M["users"] * share)),
+        "--movies", str(round(ML25M["movies"] * share)), "--ratings", str(n_ratings),
+    ]  # fmt: skip
+    subprocess.run(command, check=True)
+    return out
+
+
+def run_one(model: str, size: int, folder: Path, epochs: int, out: Path, extra: list[str]) -> dict:
+    run_dir = out / "scale-runs" / f"{folder.name}-{model}"
+    overrides = [
+        f"model={model}", "data=ratings_csv",
+        f"data.ratings_path={folder / 'ratings.csv'}", f"data.movies_path={folder / 'movies.csv'}",
+        "data.rating_scale=[0.5,5.0]", "data.batch_size=0", f"data.eval_batch_size={CHUNK}",
+        f"model.decode_chunk_size={CHUNK}", "model.net.message_passing=sparse",
+        f"trainer.max_epochs={epochs}", "callbacks.early_stopping=null", "logger=none",
+        "callbacks.progress_bar=null", "trainer.enable_progress_bar=false",
+        f"hydra.run.dir={run_dir}", *extra,
+    ]  # fmt: skip
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "train.py"), *overrides],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise SystemExit(f"{folder.name}/{model} failed:\n{done.stderr[-3000:]}")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    row = {
+        "ratings": size,
+        "model": model,
+        "last_epoch_s": metrics["last_epoch_seconds"],
+        "mean_epoch_s": metrics["seconds_per_epoch"],
+        "peak_rss_mb": metrics["peak_rss_mb"],
+        "test_rmse": metrics.get("test/rmse"),
+        "wall_s": time.perf_counter() - started,
+    }
+    print(
+        f"{row['ratings']:>11,} {model:>5}: epoch {row['last_epoch_s']:.1f} s, "
+        f"peak RSS {row['peak_rss_mb']:,.0f} MB, wall {row['wall_s']:.0f} s",
+        flush=True,
+    )
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--sizes", type=int, nargs="+", default=[1_000_000, 5_000_000, ML25M["ratings"]]
+    )
+    parser.add_argument("--models", nargs="+", default=["sage", "gcn"])
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--data-dir", type=Path, default=ROOT / "data")
+    parser.add_argument("overrides", nargs="*", help="extra train.py overrides")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows = [
+        run_one(model, size, dataset(size, args.data_dir), args.epochs, args.out, args.overrides)
+        for size in args.sizes
+        for model in args.models
+    ]
+    table = pd.DataFrame(rows)
+    table.to_csv(args.out / "scale.csv", index=False)
+    lines = ["| " + " | ".join(table.columns) + " |", "|" + " --- |" * len(table.columns)]
+    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in table.itertuples(False)]
+    (args.out / "scale.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:,.2f}"
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,139 @@
+"""The sparse-adjacency path computes what the per-edge path computes, values and gradients."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from movierec.data.graph import GraphSchema, build_graph
+from movierec.data.splits import RandomSplit
+from movierec.errors import ConfigError
+from movierec.models.adjacency import use_sparse
+from movierec.models.gcn import GcnNet
+from movierec.models.sage import SageNet
+from tests.test_datamodule import synthetic_ratings
+
+
+@pytest.fixture(scope="module")
+def graph_and_schema():
+    data = synthetic_ratings(40, 60, 900, seed=1)
+    graph = build_graph(data, RandomSplit(seed=0).assign(data).train)
+    return graph, GraphSchema.from_graph(graph, (0.5, 5.0))
+
+
+def _double(graph):
+    """float64 copy: both paths then agree to ~1e-12, whatever order they sum in."""
+    graph = graph.clone()
+    for store in graph.stores:
+        for key, value in store.items():
+            if torch.is_tensor(value) and value.is_floating_point():
+                store[key] = value.double()
+    return graph
+
+
+def _pair(cls, schema, **kwargs):
+    torch.manual_seed(0)
+    edges = cls(schema, message_passing="edges", **kwargs)
+    sparse = cls(schema, message_passing="sparse", **kwargs)
+    sparse.load_state_dict(edges.state_dict())
+    return edges.double(), sparse.double()
+
+
+def _outputs_and_grads(net, graph):
+    net.train()
+    embeddings = net.encode(graph)
+    user, movie = torch.arange(30), torch.arange(30) % 60
+    loss = net.decode(embeddings, user, movie).rating.square().mean()
+    grads = torch.autograd.grad(loss, [p for p in net.parameters() if p.requires_grad])
+    return embeddings, grads
+
+
+@pytest.mark.parametrize(
+    ("cls", "kwargs"),
+    [
+        (SageNet, {"aggr": "mean"}),
+        (SageNet, {"aggr": "sum", "num_layers": 3}),
+        (SageNet, {"aggr": "max"}),
+        (SageNet, {"aggr": "min", "id_embeddings": True}),
+        (GcnNet, {"dropout": 0.0}),
+        (GcnNet, {"dropout": 0.0, "edge_weight": False}),
+    ],
+)
+def test_sparse_and_edge_paths_agree(graph_and_schema, cls, kwargs):
+    graph, schema = graph_and_schema
+    graph = _double(graph)
+    edges, sparse = _pair(cls, schema, **kwargs)
+    (emb_e, grads_e), (emb_s, grads_s) = (_outputs_and_grads(n, graph) for n in (edges, sparse))
+    torch.testing.assert_close(
+        emb_s.user, emb_e.user, rtol=1e-4, atol=1e-4
+    )  # sums in another order
+    torch.testing.assert_close(
+        emb_s.movie, emb_e.movie, rtol=1e-4, atol=1e-4
+    )  # sums in another order
+    for g_s, g_e in zip(grads_s, grads_e, strict=True):
+        torch.testing.assert_close(g_s, g_e, rtol=1e-9, atol=1e-9)
+    # the sparse path really is sparse: its cached adjacency holds CSR matrices
+    cache = sparse._adjacency._value if cls is SageNet else sparse._adjacency_cache._value
+    layouts = [a.layout for a in cache.values()] if cls is SageNet else [cache[0].layout]
+    assert set(layouts) == {torch.sparse_csr}
+
+
+def test_adjacency_is_built_once_per_graph(graph_and_schema, monkeypatch):
+    graph, schema = graph_and_schema
+    net = SageNet(schema, message_passing="sparse")
+    calls = []
+    import movierec.models.sage as sage
+
+    real = sage.to_torch_csr_tensor
+    monkeypatch.setattr(
+        sage, "to_torch_csr_tensor", lambda *a, **k: calls.append(1) or real(*a, **k)
+    )
+    net.encode(graph)
+    net.encode(graph)
+    assert len(calls) == 2  # one per edge type, on the first call only
+    other = graph.clone()
+    other["user", "rates", "movie"].edge_index = other["user", "rates", "movie"].edge_index[:, :-5]
+    net.encode(other)
+    assert len(calls) == 4  # a different graph gets its own adjacency
+
+
+def test_auto_picks_sparse_where_supported_and_sparse_refuses_elsewhere():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert use_sparse("auto", "max", cpu) and use_sparse("auto", "mean", cuda)
+    assert not use_sparse("auto", "max", cuda) and not use_sparse("edges", "mean", cpu)
+    with pytest.raises(ConfigError, match="message_passing=sparse cannot aggregate with 'max'"):
+        use_sparse("sparse", "max", cuda)
+
+
+def test_unknown_message_passing_is_rejected(graph_and_schema):
+    _, schema = graph_and_schema
+    with pytest.raises(ConfigError, match="model.net.message_passing='dense'"):
+        GcnNet(schema, message_passing="dense")
+
+
+@pytest.mark.parametrize("model", ["sage", "gcn", "mf", "gcmc"])
+def test_chunked_decoding_gives_the_same_loss_and_gradients(graph_and_schema, model):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from movierec.models.module import RatingPredictor
+    from tests.training_configs import CONFIG_DIR
+
+    graph, schema = graph_and_schema
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(config_name="train", overrides=[f"model={model}"]).model
+    losses, grads = [], []
+    for chunk in (0, 97):  # 97 does not divide the batch: the last chunk is shorter
+        torch.manual_seed(0)
+        module = RatingPredictor(cfg.net, schema.as_dict(), loss=cfg.loss, decode_chunk_size=chunk)
+        module.net.eval()  # dropout off: both runs see the same function
+        module.set_graph(graph)
+        store = graph["user", "rates", "movie"]
+        loss = module.supervised_loss(store.edge_index[0], store.edge_index[1], store.edge_label)
+        losses.append(loss)
+        grads.append(torch.autograd.grad(loss, list(module.net.parameters()), allow_unused=True))
+    torch.testing.assert_close(losses[1], losses[0], rtol=1e-5, atol=1e-6)
+    for chunked, whole in zip(grads[1], grads[0], strict=True):
+        if whole is not None:
+            torch.testing.assert_close(chunked, whole, rtol=1e-4, atol=1e-6)
