@@ -205,7 +205,16 @@ def test_gcmc_cannot_embed_new_users(tmp_path):
     model, datamodule = _untrained(tmp_path, "gcmc")
     movie_id = int(datamodule.data.movies["movieId"].iloc[0])
     assert cold_start_method(model.module.net) is None
-    with pytest.raises(ColdStartUnsupported, match="GcmcNet cannot embed a user it was not"):
+    with pytest.raises(ColdStartUnsupported, match="GcmcNet .* message weights per training"):
+        Recommender(model).recommend_new_user({movie_id: 4.0}, k=3)
+
+
+def test_gcn_cannot_embed_new_users(tmp_path):
+    """GCN normalises its adjacency over the training node counts (it is transductive)."""
+    model, datamodule = _untrained(tmp_path, "gcn")
+    movie_id = int(datamodule.data.movies["movieId"].iloc[0])
+    assert cold_start_method(model.module.net) is None
+    with pytest.raises(ColdStartUnsupported, match="GcnNet cannot .* transductive"):
         Recommender(model).recommend_new_user({movie_id: 4.0}, k=3)
 
 
@@ -213,7 +222,7 @@ def test_sage_with_user_id_embeddings_cannot_embed_new_users(tmp_path):
     model, _ = _untrained(tmp_path, "sage", ["model.net.id_embeddings=true"])
     assert cold_start_method(model.module.net) is None
     empty = NodeEmbeddings(torch.zeros(1, 1), torch.zeros(1, 1))
-    with pytest.raises(ColdStartUnsupported, match="SageNet"):
+    with pytest.raises(ColdStartUnsupported, match="SageNet .*, model.net.id_embeddings=true"):
         embed_new_user(model.module.net, None, empty, torch.tensor([0]), torch.tensor([4.0]),
                        (0.5, 5.0))  # fmt: skip
 

@@ -6,12 +6,15 @@ How each model does it:
                     min Σ_j (r_j − μ − b_j − [q_j ‖ 1]·x)² + n·λ‖x‖²
                 over the n given ratings (λ = `model.net.reg`, as each rating adds
                 λ‖x‖² in training).
-    sage, gcn   inductive: the user is added to the message graph as a node with the
-                given ratings as edges and the graph is encoded again; its input
-                features are the mean of the training users' features (the placeholder
-                vector itself, or an "average user" for side features). Only without
-                learned user ID embeddings (`model.net.id_embeddings=false`, the
+    sage        inductive (`RatingNet.inductive`): the user is added to the message graph
+                as a node with the given ratings as edges and the graph is encoded again;
+                its input features are the mean of the training users' features (the
+                placeholder vector itself, or an "average user" for side features). Only
+                without learned user ID embeddings (`model.net.id_embeddings=false`, the
                 default): an ID embedding does not exist for an unseen user.
+    gcn         not supported: its normalized adjacency D^-1/2 (A + I) D^-1/2 is built over
+                the training graph's node counts (the schema), so it encodes only that
+                graph (`inductive = False`).
     gcmc        not supported: the encoder holds a learned message weight row per
                 training user and sizes its per-level adjacency by the training user
                 count, so the graph cannot grow. (Its user side only reads the rated
@@ -25,6 +28,7 @@ import torch
 from movierec.data.graph import graph_from_tensors, graph_tensors
 from movierec.errors import MovieRecError
 from movierec.models.base import NodeEmbeddings, RatingNet
+from movierec.models.gcmc import GcmcNet
 from movierec.models.inputs import NodeInput
 from movierec.models.mf import BiasedMF
 
@@ -34,13 +38,25 @@ class ColdStartUnsupported(MovieRecError):
 
 
 def cold_start_method(net: RatingNet) -> str | None:
-    """ "fold-in", "graph", or None when `net` cannot embed a new user."""
+    """The way `net` embeds a new user: "fold-in", "graph", or None (it cannot)."""
     if isinstance(net, BiasedMF):
         return "fold-in"
-    node_input = getattr(net, "input", None)
-    if isinstance(node_input, NodeInput) and "user" not in node_input.embedding:
+    if net.inductive and not _has_user_ids(net):
         return "graph"
     return None
+
+
+def _has_user_ids(net: RatingNet) -> bool:
+    node_input = getattr(net, "input", None)
+    return isinstance(node_input, NodeInput) and "user" in node_input.embedding
+
+
+def _why_not(net: RatingNet) -> str:
+    if _has_user_ids(net):
+        return "it learns an ID embedding per training user, model.net.id_embeddings=true"
+    if isinstance(net, GcmcNet):
+        return "it learns message weights per training user"
+    return "its encoder is transductive: it encodes only the graph it was trained on"
 
 
 @torch.no_grad()
@@ -67,9 +83,9 @@ def embed_new_user(
     if method == "graph":
         return _encode_with_user(net, graph, movies, stars, rating_scale)
     raise ColdStartUnsupported(
-        f"{type(net).__name__} cannot embed a user it was not trained with (its encoder has "
-        "learned per-user parameters); recommend for a known user_id, or use "
-        "fallback=popular; mf, and sage/gcn without ID embeddings, take new users' ratings"
+        f"{type(net).__name__} cannot embed a user it was not trained with ({_why_not(net)}); "
+        "recommend for a known user_id, or use fallback=popular; mf, and sage without ID "
+        "embeddings, take new users' ratings"
     )
 
 
