@@ -1,4 +1,4 @@
-"""Benchmark table: models × datasets × seeds → RMSE, MAE, time, memory, size.
+"""Benchmark table: models × datasets × seeds → RMSE, MAE, Recall/NDCG@10, time, memory, size.
 
     python scripts/benchmark.py                      # every model × dataset × 3 seeds
     python scripts/benchmark.py --single-seed sage gcn   # the README table
@@ -6,7 +6,9 @@
 
 Each cell is a fresh `scripts/train.py` process (so peak RSS is per run); results land in
 `benchmarks/results/` as results.csv (every run), summary.csv / summary.md (mean ± std)
-and summary.png (test RMSE bar plot).
+and summary.png (test RMSE bar plot). Every dataset also gets a `popular` row: the
+popularity baseline (`scripts/popular_baseline.py`, no training, one run; `--no-popular`
+leaves it out).
 """
 
 from __future__ import annotations
@@ -39,25 +41,34 @@ DATASET_OVERRIDES = {
         "data.user_features=placeholder",  # no side features in ml-latest-small
     ],
 }
+# The popularity baseline: deterministic and untrained, so one run per dataset.
+BASELINE = "popular"
 COLUMNS = ["test/rmse", "test/mae", "val/rmse", "fit_seconds", "seconds_per_epoch",
-           "peak_rss_mb", "epochs", "parameters"]  # fmt: skip
+           "peak_rss_mb", "epochs", "parameters",
+           "test/recall_at_10", "test/ndcg_at_10"]  # fmt: skip
+SPREAD = ("test/rmse", "test/mae", "test/recall_at_10", "test/ndcg_at_10")
 
 
 def run_one(model: str, dataset: str, seed: int, out: Path, extra: list[str]) -> dict:
     run_dir = out / "runs" / f"{dataset}-{model}-seed{seed}"
-    overrides = [
-        *MODEL_OVERRIDES[model],
-        *DATASET_OVERRIDES[dataset],
-        f"seed={seed}",
-        "logger=none",
-        "callbacks.progress_bar=null",
-        "trainer.enable_progress_bar=false",
-        f"hydra.run.dir={run_dir}",
-        *extra,
-    ]
+    if model == BASELINE:
+        script = "popular_baseline.py"
+        overrides = [*DATASET_OVERRIDES[dataset], f"hydra.run.dir={run_dir}"]
+    else:
+        script = "train.py"
+        overrides = [
+            *MODEL_OVERRIDES[model],
+            *DATASET_OVERRIDES[dataset],
+            f"seed={seed}",
+            "logger=none",
+            "callbacks.progress_bar=null",
+            "trainer.enable_progress_bar=false",
+            f"hydra.run.dir={run_dir}",
+            *extra,
+        ]
     started = time.perf_counter()
     result = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "train.py"), *overrides],
+        [sys.executable, str(ROOT / "scripts" / script), *overrides],
         capture_output=True,
         text=True,
     )
@@ -68,7 +79,8 @@ def run_one(model: str, dataset: str, seed: int, out: Path, extra: list[str]) ->
     row["wall_seconds"] = time.perf_counter() - started
     print(
         f"{dataset:>16} {model:>6} seed {seed}: test RMSE {row['test/rmse']:.4f} "
-        f"MAE {row['test/mae']:.4f}  {row['fit_seconds']:.0f}s",
+        f"MAE {row['test/mae']:.4f} NDCG@10 {row['test/ndcg_at_10']:.4f}  "
+        f"{row['fit_seconds']:.0f}s",
         flush=True,
     )
     return row
@@ -77,7 +89,7 @@ def run_one(model: str, dataset: str, seed: int, out: Path, extra: list[str]) ->
 def summarize(rows: pd.DataFrame) -> pd.DataFrame:
     grouped = rows.groupby(["dataset", "model"], sort=False)
     summary = grouped[COLUMNS].mean()
-    for metric in ("test/rmse", "test/mae"):
+    for metric in SPREAD:
         summary[f"{metric} std"] = grouped[metric].std(ddof=1).fillna(0.0)
     summary["seeds"] = grouped.size()
     return summary.reset_index()
@@ -86,7 +98,8 @@ def summarize(rows: pd.DataFrame) -> pd.DataFrame:
 def to_markdown(summary: pd.DataFrame) -> str:
     header = (
         "| dataset | model | test RMSE | test MAE | val RMSE | train s | s/epoch | epochs "
-        "| peak RSS MB | parameters | seeds |\n|---|---|---|---|---|---|---|---|---|---|---|"
+        "| peak RSS MB | parameters | seeds | Recall@10 | NDCG@10 |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     )
     lines = [header]
     for _, r in summary.iterrows():
@@ -97,10 +110,16 @@ def to_markdown(summary: pd.DataFrame) -> str:
         lines.append(
             f"| {r['dataset']} | {r['model']} | {r['test/rmse']:.4f}{spread('test/rmse')} "
             f"| {r['test/mae']:.4f}{spread('test/mae')} | {r['val/rmse']:.4f} "
-            f"| {r['fit_seconds']:.0f} | {r['seconds_per_epoch']:.3f} | {r['epochs']:.0f} "
-            f"| {r['peak_rss_mb']:.0f} | {r['parameters']:,.0f} | {r['seeds']} |"
+            f"| {r['fit_seconds']:.0f} | {_or_dash(r['seconds_per_epoch'], '.3f')} "
+            f"| {r['epochs']:.0f} | {r['peak_rss_mb']:.0f} | {r['parameters']:,.0f} | {r['seeds']} "
+            f"| {r['test/recall_at_10']:.4f}{spread('test/recall_at_10')} "
+            f"| {r['test/ndcg_at_10']:.4f}{spread('test/ndcg_at_10')} |"
         )
     return "\n".join(lines)
+
+
+def _or_dash(value: float, spec: str) -> str:
+    return "–" if pd.isna(value) else format(value, spec)
 
 
 def plot(summary: pd.DataFrame, path: Path) -> None:
@@ -136,15 +155,21 @@ def main() -> None:
         metavar="MODEL",
         help="models to run with the first seed only (e.g. the slow seed designs)",
     )
+    parser.add_argument(
+        "--no-popular", action="store_true", help="leave out the popularity baseline rows"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for every run")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    models = [m for m in args.models if m != BASELINE]
+    if not args.no_popular:
+        models.insert(0, BASELINE)
     rows = [
         run_one(model, dataset, seed, args.out, args.overrides)
         for dataset in args.datasets
-        for model in args.models
-        for seed in (args.seeds[:1] if model in args.single_seed else args.seeds)
+        for model in models
+        for seed in (args.seeds[:1] if model in (*args.single_seed, BASELINE) else args.seeds)
     ]
     frame = pd.DataFrame(rows)
     frame.to_csv(args.out / "results.csv", index=False)

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
+from movierec.config import build
 from movierec.training import train, train_fold
 from tests.conftest import PROJECT_ROOT
 from tests.training_configs import TINY_DATA, compose_train
@@ -92,6 +94,9 @@ def test_run_records_params_tags_metrics_and_artifacts(finished_run):
     assert run.data.metrics["test/rmse"] == pytest.approx(metrics["test/rmse"])
     assert run.data.metrics["val/rmse_best"] == pytest.approx(metrics["val/rmse"])
     assert {"train/loss_epoch", "test/mae", "time/epoch_s"} <= set(run.data.metrics)
+    for name in ("precision", "recall", "ndcg", "hit_rate"):  # ranking metrics of the test
+        key = f"test/{name}_at_10"
+        assert run.data.metrics[key] == pytest.approx(metrics[key])
     assert any(k.startswith("lr-") for k in run.data.metrics)
     paths = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"config.yaml", "plots", "checkpoints", "id_maps"} <= paths
@@ -111,6 +116,70 @@ def test_pyfunc_model_predicts_original_ids(finished_run):
     assert all(0.5 <= p <= 5.0 for p in predictions)
     with pytest.raises(Exception, match="unknown userId"):
         model.predict(pd.DataFrame({"userId": [999999], "movieId": [pairs[0][1]]}))
+    # the top-K form: userId and k (optional exclude_rated, genre, fallback)
+    users = [pairs[1][0], pairs[0][0]]
+    top = model.predict(pd.DataFrame({"userId": users, "k": [3, 2]}))
+    assert list(top.columns) == ["userId", "rank", "movieId", "title", "genres", "rating", "source"]
+    assert top["userId"].tolist() == [users[0]] * 3 + [users[1]] * 2  # request order
+    assert top["rank"].tolist() == [1, 2, 3, 1, 2]
+    for user in users:
+        assert not _rated_movies(tmp, user) & set(top.loc[top["userId"] == user, "movieId"])
+    mixed = model.predict(
+        pd.DataFrame({"userId": [999999, users[0]], "k": [2, 2], "fallback": ["popular", None]})
+    )
+    assert mixed["source"].tolist() == ["popular", "popular", "model", "model"]
+    with pytest.raises(Exception, match="user_id=999999 is not in the training data"):
+        model.predict(pd.DataFrame({"userId": [999999], "k": [2]}))
+    with pytest.raises(Exception, match="both movieId and k"):
+        model.predict(pd.DataFrame({"userId": [users[0]], "movieId": [pairs[0][1]], "k": [2]}))
+
+
+def _rated_movies(tmp_path: Path, user_id: int) -> set[int]:
+    """movieIds `user_id` rated in the tiny data (train, val and test), from the data itself."""
+    cfg = compose_train(tmp_path, _tracked(tmp_path, ["model=mf"]))
+    datamodule = build(cfg.data, "data", split=cfg.split)
+    datamodule.prepare_data()
+    datamodule.setup()
+    data = datamodule.data
+    rows = data.ratings[data.ratings["user"] == int(data.user_index([user_id])[0])]
+    return set(data.movies["movieId"].to_numpy()[rows["movie"].to_numpy()].tolist())
+
+
+def test_recommend_cli_by_mlflow_run_id(finished_run):
+    """scripts/recommend.py: top-K for a known user (none rated), one-line refusal of an
+    unknown user (exit 2), the popularity fallback and JSON output."""
+    tmp, metrics = finished_run
+    run_id = metrics["mlflow_run_id"]
+    user = _known_pairs(tmp, run_id)[0][0]
+    env = dict(
+        os.environ,
+        MLFLOW_TRACKING_URI=f"sqlite:///{tmp / 'mlruns' / 'mlflow.db'}",
+        MOVIEREC_DATA_DIR=str(tmp / "data"),
+    )
+    command = [sys.executable, str(PROJECT_ROOT / "scripts" / "recommend.py"), f"run_id={run_id}"]
+    refused = subprocess.run(
+        [*command, "user_id=999999"], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert refused.returncode == 2
+    assert refused.stderr.strip().splitlines()[-1] == (
+        f"error: user_id=999999 is not in the training data of run {run_id} (40 users); "
+        "use fallback=popular to recommend the most popular movies instead"
+    )
+    assert "Traceback" not in refused.stderr
+    out = tmp / "recs.json"
+    done = subprocess.run(
+        [*command, f"user_id=[{user},999999]", "k=5", "fallback=popular", f"json={out}"],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = pd.DataFrame(json.loads(out.read_text())["recommendations"])
+    mine, fallback = rows[rows["userId"] == user], rows[rows["userId"] == 999999]
+    assert len(mine) == 5 and set(mine["source"]) == {"model"}
+    assert len(fallback) == 5 and set(fallback["source"]) == {"popular"}
+    assert not _rated_movies(tmp, user) & set(mine["movieId"])
+    assert mine["rating"].is_monotonic_decreasing
+    assert all(title in done.stdout for title in rows["title"])
+    assert f"top 5 for userId {user} from run {run_id}" in done.stdout
 
 
 def test_served_model_answers_over_http(finished_run):
@@ -147,9 +216,32 @@ def test_served_model_answers_over_http(finished_run):
             predictions = json.loads(response.read())["predictions"]
         values = [p["rating"] if isinstance(p, dict) else p for p in predictions]
         assert len(values) == 2 and all(0.5 <= v <= 5.0 for v in values)
+        # a top-K request to the same server
+        user = _known_pairs(tmp, metrics["mlflow_run_id"])[0][0]
+        top = _post(port, {"columns": ["userId", "k"], "data": [[user, 4]]})
+        assert [p["rank"] for p in top] == [1, 2, 3, 4]
+        assert {p["userId"] for p in top} == {user} and all(p["title"] for p in top)
+        assert not _rated_movies(tmp, user) & {p["movieId"] for p in top}
+        popular = _post(
+            port, {"columns": ["userId", "k", "fallback"], "data": [[999999, 2, "popular"]]}
+        )
+        assert [p["source"] for p in popular] == ["popular", "popular"]
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            _post(port, {"columns": ["userId", "k"], "data": [[999999, 2]]})
+        assert "user_id=999999 is not in the training data" in refused.value.read().decode()
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def _post(port: int, frame: dict) -> list:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/invocations",
+        data=json.dumps({"dataframe_split": frame}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())["predictions"]
 
 
 def test_failing_training_leaves_run_failed(tmp_path: Path):
@@ -319,3 +411,6 @@ def test_ddp_two_cpu_processes_log_one_run_and_match_one_process(tmp_path: Path)
     # full-batch MF: the two ranks' half-batch gradients average to the full-batch one,
     # so only float summation order differs
     assert results["ddp"]["test/rmse"] == pytest.approx(results["single"]["test/rmse"], abs=1e-3)
+    # each rank ranks its own shard of the test users; the synced means match one process
+    for key in ("test/ndcg_at_10", "test/recall_at_10", "test/hit_rate_at_10"):
+        assert results["ddp"][key] == pytest.approx(results["single"][key], abs=1e-3), key

@@ -49,6 +49,16 @@ def test_fast_dev_run_every_model(tmp_path: Path, model: str, precision: str):
     metrics = train_fold(cfg)
     assert 0 < metrics["test/rmse"] < 5
     assert metrics["parameters"] > 0
+    for name in ("precision", "recall", "ndcg", "hit_rate"):  # ranking metrics, every model
+        assert 0 <= metrics[f"test/{name}_at_10"] <= 1
+
+
+def test_ranking_metrics_are_on_by_default_and_can_be_turned_off(tmp_path: Path):
+    base = [*TINY_DATA, "model=mf", "trainer.fast_dev_run=true", *FAST]
+    on = train_fold(compose_train(tmp_path / "on", [*base, "ranking.k=5"]))
+    assert {"test/ndcg_at_5", "test/recall_at_5", "test/precision_at_5"} <= set(on)
+    off = train_fold(compose_train(tmp_path / "off", [*base, "ranking.k=0"]))
+    assert "test/rmse" in off and not any("_at_" in key for key in off)
 
 
 def test_seed_makes_runs_identical(tmp_path: Path):
@@ -78,6 +88,45 @@ def test_metrics_json_and_return_value(tmp_path: Path):
     written = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert value == pytest.approx(written["val/rmse"])  # the sweep objective is val, not test
     assert {"test/rmse", "test/mae", "seconds_per_epoch", "best_epoch"} <= set(written)
+    _check_ranking_metrics(cfg, written)
+
+
+def _check_ranking_metrics(cfg, written: dict) -> None:
+    """The logged test/*_at_10 equal torchmetrics' retrieval metrics recomputed from the
+    best checkpoint: candidates = movies unrated in train+val, relevant = test rating ≥ 4."""
+    import torch
+    from torchmetrics.retrieval import RetrievalNormalizedDCG, RetrievalRecall
+
+    from movierec.config import build
+    from movierec.models.module import RatingPredictor
+
+    datamodule = build(cfg.data, "data", split=cfg.split)
+    datamodule.prepare_data()
+    datamodule.setup()
+    model = RatingPredictor.load_from_checkpoint(written["best_checkpoint"], map_location="cpu")
+    model.eval()
+    n_users, n_movies = datamodule.data.n_users, datamodule.data.n_movies
+    seen = torch.zeros(n_users, n_movies, dtype=torch.bool)
+    relevant = torch.zeros(n_users, n_movies, dtype=torch.bool)
+    for part in ("train", "val"):
+        user, movie, _ = datamodule.rows(part)
+        seen[user, movie] = True
+    user, movie, rating = datamodule.rows("test")
+    relevant[user[rating >= 4], movie[rating >= 4]] = True
+    with torch.no_grad():
+        embeddings = model.net.encode(datamodule.graph)
+        pairs = torch.cartesian_prod(torch.arange(n_users), torch.arange(n_movies))
+        scores = model.net.decode(embeddings, pairs[:, 0], pairs[:, 1]).rating
+    scores = scores.view(n_users, n_movies)
+    index = torch.arange(n_users).unsqueeze(1).expand(-1, n_movies)
+    keep = ~seen & relevant.any(dim=1, keepdim=True)  # users with something relevant
+    args = (scores[keep], relevant[keep])
+    ndcg = RetrievalNormalizedDCG(top_k=10)(*args, indexes=index[keep])
+    recall = RetrievalRecall(top_k=10)(*args, indexes=index[keep])
+    assert written["test/ndcg_at_10"] == pytest.approx(float(ndcg), abs=1e-5)
+    assert written["test/recall_at_10"] == pytest.approx(float(recall), abs=1e-5)
+    assert 0 < written["test/hit_rate_at_10"] <= 1
+    assert 0 <= written["test/precision_at_10"] <= 1
 
 
 def test_kfold_all_runs_every_fold(tmp_path: Path, capsys):
@@ -112,6 +161,7 @@ def test_kfold_all_runs_every_fold(tmp_path: Path, capsys):
         (["model=mf", "model.net.dim=0"], "model.net.dim=0"),
         (["model=gcn", "model.loss=cross_entropy"], "does not suit GcnNet; expected one of huber"),
         (["model.scheduler=linear"], "model.scheduler='linear' is not valid"),
+        (["ranking.k=-1"], "ranking.k=-1: expected an integer ≥ 1 (0 = off)"),
     ],
 )
 def test_invalid_settings_name_the_key(tmp_path: Path, overrides: list[str], message: str):

@@ -73,7 +73,9 @@ def train_fold(cfg: DictConfig, parent_run_id: str | None = None) -> dict[str, A
         # the data, so the node's first process prepares it before anything is built.
         datamodule.prepare_data()
     datamodule.setup("fit")
-    model: RatingPredictor = build(cfg.model, "model", schema=datamodule.schema.as_dict())
+    model: RatingPredictor = build(
+        cfg.model, "model", schema=datamodule.schema.as_dict(), **_ranking_settings(cfg)
+    )
     resumed_from = _checkpoint_epoch(cfg.get("ckpt_path"))
     sweep = cfg.get("sweep") or {}
     trial_tags = {}
@@ -179,16 +181,20 @@ def _run_folds(
         log.info("fold %d of %d", fold, len(folds))
         metrics = train_fold(fold_cfg, parent_run_id=parent.run_id if parent else None)
         rows.append({"fold": fold, **metrics})
+    ranking = sorted(k for k in rows[0] if k.startswith("test/") and k not in SUMMARY_METRICS)
     summary = {
         name: (_mean([r[name] for r in rows]), _std([r[name] for r in rows]))
-        for name in SUMMARY_METRICS
+        for name in (*SUMMARY_METRICS, *ranking)
         if all(name in r for r in rows)
     }
     if rank_zero_only.rank == 0:
-        lines = ["fold  " + "  ".join(f"{m:>10}" for m in summary)]
-        lines += [f"{r['fold']:>4}  " + "  ".join(f"{r[m]:>10.4f}" for m in summary) for r in rows]
-        lines.append("mean  " + "  ".join(f"{summary[m][0]:>10.4f}" for m in summary))
-        lines.append(" std  " + "  ".join(f"{summary[m][1]:>10.4f}" for m in summary))
+        w = {m: max(10, len(m)) for m in summary}
+        lines = ["fold  " + "  ".join(f"{m:>{w[m]}}" for m in summary)]
+        lines += [
+            f"{r['fold']:>4}  " + "  ".join(f"{r[m]:>{w[m]}.4f}" for m in summary) for r in rows
+        ]
+        lines.append("mean  " + "  ".join(f"{summary[m][0]:>{w[m]}.4f}" for m in summary))
+        lines.append(" std  " + "  ".join(f"{summary[m][1]:>{w[m]}.4f}" for m in summary))
         print("\n".join(lines))
         for name, (mean, std) in summary.items():
             print(f"{name}: {mean:.4f} ± {std:.4f}")
@@ -201,6 +207,12 @@ def _run_folds(
             },
         )
     return summary
+
+
+def _ranking_settings(cfg: DictConfig) -> dict[str, Any]:
+    ranking = cfg.get("ranking") or {}
+    settings = {"ranking_k": ranking.get("k"), "relevant_rating": ranking.get("relevant_rating")}
+    return {k: v for k, v in settings.items() if v is not None}
 
 
 def _report(cfg: DictConfig, metrics: dict[str, Any]) -> None:

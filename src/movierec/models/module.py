@@ -1,9 +1,10 @@
 """`RatingPredictor`: the one LightningModule that trains any `RatingNet` to predict ratings.
 
-It owns only training logic: the loss, optimizer and scheduler, and torchmetrics RMSE/MAE
-(synced across DDP ranks) in stars. The network is rebuilt from its config and the data
-schema stored in the checkpoint, so `RatingPredictor.load_from_checkpoint(path)` needs no
-datamodule.
+It owns only training logic: the loss, optimizer and scheduler, torchmetrics RMSE/MAE
+(synced across DDP ranks) in stars, and at test time the top-K ranking metrics of
+`movierec.ranking` (Precision/Recall/NDCG/HitRate@K; protocol in `ranking.protocol`).
+The network is rebuilt from its config and the data schema stored in the checkpoint,
+so `RatingPredictor.load_from_checkpoint(path)` needs no datamodule.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ from torchmetrics import MeanAbsoluteError, MeanSquaredError
 from movierec.data.graph import RATES, GraphSchema
 from movierec.errors import ConfigError, MovieRecError
 from movierec.models.base import NodeEmbeddings, RatingNet, RatingScores, check_choice
+from movierec.ranking.metrics import TopKRanking, metric_name
+from movierec.ranking.protocol import RELEVANT_RATING, RankingProtocol
+from movierec.ranking.scoring import evaluate_ranking, score_block
 
 LOSSES = ("mse", "huber", "l1", "cross_entropy")
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -45,6 +49,9 @@ class RatingPredictor(pl.LightningModule):
             Each chunk's decoder activations are recomputed in backward instead of kept
             (activation checkpointing), so a full batch of 20M ratings needs the memory of
             one chunk; loss and gradients are the same as unchunked.
+        ranking_k: list length K of the test ranking metrics (`test/ndcg_at_<K>`, …);
+            0 turns them off (ranking scores every test user against every movie).
+        relevant_rating: a test rating ≥ this many stars makes a movie relevant.
     """
 
     def __init__(
@@ -59,6 +66,8 @@ class RatingPredictor(pl.LightningModule):
         scheduler: str = "none",
         scheduler_kwargs: dict | None = None,
         decode_chunk_size: int = 0,
+        ranking_k: int = 10,
+        relevant_rating: float = RELEVANT_RATING,
     ) -> None:
         super().__init__()
         # Hydra hands over DictConfigs; checkpoints must hold plain containers so they
@@ -78,6 +87,8 @@ class RatingPredictor(pl.LightningModule):
                 "scheduler": scheduler,
                 "scheduler_kwargs": scheduler_kwargs,
                 "decode_chunk_size": decode_chunk_size,
+                "ranking_k": ranking_k,
+                "relevant_rating": relevant_rating,
             },
             logger=False,  # the tracking layer logs the whole resolved config instead
         )
@@ -95,6 +106,8 @@ class RatingPredictor(pl.LightningModule):
             )
         if not isinstance(huber_delta, (int, float)) or huber_delta <= 0:
             raise ConfigError(f"model.huber_delta={huber_delta!r}: expected > 0")
+        if not isinstance(ranking_k, int) or isinstance(ranking_k, bool) or ranking_k < 0:
+            raise ConfigError(f"ranking.k={ranking_k!r}: expected an integer ≥ 1 (0 = off)")
         self.schema = GraphSchema(
             **{
                 **schema,
@@ -112,6 +125,7 @@ class RatingPredictor(pl.LightningModule):
         self.val_mae = MeanAbsoluteError()
         self.test_rmse = MeanSquaredError(squared=False)
         self.test_mae = MeanAbsoluteError()
+        self.test_ranking = TopKRanking(ranking_k) if ranking_k else None
         self._graph: HeteroData | None = None
         self._eval_embeddings: NodeEmbeddings | None = None
 
@@ -225,6 +239,7 @@ class RatingPredictor(pl.LightningModule):
         self._eval_embeddings = None
 
     def on_test_epoch_end(self) -> None:
+        self._log_ranking()
         self._eval_embeddings = None
 
     def _evaluate(self, batch, stage: str, rmse, mae) -> None:
@@ -235,6 +250,26 @@ class RatingPredictor(pl.LightningModule):
         mae.update(predicted, rating)
         self.log(f"{stage}/rmse", rmse, on_epoch=True, prog_bar=True, batch_size=len(rating))
         self.log(f"{stage}/mae", mae, on_epoch=True, batch_size=len(rating))
+
+    def _log_ranking(self) -> None:
+        """Top-K metrics of the test users; each DDP rank ranks its own shard of users."""
+        if self.test_ranking is None:
+            return
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is None or getattr(datamodule, "data", None) is None:
+            return  # tested on bare dataloaders: no split to rank against
+        assert self._eval_embeddings is not None
+        protocol = RankingProtocol.from_datamodule(datamodule, self.hparams.relevant_rating)
+        embeddings = self._eval_embeddings
+        evaluate_ranking(
+            lambda users: score_block(self.net, embeddings, users),
+            protocol.shard(self.global_rank, self.trainer.world_size),
+            protocol.exclude,
+            protocol.relevant,
+            self.test_ranking,
+        )
+        for name, metric in self.test_ranking.means.items():
+            self.log(metric_name(name, self.test_ranking.k), metric)
 
     def _loss(self, scores: RatingScores, rating: torch.Tensor) -> torch.Tensor:
         loss = self.hparams.loss

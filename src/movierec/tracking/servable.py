@@ -1,11 +1,23 @@
-"""The MLflow pyfunc model: original (userId, movieId) pairs in, predicted ratings out.
+"""The MLflow pyfunc model: predicted ratings for (userId, movieId) pairs, or top-K movies.
+
+Two request forms, told apart by their columns:
+
+    rating   userId, movieId                   → one predicted rating per row ("rating")
+    top-K    userId, k [, exclude_rated, genre, fallback]
+                                               → k rows per user: userId, rank, movieId,
+                                                 title, genres, rating, source
 
     model = mlflow.pyfunc.load_model("runs:/<run_id>/model")
     model.predict(pd.DataFrame({"userId": [1, 1], "movieId": [31, 1029]}))  # → ratings
+    model.predict(pd.DataFrame({"userId": [1, 2], "k": [10, 5]}))         # → top-K rows
 
-`mlflow models serve -m runs:/<run_id>/model --env-manager local` answers
-`POST /invocations` with `{"dataframe_split": {"columns": ["userId", "movieId"],
-"data": [[1, 31], [1, 1029]]}}` → `{"predictions": [...]}`.
+`mlflow models serve -m runs:/<run_id>/model --env-manager local` answers `POST
+/invocations` with `{"dataframe_split": {"columns": ["userId", "movieId"], "data": [[1, 31]]}}`
+→ `{"predictions": [{"rating": …}]}`, and with `{"dataframe_split": {"columns": ["userId",
+"k"], "data": [[1, 10]]}}` → `{"predictions": [{"userId": 1, "rank": 1, "movieId": …}, …]}`.
+In a top-K request `exclude_rated` defaults to true, `genre` (one genre) and `fallback`
+("popular" answers unknown users by popularity) to none; unknown users without a fallback,
+and unknown movie ids, are refused with a message naming them.
 """
 
 from __future__ import annotations
@@ -14,7 +26,8 @@ from pathlib import Path
 
 import mlflow
 import pandas as pd
-from mlflow.models import infer_signature
+from mlflow.models import ModelSignature
+from mlflow.types.schema import ColSpec, Schema
 
 import movierec
 
@@ -29,32 +42,79 @@ REQUIREMENTS = [
     "pyarrow>=15",
     "numpy>=1.26",
 ]
+RATING_COLUMNS = ("userId", "movieId")
+TOPK_OPTIONS = ("exclude_rated", "genre", "fallback")
+SIGNATURE = ModelSignature(
+    inputs=Schema(
+        [
+            ColSpec("long", "userId"),
+            ColSpec("long", "movieId", required=False),
+            ColSpec("long", "k", required=False),
+            ColSpec("boolean", "exclude_rated", required=False),
+            ColSpec("string", "genre", required=False),
+            ColSpec("string", "fallback", required=False),
+        ]
+    )
+)
 
 
 class RatingModel(mlflow.pyfunc.PythonModel):
-    """pyfunc wrapper around `movierec.inference.TrainedModel`."""
+    """pyfunc wrapper around `movierec.recommender.Recommender` (one load, batch scoring)."""
 
     def load_context(self, context) -> None:
         from movierec.inference import TrainedModel
+        from movierec.recommender import Recommender
 
-        self.model = TrainedModel.load(context.artifacts[BUNDLE_ARTIFACT])
+        self.recommender = Recommender(
+            TrainedModel.load(context.artifacts[BUNDLE_ARTIFACT]), source="the served model"
+        )
 
-    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.Series:
-        missing = [c for c in ("userId", "movieId") if c not in model_input.columns]
-        if missing:
-            raise ValueError(
-                f"input lacks column(s) {', '.join(missing)}; expected userId, movieId"
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.Series | pd.DataFrame:
+        columns = set(model_input.columns)
+        if "userId" not in columns:
+            raise ValueError(_form_message("the input lacks column userId"))
+        if "movieId" in columns and "k" in columns:
+            raise ValueError(_form_message("the input has both movieId and k"))
+        if "movieId" in columns:
+            model = self.recommender.model
+            ratings = model.predict_ratings(model_input["userId"], model_input["movieId"])
+            return pd.Series(ratings, name="rating")
+        if "k" in columns:
+            return self._top_k(model_input)
+        raise ValueError(_form_message("the input has neither movieId nor k"))
+
+    def _top_k(self, requests: pd.DataFrame) -> pd.DataFrame:
+        """Rows grouped by their options, each group scored as one batch, in request order."""
+        frame = requests.assign(
+            exclude_rated=_column(requests, "exclude_rated", True),
+            genre=_column(requests, "genre", None),
+            fallback=_column(requests, "fallback", None),
+            _order=range(len(requests)),
+        )
+        if frame["k"].isna().any():
+            raise ValueError(_form_message("a top-K row has no k"))
+        parts = []
+        for (k, exclude, genre, fallback), group in frame.groupby(
+            ["k", "exclude_rated", "genre", "fallback"], dropna=False, sort=False
+        ):
+            top = self.recommender.recommend(
+                group["userId"].tolist(),
+                int(k),
+                exclude_rated=bool(exclude),
+                genre=None if pd.isna(genre) else str(genre),
+                fallback=None if pd.isna(fallback) else str(fallback),
             )
-        ratings = self.model.predict_ratings(model_input["userId"], model_input["movieId"])
-        return pd.Series(ratings, name="rating")
+            order = dict(zip(group["userId"], group["_order"], strict=False))
+            parts.append(top.assign(_order=top["userId"].map(order)))
+        result = pd.concat(parts, ignore_index=True).sort_values(["_order", "rank"], kind="stable")
+        return result.drop(columns="_order").reset_index(drop=True)
 
 
 def log_servable_model(run_id: str, client_uri: str, bundle: Path, example: pd.DataFrame) -> str:
     """Log `bundle` as the run's `model` artifact (pyfunc flavor); return its model URI."""
     wrapper = RatingModel()
     wrapper.load_context(_Context({BUNDLE_ARTIFACT: str(bundle)}))
-    output = wrapper.predict(None, example)
-    signature = infer_signature(example, output)
+    wrapper.predict(None, example)  # fail here, not at serving time
     previous_uri = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(client_uri)
     try:
@@ -64,13 +124,26 @@ def log_servable_model(run_id: str, client_uri: str, bundle: Path, example: pd.D
                 python_model=str(Path(__file__).with_name("pyfunc_entry.py")),
                 artifacts={BUNDLE_ARTIFACT: str(bundle)},
                 code_paths=[str(Path(movierec.__file__).parent)],
-                signature=signature,
+                signature=SIGNATURE,
                 input_example=example,
                 pip_requirements=REQUIREMENTS,
             )
     finally:
         mlflow.set_tracking_uri(previous_uri)
     return info.model_uri
+
+
+def _column(frame: pd.DataFrame, name: str, default) -> pd.Series:
+    if name not in frame.columns:
+        return pd.Series([default] * len(frame), index=frame.index, dtype=object)
+    return frame[name].astype(object).where(frame[name].notna(), default)
+
+
+def _form_message(problem: str) -> str:
+    return (
+        f"{problem}; send either rating pairs (columns userId, movieId) or top-K requests "
+        f"(columns userId, k and optionally {', '.join(TOPK_OPTIONS)})"
+    )
 
 
 class _Context:

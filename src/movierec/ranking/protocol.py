@@ -1,0 +1,58 @@
+"""The ranking test protocol: who is ranked, over which movies, and what counts as a hit.
+
+For each test user:
+    candidates = every movie (graph node) the user has not rated in the ratings training
+                 saw: the train split and the validation split (used for early stopping
+                 and model selection), so the ranked list is what the system would show
+                 at test time;
+    relevant   = the user's test movies rated ≥ `relevant_rating` stars (the same
+                 threshold on half-star scales);
+    users      = the users with at least one relevant test movie.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from movierec.ranking.user_items import UserItems
+
+#: A test rating at or above this many stars makes the movie relevant.
+RELEVANT_RATING = 4.0
+
+
+@dataclass(frozen=True)
+class RankingProtocol:
+    """Exclusions, relevant movies and the users to rank.
+
+    Attributes:
+        exclude: movies each user rated in train or val (never candidates).
+        relevant: movies each user rated ≥ the threshold in test.
+        users: (U,) int64 user indices with ≥ 1 relevant movie, ascending.
+    """
+
+    exclude: UserItems
+    relevant: UserItems
+    users: torch.Tensor
+
+    @classmethod
+    def from_datamodule(cls, datamodule, relevant_rating: float = RELEVANT_RATING):
+        """Built from a set-up `MovieLensDataModule`'s train, val and test rows."""
+        n_users, n_movies = datamodule.data.n_users, datamodule.data.n_movies
+        train_user, train_movie, _ = datamodule.rows("train")
+        val_user, val_movie, _ = datamodule.rows("val")
+        test_user, test_movie, test_rating = datamodule.rows("test")
+        exclude = UserItems.from_pairs(
+            torch.cat([train_user, val_user]),
+            torch.cat([train_movie, val_movie]),
+            n_users,
+            n_movies,
+        )
+        hit = test_rating >= relevant_rating
+        relevant = UserItems.from_pairs(test_user[hit], test_movie[hit], n_users, n_movies)
+        return cls(exclude, relevant, relevant.users_with_items())
+
+    def shard(self, rank: int, world_size: int) -> torch.Tensor:
+        """This DDP rank's users: every `world_size`-th one, so each user is ranked once."""
+        return self.users[rank::world_size]
