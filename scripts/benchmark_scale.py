@@ -50,6 +50,7 @@ def run_one(model: str, size: int, folder: Path, epochs: int, out: Path, extra: 
         "data.rating_scale=[0.5,5.0]", "data.batch_size=0", f"data.eval_batch_size={CHUNK}",
         f"model.decode_chunk_size={CHUNK}", "model.net.message_passing=sparse",
         f"trainer.max_epochs={epochs}", "callbacks.early_stopping=null", "logger=none",
+        "ranking.k=0",  # top-K over every user × movie is a separate, costlier question
         "callbacks.progress_bar=null", "trainer.enable_progress_bar=false",
         f"hydra.run.dir={run_dir}", *extra,
     ]  # fmt: skip
