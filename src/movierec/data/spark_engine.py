@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import re
 import shutil
 import tempfile
 import warnings
@@ -80,7 +81,9 @@ BASE_CONF = {
     "spark.sql.execution.arrow.pyspark.enabled": "true",
 }
 # JVM logging: Spark's own messages at `log_level`; start-up chatter (no native Hadoop,
-# hostname resolution) only if it is an error.
+# hostname resolution) and the advice on task sizes (the small pandas hand-overs travel
+# inside tasks) only if it is an error. The JVM's one "Using incubator modules" line comes
+# from Spark's launcher and cannot be turned off.
 LOG4J2 = """\
 rootLogger.level = {level}
 rootLogger.appenderRef.stderr.ref = console
@@ -93,12 +96,19 @@ logger.hadoop.name = org.apache.hadoop.util.NativeCodeLoader
 logger.hadoop.level = error
 logger.utils.name = org.apache.spark.util.Utils
 logger.utils.level = error
+logger.tasks.name = org.apache.spark.scheduler.TaskSetManager
+logger.tasks.level = error
 """
 CORRUPT = "_corrupt"  # the raw text of a row that does not split into the columns
 ODD_TOKEN_LIMIT = 100_000  # distinct odd field texts judged per column
 # A plain decimal: pyarrow and Spark both read it, rounded correctly to float32.
 PLAIN_FLOAT = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$"
 SPARK_TYPES = {"int64": "bigint", "float": "float"}
+# The master URLs Spark accepts; anything else is refused before a JVM starts.
+MASTER_URL = re.compile(
+    r"local(\[([1-9][0-9]*|\*)(,[1-9][0-9]*)?\])?|local-cluster\[[^\]]+\]"
+    r"|spark://\S+|yarn|k8s://\S+"
+)
 
 
 def require_pyspark() -> None:
@@ -127,8 +137,14 @@ class SparkSettings:
         conf = values.get("conf") or {}
         if not isinstance(conf, Mapping):
             raise ConfigError(f"data.spark.conf={conf!r}: expected a mapping of Spark settings")
+        master = str(values.get("master") or cls.master)
+        if not MASTER_URL.fullmatch(master):
+            raise ConfigError(
+                f"data.spark.master={master!r} is not a Spark master URL; expected local[N], "
+                "local[*], spark://host:port, yarn or k8s://host:port"
+            )
         return cls(
-            master=str(values.get("master") or cls.master),
+            master=master,
             log_level=str(values.get("log_level") or cls.log_level).upper(),
             conf={str(k): str(v) for k, v in conf.items()},
         )
@@ -141,6 +157,7 @@ def spark_session(settings: SparkSettings) -> Iterator[SparkSession]:
     `ConfigError`."""
     require_pyspark()
     warnings.filterwarnings("ignore", "PySpark does not yet fully support", FutureWarning)
+    logging.getLogger("py4j").setLevel(logging.WARNING)  # one INFO line per connection
     from pyspark.sql import SparkSession
 
     active = SparkSession.getActiveSession()
@@ -159,10 +176,12 @@ def spark_session(settings: SparkSettings) -> Iterator[SparkSession]:
         try:
             spark = builder.getOrCreate()
             spark.sparkContext.setLogLevel(settings.log_level)
-        except Exception as err:  # Py4J / PySpark errors: bad master URL, no Java, …
+        except Exception as err:  # Py4J / PySpark errors: no Java, master refused, …
             reason = " ".join(str(err).split())[:300]
+            if "JAVA_GATEWAY_EXITED" in reason:
+                reason += " (Spark needs Java 17 or later on PATH or in JAVA_HOME)"
             raise ConfigError(
-                f"data.spark.master={settings.master!r}: Spark did not start: {reason}"
+                f"Spark did not start (data.spark.master={settings.master!r}): {reason}"
             ) from None
     try:
         yield spark
