@@ -46,6 +46,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from movierec.data import readers, validation
+from movierec.data.download import archive_sha256
 from movierec.data.preprocess import (
     keyed_folds,
     no_ratings_error,
@@ -72,7 +73,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PYSPARK_MISSING = "data.engine=spark needs pyspark: pip install 'movierec[spark]'"
-SPARK_KEYS = ("master", "log_level", "conf")
+SPARK_KEYS = ("master", "driver_memory", "log_level", "conf")
 # Settings the engine needs whatever the user adds: no web UI (no port to bind), no
 # progress bars in the output, Arrow for the small pandas <-> Spark hand-overs.
 BASE_CONF = {
@@ -121,9 +122,15 @@ def require_pyspark() -> None:
 
 @dataclass(frozen=True)
 class SparkSettings:
-    """`data.spark`: master URL, Spark's log level, extra Spark settings."""
+    """`data.spark`: master URL, driver heap, Spark's log level, extra Spark settings.
+
+    `driver_memory` is the driver JVM's heap (`spark.driver.memory`); in local mode it is
+    also the executors' memory. Spark's own default, 1g, runs out of memory caching 25M
+    ratings in local mode; 4g does not.
+    """
 
     master: str = "local[*]"
+    driver_memory: str = "4g"
     log_level: str = "WARN"
     conf: dict[str, str] = field(default_factory=dict)
 
@@ -145,16 +152,29 @@ class SparkSettings:
             )
         return cls(
             master=master,
+            driver_memory=str(values.get("driver_memory") or cls.driver_memory),
             log_level=str(values.get("log_level") or cls.log_level).upper(),
-            conf={str(k): str(v) for k, v in conf.items()},
+            conf=_flatten(conf),
         )
 
 
+def _flatten(conf: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """{"spark": {"driver": {"memory": "4g"}}} (Hydra's `+data.spark.conf.spark.driver.memory=4g`)
+    → {"spark.driver.memory": "4g"}."""
+    flat: dict[str, str] = {}
+    for key, value in conf.items():
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = str(value)
+    return flat
+
+
 @contextlib.contextmanager
-def spark_session(settings: SparkSettings) -> Iterator[SparkSession]:
+def spark_session(settings: SparkSettings, keep_jvm: bool = False) -> Iterator[SparkSession]:
     """The active SparkSession if there is one (a notebook's, a test's), else a new one for
-    `settings`, stopped on exit. A master URL Spark rejects or a missing Java is a
-    `ConfigError`."""
+    `settings`, stopped on exit, with its JVM unless `keep_jvm`. A Spark that does not
+    start (no Java, master refused) is a `ConfigError`."""
     require_pyspark()
     warnings.filterwarnings("ignore", "PySpark does not yet fully support", FutureWarning)
     logging.getLogger("py4j").setLevel(logging.WARNING)  # one INFO line per connection
@@ -169,6 +189,7 @@ def spark_session(settings: SparkSettings) -> Iterator[SparkSession]:
         log4j.write_text(LOG4J2.format(level=settings.log_level.lower()))
         conf = dict(BASE_CONF)
         conf["spark.driver.extraJavaOptions"] = f"-Dlog4j2.configurationFile={log4j.as_uri()}"
+        conf["spark.driver.memory"] = settings.driver_memory
         conf.update(settings.conf)
         builder = SparkSession.builder.master(settings.master).appName("movierec-preprocess")
         for key, value in conf.items():
@@ -187,6 +208,27 @@ def spark_session(settings: SparkSettings) -> Iterator[SparkSession]:
         yield spark
     finally:
         spark.stop()
+        if not keep_jvm:
+            _release_jvm()
+
+
+def _release_jvm() -> None:
+    """End PySpark's JVM, which otherwise lives as long as Python and keeps the driver heap
+    (gigabytes after a large build) through training. A later session starts a new one."""
+    from pyspark import SparkContext
+
+    gateway = SparkContext._gateway
+    if gateway is None or getattr(gateway, "proc", None) is None:
+        return
+    SparkContext._gateway = None
+    SparkContext._jvm = None
+    with contextlib.suppress(Exception):
+        gateway.shutdown()
+    gateway.proc.stdin.close()  # PySpark's gateway server exits when its stdin closes
+    try:
+        gateway.proc.wait(timeout=30)
+    except Exception:
+        gateway.proc.kill()
 
 
 def fetch_remote_ratings(settings: DataSettings) -> FetchedSource:
@@ -195,7 +237,8 @@ def fetch_remote_ratings(settings: DataSettings) -> FetchedSource:
     uri = str(settings.ratings_path)
     files: dict[str, Path] = {}
     digest = hashlib.sha256(b"ratings")
-    with spark_session(SparkSettings.from_mapping(settings.spark)) as spark:
+    # The JVM stays for the build that follows (one JVM start, not two).
+    with spark_session(SparkSettings.from_mapping(settings.spark), keep_jvm=True) as spark:
         try:
             listing = (
                 spark.read.format("binaryFile")
@@ -218,7 +261,7 @@ def fetch_remote_ratings(settings: DataSettings) -> FetchedSource:
         if not movies.is_file():
             raise DataError(f"{movies}: movies file not found (data.movies_path)")
         files["movies"] = movies
-        digest.update(hashlib.sha256(movies.read_bytes()).hexdigest().encode())
+        digest.update(archive_sha256(movies).encode())
     return FetchedSource(files=files, checksum=digest.hexdigest(), ratings_uri=uri)
 
 
@@ -234,9 +277,9 @@ def build_processed(settings: DataSettings, fetched: FetchedSource, staging: Pat
         with spark_session(SparkSettings.from_mapping(settings.spark)) as spark:
             location = _spark_location(source.location) if source.location else None
             location = location or _extract(source, scratch)
-            scan = _Scan.read(spark, source, location, settings.scale)
+            scan = _Scan.read(spark, source, location)
             try:
-                _Build(settings, fetched, source, side, scan, scratch, staging).run()
+                _Build(settings, fetched, side, scan, scratch, staging).run()
             finally:
                 scan.frame.unpersist()
     finally:
@@ -285,9 +328,7 @@ class _Scan:
     delimiter: str
 
     @classmethod
-    def read(
-        cls, spark: SparkSession, source: RatingsFile, location: str, scale: tuple[float, float]
-    ) -> _Scan:
+    def read(cls, spark: SparkSession, source: RatingsFile, location: str) -> _Scan:
         from pyspark import StorageLevel
         from pyspark.sql import functions as F
         from pyspark.sql import types as T
@@ -502,7 +543,6 @@ class _Build:
 
     settings: DataSettings
     fetched: FetchedSource
-    source: RatingsFile
     side: SideTables
     scan: _Scan
     scratch: Path
