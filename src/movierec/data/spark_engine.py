@@ -896,7 +896,11 @@ class _Build:
 
 def _concatenate_parts(parts: Path, target: Path) -> None:
     """Spark's part files, in part order, as one Parquet file with the pandas engine's
-    column types. Streams record batches: memory stays at one batch."""
+    column types. Streams record batches: memory stays at one batch.
+
+    One file, because the processed entry is the pandas engine's: `RatingsData.load`, the
+    tracking layer and the served model all read `ratings.parquet` as a file.
+    """
     files = sorted(parts.glob("part-*.parquet"), key=lambda p: int(p.name.split("-")[1]))
     first = pq.read_schema(files[0]) if files else None
     names = first.names if first is not None else []
