@@ -3,6 +3,9 @@
 # CPU-only machines can use e.g. `make test TORCH=torch==2.13.0` (a local CPU wheel here).
 PYTHON ?= python3
 TORCH ?= torch>=2.4
+# Optional extras installed with the project: spark adds the Spark preprocessing engine
+# (data.engine=spark; needs Java 17). `make test EXTRAS=dev` leaves it out.
+EXTRAS ?= dev,spark
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -13,7 +16,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip
 	$(BIN)/pip install "$(TORCH)"
-	$(BIN)/pip install -e ".[dev]"
+	$(BIN)/pip install -e ".[$(EXTRAS)]"
 	touch $(STAMP)
 
 install: $(STAMP)

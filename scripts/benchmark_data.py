@@ -4,13 +4,17 @@ the processed cache (warm), split and build the graph; seconds and peak RSS per 
     python scripts/benchmark_data.py ml_100k ml_latest_small
     python scripts/benchmark_data.py --ratings data/synthetic-25m/ratings.csv \\
         --movies data/synthetic-25m/movies.csv
+    python scripts/benchmark_data.py ml_latest_small --engine spark --master 'local[2]'
 
 Each dataset runs in a fresh process with a fresh cache folder, so "cold" really parses.
+With --engine spark the Spark session is started first (spark_start_s, not in the cold
+time) and the JVM's own peak RSS is reported beside the Python process's.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import resource
 import shutil
@@ -21,23 +25,48 @@ import time
 from pathlib import Path
 
 
-def measure(name: str, ratings: str | None, movies: str | None, mirror: str | None) -> dict:
+def measure(
+    name: str,
+    ratings: str | None,
+    movies: str | None,
+    mirror: str | None,
+    engine: str = "pandas",
+    spark: dict | None = None,
+) -> dict:
     from movierec.data.cache import load_ratings_data, prepare_processed
     from movierec.data.graph import build_graph
     from movierec.data.sources import DataSettings
     from movierec.data.splits import RandomSplit
 
-    with tempfile.TemporaryDirectory() as cache:
+    extra: dict = {}
+    with tempfile.TemporaryDirectory() as cache, contextlib.ExitStack() as stack:
         settings = DataSettings(
-            name, cache, mirror=mirror, ratings_path=ratings, movies_path=movies
+            name,
+            cache,
+            mirror=mirror,
+            ratings_path=ratings,
+            movies_path=movies,
+            engine=engine,
+            spark=spark or {},
         )
         if name not in ("ratings_csv", "synthetic"):
             prepare_processed(DataSettings(name, cache, mirror=mirror, verify_counts=False))
             # the archive fetch is not what we time: remove the processed entry only
             shutil.rmtree(Path(cache) / "processed")
+        if engine == "spark":
+            from movierec.data.spark_engine import SparkSettings, spark_session
+
+            spark_settings = SparkSettings.from_mapping(spark or {})
+            started = time.perf_counter()
+            session = stack.enter_context(spark_session(spark_settings))
+            extra["spark_start_s"] = round(time.perf_counter() - started, 2)
+            jvm = session.sparkContext._gateway.proc.pid  # the spark-submit launcher execs java
         started = time.perf_counter()
         prepare_processed(settings)
         cold = time.perf_counter() - started
+        cold_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        if engine == "spark":
+            extra["jvm_peak_rss_mb"] = _peak_rss_mb(jvm)
         started = time.perf_counter()
         data = load_ratings_data(settings)
         warm = time.perf_counter() - started
@@ -47,6 +76,7 @@ def measure(name: str, ratings: str | None, movies: str | None, mirror: str | No
         graph_s = time.perf_counter() - started
     return {
         "dataset": name if ratings is None else Path(ratings).parent.name,
+        "engine": engine if engine == "pandas" else f"spark {spark_settings.master}",
         "ratings": data.n_ratings,
         "users": data.n_users,
         "movies": data.n_movies,
@@ -55,8 +85,18 @@ def measure(name: str, ratings: str | None, movies: str | None, mirror: str | No
         "split_and_graph_s": round(graph_s, 2),
         "total_cold_s": round(cold + graph_s, 2),
         "edges": int(graph["user", "rates", "movie"].edge_index.shape[1]),
+        "cold_peak_rss_mb": round(cold_rss),  # Python, until the entry is built
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        **extra,
     }
+
+
+def _peak_rss_mb(pid: int) -> int:
+    """VmHWM (peak resident set) of a live process, from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024)
+    raise RuntimeError(f"no VmHWM for pid {pid}")
 
 
 def main() -> None:
@@ -69,22 +109,37 @@ def main() -> None:
     parser.add_argument(
         "--mirror", default=None, help="MovieLens mirror (default $MOVIELENS_MIRROR)"
     )
+    parser.add_argument("--engine", choices=("pandas", "spark"), default="pandas")
+    parser.add_argument("--master", default="local[2]", help="Spark master (default local[2])")
+    parser.add_argument(
+        "--spark-conf",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra Spark setting, e.g. spark.driver.memory=4g (repeatable)",
+    )
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    spark = {"master": args.master, "conf": dict(kv.split("=", 1) for kv in args.spark_conf)}
     if args.one:
         name = args.datasets[0] if args.datasets else "ratings_csv"
-        print(json.dumps(measure(name, args.ratings, args.movies, args.mirror)))
+        row = measure(name, args.ratings, args.movies, args.mirror, args.engine, spark)
+        print(json.dumps(row))
         return
     jobs = [[name] for name in args.datasets]
     if args.ratings:
         jobs.append(
             ["--ratings", args.ratings] + (["--movies", args.movies] if args.movies else [])
         )
+    engine = ["--engine", args.engine, "--master", args.master]
+    engine += [f"--spark-conf={kv}" for kv in args.spark_conf]
     rows = []
     for job in jobs:
         mirror = ["--mirror", args.mirror] if args.mirror else []
         out = subprocess.run(
-            [sys.executable, __file__, "--one", *job, *mirror], capture_output=True, text=True
+            [sys.executable, __file__, "--one", *job, *mirror, *engine],
+            capture_output=True,
+            text=True,
         )
         if out.returncode != 0:
             raise SystemExit(out.stderr[-2000:])

@@ -4,6 +4,12 @@ An entry is a folder `<cache_dir>/processed/<dataset>-<key>/` in `RatingsData`'s
 form. The key hashes the dataset name, the source checksum and every preprocessing
 setting, so changing any of them builds a new entry. Entries are written into a temporary
 folder and renamed into place, so a failed or interrupted build leaves nothing behind.
+
+Either engine builds an entry: pandas (`preprocess`) or Spark (`spark_engine`), which
+writes the same files. The engine is part of the key: choosing `data.engine=spark` runs
+Spark rather than reusing what pandas built, so the engines' agreement is tested
+(tests/test_spark.py), never assumed by the cache. pandas keys are unchanged from before
+engines existed, so existing entries stay valid.
 """
 
 from __future__ import annotations
@@ -36,21 +42,28 @@ def cache_key(settings: DataSettings, fetched: FetchedSource) -> str:
         "rating_scale": list(settings.scale),
         "verify_counts": settings.verify_counts,
     }
+    if settings.engine != "pandas":
+        material["engine"] = settings.engine
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def prepare_processed(settings: DataSettings) -> Path:
     """Fetch the source and build its processed entry unless it exists; return its folder."""
+    if settings.engine == "spark":
+        from movierec.data.spark_engine import require_pyspark
+
+        require_pyspark()  # before any download
     fetched = fetch_source(settings)
-    target = Path(settings.cache_dir) / "processed" / f"{settings.name}-{cache_key(settings, fetched)}"
+    target = (
+        Path(settings.cache_dir) / "processed" / f"{settings.name}-{cache_key(settings, fetched)}"
+    )
     if (target / META_FILE).is_file():
         log.info("using cached %s", target)
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
-        data = build_ratings_data(read_source(settings, fetched), settings, fetched)
-        data.save(staging)
+        _build(settings, fetched, staging)
         try:
             os.rename(staging, target)
         except OSError:
@@ -61,6 +74,16 @@ def prepare_processed(settings: DataSettings) -> Path:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def _build(settings: DataSettings, fetched: FetchedSource, staging: Path) -> None:
+    """Write the processed entry of `fetched` into the empty folder `staging`."""
+    if settings.engine == "spark":
+        from movierec.data.spark_engine import build_processed  # optional dependency
+
+        build_processed(settings, fetched, staging)
+    else:
+        build_ratings_data(read_source(settings, fetched), settings, fetched).save(staging)
 
 
 def load_ratings_data(settings: DataSettings) -> RatingsData:

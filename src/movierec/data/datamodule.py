@@ -9,11 +9,13 @@ from the training ratings only. Loaders yield `(user, movie, rating)` batches (s
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 from torch_geometric.data import HeteroData
 
@@ -35,7 +37,7 @@ class MovieLensDataModule(pl.LightningDataModule):
 
     Args:
         name, cache_dir, mirror, url, sha256, verify_counts, missing_movies, rating_scale,
-            ratings_path, movies_path, synthetic: see `DataSettings`.
+            ratings_path, movies_path, synthetic, engine, spark: see `DataSettings`.
         split: a `Split` (default: random 80/10/10, seed 0).
         user_features: "placeholder" | "side" | "none" (see `movierec.data.features`).
         placeholder_dim: length of the placeholder user vector.
@@ -62,6 +64,8 @@ class MovieLensDataModule(pl.LightningDataModule):
         ratings_path: str | None = None,
         movies_path: str | None = None,
         synthetic: dict[str, int] | None = None,
+        engine: str = "pandas",
+        spark: Mapping[str, Any] | None = None,
         user_features: str = "placeholder",
         placeholder_dim: int = 20,
         batch_size: int = 0,
@@ -89,6 +93,8 @@ class MovieLensDataModule(pl.LightningDataModule):
             ratings_path=ratings_path,
             movies_path=movies_path,
             synthetic=dict(synthetic or {}),
+            engine=engine,
+            spark=_plain(spark),
         )
         self.split = split or RandomSplit()
         self.user_features = user_features
@@ -182,3 +188,10 @@ class MovieLensDataModule(pl.LightningDataModule):
 
     def state_dict(self) -> dict[str, Any]:
         return {"dataset": self.settings.name, "split": self.split.describe()}
+
+
+def _plain(node: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A config mapping (Hydra passes `DictConfig`) as plain nested dicts."""
+    if isinstance(node, DictConfig):
+        return OmegaConf.to_container(node, resolve=True)  # type: ignore[return-value]
+    return dict(node or {})

@@ -1,7 +1,7 @@
 """`RatingsData`: validated ratings with contiguous user/movie indices, and its on-disk form.
 
 The on-disk form is the interface between preprocessing engines (pandas here, Spark in
-`movierec.data.spark`) and everything downstream: a folder with
+`movierec.data.spark_engine`) and everything downstream: a folder with
 
     ratings.parquet  user (int64 index), movie (int64 index), rating (float32 stars),
                      rating_norm (float32 in [0, 1]), [timestamp (int64 s)], [fold (int8)]
@@ -97,10 +97,9 @@ class RatingsData:
     def save(self, directory: Path) -> None:
         """Write the on-disk form into an existing empty `directory`."""
         self.ratings.to_parquet(directory / RATINGS_FILE, index=False)
-        self.users.to_parquet(directory / USERS_FILE, index=False)
-        self.movies.to_parquet(directory / MOVIES_FILE, index=False)
-        meta = dict(self.meta, genres=self.genres, rating_scale=list(self.rating_scale))
-        (directory / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
+        save_node_tables(
+            directory, self.users, self.movies, self.genres, self.rating_scale, self.meta
+        )
 
     @classmethod
     def load(cls, directory: Path) -> RatingsData:
@@ -116,6 +115,21 @@ class RatingsData:
             rating_scale=(scale[0], scale[1]),
             meta=meta,
         )
+
+
+def save_node_tables(
+    directory: Path,
+    users: pd.DataFrame,
+    movies: pd.DataFrame,
+    genres: list[str],
+    rating_scale: tuple[float, float],
+    meta: dict[str, Any],
+) -> None:
+    """Write everything but `ratings.parquet` (an engine that writes the ratings itself)."""
+    users.to_parquet(directory / USERS_FILE, index=False)
+    movies.to_parquet(directory / MOVIES_FILE, index=False)
+    meta = dict(meta, genres=genres, rating_scale=list(rating_scale))
+    (directory / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
 
 
 def lookup_ids(sorted_ids: np.ndarray, query: Any, column: str) -> np.ndarray:

@@ -11,6 +11,7 @@ import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -21,6 +22,8 @@ from movierec.errors import ConfigError, DataError
 
 MIRROR_ENV = "MOVIELENS_MIRROR"
 CUSTOM_SOURCES = ("ratings_csv", "synthetic")
+ENGINES = ("pandas", "spark")
+PARQUET_SUFFIXES = (".parquet", ".pq")
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,8 @@ class DataSettings:
         rating_scale: (low, high) stars; default from the release, (0.5, 5.0) for files.
         ratings_path / movies_path: the user's files for `ratings_csv`.
         synthetic: n_users, n_movies, n_ratings, seed for `synthetic`.
+        engine: "pandas" (default) or "spark", which reads, checks and indexes the ratings.
+        spark: the Spark engine's settings (master, log_level, conf; see `spark_engine`).
     """
 
     name: str = "ml_latest_small"
@@ -51,6 +56,14 @@ class DataSettings:
     ratings_path: str | None = None
     movies_path: str | None = None
     synthetic: dict[str, int] = field(default_factory=dict)
+    engine: str = "pandas"
+    spark: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise ConfigError(
+                f"data.engine={self.engine!r} is not valid; expected one of {', '.join(ENGINES)}"
+            )
 
     @property
     def spec(self) -> catalog.DatasetSpec | None:
@@ -73,11 +86,46 @@ class DataSettings:
 
 @dataclass(frozen=True)
 class FetchedSource:
-    """Local input files of a dataset and a checksum identifying their content."""
+    """Input files of a dataset and a checksum identifying their content.
+
+    `files` are local paths (a ratings folder of part files for the Spark engine);
+    `ratings_uri` replaces `files["ratings"]` for ratings only Spark can reach (hdfs://, …).
+    """
 
     files: dict[str, Path]
     checksum: str
     archive: Path | None = None
+    ratings_uri: str | None = None
+
+
+@dataclass(frozen=True)
+class RatingsFile:
+    """Where a dataset's ratings are and how they are laid out, for any engine.
+
+    Attributes:
+        label: the name errors show (a path or `archive.zip:member`).
+        ref: the file as the pandas readers open it (None for a folder or a remote URI).
+        location: the path or URI Spark reads (None for a zip member: extract `ref` first).
+        layout: "csv" (header userId,movieId,rating[,timestamp]), "delimited" (no header,
+            `readers.DELIMITED_RATING_NAMES`) or "parquet" (Spark engine only).
+        delimiter: field separator of "csv" and "delimited".
+    """
+
+    label: str
+    ref: FileRef | None
+    location: str | None
+    layout: str
+    delimiter: str = ","
+
+
+@dataclass
+class SideTables:
+    """The small tables beside the ratings (see `readers` for their columns)."""
+
+    movies: pd.DataFrame | None = None
+    users: pd.DataFrame | None = None
+    genre_order: list[str] | None = None
+    folds: pd.DataFrame | None = None  # userId, movieId, fold (canonical test fold)
 
 
 @dataclass
@@ -112,37 +160,74 @@ def fetch_source(settings: DataSettings) -> FetchedSource:
 
 
 def read_source(settings: DataSettings, fetched: FetchedSource) -> RawTables:
-    """Parse the fetched files with the reader for their layout."""
+    """Parse the fetched files with the reader for their layout (the pandas engine)."""
+    source = ratings_file(settings, fetched)
+    if source.ref is None or source.layout == "parquet":
+        raise ConfigError(
+            f"{source.label}: the pandas engine reads one CSV file; set data.engine=spark to "
+            "read Parquet, folders of part files or remote paths"
+        )
+    if source.layout == "csv":
+        ratings = readers.read_ratings_csv(source.ref)
+    else:
+        ratings = readers.read_ratings_delimited(source.ref, source.delimiter)
+    side = read_side_tables(settings, fetched)
+    return RawTables(source.label, ratings, side.movies, side.users, side.genre_order, side.folds)
+
+
+def ratings_file(settings: DataSettings, fetched: FetchedSource) -> RatingsFile:
+    """The ratings input of the fetched dataset (not read yet)."""
     spec = settings.spec
     if spec is None:
-        return _read_csv_files(fetched.files)
+        if fetched.ratings_uri is not None:
+            uri = fetched.ratings_uri
+            return RatingsFile(uri, None, uri, _file_layout(uri))
+        path = fetched.files["ratings"]
+        ref = FileRef.from_path(path) if path.is_file() else None
+        return RatingsFile(str(path), ref, str(path), _file_layout(str(path)))
+    assert fetched.archive is not None
+    names = {"csv": ("ratings.csv", ","), "dat": ("ratings.dat", "::"), "ml100k": ("u.data", "\t")}
+    name, delimiter = names[spec.layout]
+    ref = FileRef.from_zip(fetched.archive, f"{spec.folder}/{name}")
+    layout = "csv" if spec.layout == "csv" else "delimited"
+    return RatingsFile(ref.label, ref, None, layout, delimiter)
+
+
+def read_side_tables(settings: DataSettings, fetched: FetchedSource) -> SideTables:
+    """Parse the movies, users, genre and fold files of the fetched dataset (all small)."""
+    spec = settings.spec
+    if spec is None:
+        movies = fetched.files.get("movies")
+        return SideTables(readers.read_movies_csv(FileRef.from_path(movies)) if movies else None)
     assert fetched.archive is not None
 
     def member(name: str) -> FileRef:
         return FileRef.from_zip(fetched.archive, f"{spec.folder}/{name}")
 
     if spec.layout == "csv":
-        ratings = readers.read_ratings_csv(member("ratings.csv"))
-        return RawTables(member("ratings.csv").label, ratings, readers.read_movies_csv(member("movies.csv")))
+        return SideTables(readers.read_movies_csv(member("movies.csv")))
     if spec.layout == "dat":
-        ratings = readers.read_ratings_delimited(member("ratings.dat"), "::")
         movies = readers.read_movies_dat(member("movies.dat"), spec.encoding)
         users = readers.read_users_dat(member("users.dat")) if spec.has_user_side_features else None
-        return RawTables(member("ratings.dat").label, ratings, movies, users)
+        return SideTables(movies, users)
     if spec.layout == "ml100k":
-        ratings = readers.read_ratings_delimited(member("u.data"), "\t")
-        movies = readers.read_movies_ml100k(member("u.item"), member("u.genre"))
-        genre_order = readers.read_ml100k_genre_names(member("u.genre"))
-        folds = _read_ml100k_folds(member, spec.predefined_folds)
-        return RawTables(
-            member("u.data").label,
-            ratings,
-            movies,
+        return SideTables(
+            readers.read_movies_ml100k(member("u.item"), member("u.genre")),
             readers.read_users_ml100k(member("u.user")),
-            genre_order=genre_order,
-            folds=folds,
+            genre_order=readers.read_ml100k_genre_names(member("u.genre")),
+            folds=_read_ml100k_folds(member, spec.predefined_folds),
         )
     raise AssertionError(f"unknown layout {spec.layout}")
+
+
+def _file_layout(location: str) -> str:
+    """Parquet by suffix or by a folder of `.parquet` parts; CSV otherwise."""
+    path = Path(location.removeprefix("file://"))
+    if path.suffix.lower() in PARQUET_SUFFIXES:
+        return "parquet"
+    if path.is_dir() and any(p.suffix.lower() in PARQUET_SUFFIXES for p in path.iterdir()):
+        return "parquet"
+    return "csv"
 
 
 def _read_ml100k_folds(member, folds: tuple[int, ...]) -> pd.DataFrame:
@@ -150,31 +235,51 @@ def _read_ml100k_folds(member, folds: tuple[int, ...]) -> pd.DataFrame:
     parts = []
     for k in folds:
         test = readers.read_ratings_delimited(member(f"u{k}.test"), "\t")
-        parts.append(pd.DataFrame({"userId": test["userId"], "movieId": test["movieId"], "fold": k}))
+        parts.append(
+            pd.DataFrame({"userId": test["userId"], "movieId": test["movieId"], "fold": k})
+        )
     return pd.concat(parts, ignore_index=True)
-
-
-def _read_csv_files(files: dict[str, Path]) -> RawTables:
-    ratings_ref = FileRef.from_path(files["ratings"])
-    ratings = readers.read_ratings_csv(ratings_ref)
-    movies = readers.read_movies_csv(FileRef.from_path(files["movies"])) if "movies" in files else None
-    return RawTables(ratings_ref.label, ratings, movies)
 
 
 def _user_files(settings: DataSettings) -> FetchedSource:
     if not settings.ratings_path:
         raise ConfigError("data=ratings_csv needs data.ratings_path=<your ratings CSV>")
-    files = {"ratings": Path(settings.ratings_path).expanduser()}
+    spark = settings.engine == "spark"
+    if spark and is_remote(settings.ratings_path):
+        from movierec.data.spark_engine import fetch_remote_ratings  # optional dependency
+
+        return fetch_remote_ratings(settings)
+    ratings = Path(settings.ratings_path.removeprefix("file://")).expanduser()
+    files = {"ratings": ratings}
     if settings.movies_path:
         files["movies"] = Path(settings.movies_path).expanduser()
     for role, path in files.items():
-        if not path.is_file():
+        # The Spark engine also reads a folder of part files (Spark's own output).
+        if not (path.is_file() or (spark and role == "ratings" and path.is_dir())):
             raise DataError(f"{path}: {role} file not found (data.{role}_path)")
     digest = hashlib.sha256()
     for role in sorted(files):
         digest.update(role.encode())
-        digest.update(archive_sha256(files[role]).encode())
+        for part in _data_files(files[role]):
+            digest.update(archive_sha256(part).encode())
     return FetchedSource(files=files, checksum=digest.hexdigest())
+
+
+def is_remote(location: str) -> bool:
+    """A URI with a scheme other than file:// (hdfs://, s3a://, …), read only by Spark."""
+    return "://" in location and not location.startswith("file://")
+
+
+def _data_files(path: Path) -> list[Path]:
+    """`path` itself, or the files of a folder that Spark reads (not `_*` or `.*`), sorted."""
+    if path.is_file():
+        return [path]
+    return sorted(
+        p
+        for p in path.rglob("*")
+        if p.is_file()
+        and not any(part.startswith(("_", ".")) for part in p.relative_to(path).parts)
+    )
 
 
 def _synthetic_files(settings: DataSettings) -> FetchedSource:

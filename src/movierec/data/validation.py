@@ -25,12 +25,33 @@ def check_rating_scale(ratings: pd.DataFrame, scale: tuple[float, float], label:
     outside = (values < low) | (values > high)
     if outside.any():
         row = int(np.flatnonzero(outside)[0])
-        raise DataError(
-            f"{label}: rating {values[row]:g} (row {row + 1} of the data, userId "
-            f"{ratings['userId'].iat[row]}, movieId {ratings['movieId'].iat[row]}) is outside "
-            f"the dataset's scale [{low:g}, {high:g}]; {int(outside.sum())} rating(s) are "
-            "outside it (set data.rating_scale for another scale)"
+        raise outside_scale_error(
+            label,
+            values[row],
+            row,
+            ratings["userId"].iat[row],
+            ratings["movieId"].iat[row],
+            scale,
+            int(outside.sum()),
         )
+
+
+def outside_scale_error(
+    label: str,
+    rating: float,
+    row: int,
+    user_id: int,
+    movie_id: int,
+    scale: tuple[float, float],
+    n_outside: int,
+) -> DataError:
+    """The error for the first rating outside `scale`, at 0-based `row` of the ratings."""
+    low, high = scale
+    return DataError(
+        f"{label}: rating {rating:g} (row {row + 1} of the data, userId {user_id}, movieId "
+        f"{movie_id}) is outside the dataset's scale [{low:g}, {high:g}]; {n_outside} "
+        "rating(s) are outside it (set data.rating_scale for another scale)"
+    )
 
 
 def check_ids(frame: pd.DataFrame, columns: tuple[str, ...], label: str) -> None:
@@ -40,10 +61,15 @@ def check_ids(frame: pd.DataFrame, columns: tuple[str, ...], label: str) -> None
         negative = values < 0
         if negative.any():
             row = int(np.flatnonzero(negative)[0])
-            raise DataError(
-                f"{label}: column '{column}' row {row + 1} holds {values[row]}; "
-                "expected a non-negative integer ID"
-            )
+            raise negative_id_error(label, column, row, values[row])
+
+
+def negative_id_error(label: str, column: str, row: int, value: int) -> DataError:
+    """The error for the first negative ID of `column`, at 0-based `row` of the ratings."""
+    return DataError(
+        f"{label}: column '{column}' row {row + 1} holds {value}; "
+        "expected a non-negative integer ID"
+    )
 
 
 def drop_duplicate_ratings(ratings: pd.DataFrame, label: str) -> tuple[pd.DataFrame, int]:
@@ -56,7 +82,9 @@ def drop_duplicate_ratings(ratings: pd.DataFrame, label: str) -> tuple[pd.DataFr
     keys = np.stack([users, movies], axis=1)
     if "timestamp" in ratings:
         # lexsort's last key is primary: group by pair, latest timestamp (then file order) last.
-        order = np.lexsort((np.arange(len(ratings)), ratings["timestamp"].to_numpy(), movies, users))
+        order = np.lexsort(
+            (np.arange(len(ratings)), ratings["timestamp"].to_numpy(), movies, users)
+        )
     else:
         order = np.lexsort((np.arange(len(ratings)), movies, users))
     sorted_keys = keys[order]
@@ -66,12 +94,16 @@ def drop_duplicate_ratings(ratings: pd.DataFrame, label: str) -> tuple[pd.DataFr
     if dropped == 0:
         return ratings, 0
     keep = np.sort(order[is_last])
+    log_dropped_duplicates(label, dropped)
+    return ratings.iloc[keep].reset_index(drop=True), dropped
+
+
+def log_dropped_duplicates(label: str, dropped: int) -> None:
     log.warning(
         "%s: dropped %d duplicate (userId, movieId) rating(s), keeping the latest of each",
         label,
         dropped,
     )
-    return ratings.iloc[keep].reset_index(drop=True), dropped
 
 
 def apply_missing_movie_policy(
@@ -83,20 +115,38 @@ def apply_missing_movie_policy(
     ratings; "keep" keeps them and adds the movies with no genres and a placeholder title.
     Returns (ratings, movies, number of unknown movies).
     """
-    if policy not in MISSING_MOVIE_POLICIES:
-        raise ConfigError(
-            f"data.missing_movies={policy!r} is not valid; expected one of "
-            f"{', '.join(MISSING_MOVIE_POLICIES)}"
-        )
+    check_missing_movie_policy(policy)
     rated = ratings["movieId"].to_numpy()
     known = np.isin(rated, movies["movieId"].to_numpy())
     if known.all():
         return ratings, movies, 0
     unknown_ids = np.unique(rated[~known])
+    movies = resolve_unknown_movies(movies, unknown_ids, int((~known).sum()), policy, label)
+    if policy == "drop":
+        return ratings[known].reset_index(drop=True), movies, len(unknown_ids)
+    return ratings, movies, len(unknown_ids)
+
+
+def check_missing_movie_policy(policy: str) -> None:
+    if policy not in MISSING_MOVIE_POLICIES:
+        raise ConfigError(
+            f"data.missing_movies={policy!r} is not valid; expected one of "
+            f"{', '.join(MISSING_MOVIE_POLICIES)}"
+        )
+
+
+def resolve_unknown_movies(
+    movies: pd.DataFrame, unknown_ids: np.ndarray, n_ratings: int, policy: str, label: str
+) -> pd.DataFrame:
+    """Apply `policy` to the sorted `unknown_ids` rated `n_ratings` times in all.
+
+    Raises for "error"; otherwise warns and returns the movies table, with placeholder rows
+    for "keep". Dropping the ratings themselves is the caller's (engine's) job.
+    """
     shown = ", ".join(str(i) for i in unknown_ids[:5]) + (" …" if len(unknown_ids) > 5 else "")
     if policy == "error":
         raise DataError(
-            f"{label}: {int((~known).sum())} rating(s) refer to {len(unknown_ids)} movie(s) "
+            f"{label}: {n_ratings} rating(s) refer to {len(unknown_ids)} movie(s) "
             f"absent from the movies file (movieId {shown}); set data.missing_movies=drop to "
             "drop those ratings or data.missing_movies=keep to keep them without genres"
         )
@@ -108,7 +158,7 @@ def apply_missing_movie_policy(
         "dropping their ratings" if policy == "drop" else "keeping them without genres",
     )
     if policy == "drop":
-        return ratings[known].reset_index(drop=True), movies, len(unknown_ids)
+        return movies
     extra = pd.DataFrame(
         {
             "movieId": unknown_ids.astype("int64"),
@@ -116,7 +166,7 @@ def apply_missing_movie_policy(
             "genres": "",
         }
     )
-    return ratings, pd.concat([movies, extra], ignore_index=True), len(unknown_ids)
+    return pd.concat([movies, extra], ignore_index=True)
 
 
 def check_unique_movies(movies: pd.DataFrame, label: str) -> pd.DataFrame:
