@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -65,7 +64,7 @@ def prepare_processed(settings: DataSettings) -> Path:
     try:
         _build(settings, fetched, staging)
         try:
-            os.rename(staging, target)
+            Path(staging).rename(target)
         except OSError:
             if not (target / META_FILE).is_file():
                 raise

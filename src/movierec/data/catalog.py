@@ -65,8 +65,13 @@ DATASETS: dict[str, DatasetSpec] = {
             archive="ml-100k.zip",
             folder="ml-100k",
             layout="ml100k",
-            members=("u.data", "u.item", "u.user", "u.genre")
-            + tuple(f"u{k}.{part}" for k in range(1, 6) for part in ("base", "test")),
+            members=(
+                "u.data",
+                "u.item",
+                "u.user",
+                "u.genre",
+                *(f"u{k}.{part}" for k in range(1, 6) for part in ("base", "test")),
+            ),
             rating_scale=(1.0, 5.0),
             expected_ratings=100_000,
             expected_users=943,

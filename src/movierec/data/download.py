@@ -84,7 +84,7 @@ def ensure_archive(
                 os.fsync(out.fileno())
             digest = verify_zip(tmp, members)
             _check_expected_sha(tmp, digest, sha256)
-            os.replace(tmp, dest)
+            Path(tmp).replace(dest)
             _write_sidecar(dest, digest)
             log.info("fetched %s from %s", dest, source)
             return dest
@@ -202,4 +202,4 @@ def _write_sidecar(path: Path, digest: str) -> None:
     record = {"sha256": digest, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
     tmp = _sidecar_path(path).with_suffix(".tmp")
     tmp.write_text(json.dumps(record))
-    os.replace(tmp, _sidecar_path(path))
+    Path(tmp).replace(_sidecar_path(path))

@@ -87,9 +87,7 @@ class Split:
                 parts[part] = rows[~cold]
                 report[f"{part}_cold_dropped"] = int(cold.sum())
         log.info("split %s: %s", self.describe(), report)
-        return SplitIndices(
-            np.sort(train), np.sort(parts["val"]), np.sort(parts["test"]), report
-        )
+        return SplitIndices(np.sort(train), np.sort(parts["val"]), np.sort(parts["test"]), report)
 
     def describe(self) -> str:
         return self.name if self.fold is None else f"{self.name}/fold{self.fold}"
@@ -193,9 +191,8 @@ class TemporalSplit(Split):
         super().__post_init__()
         _check_fraction("split.test_fraction", self.test_fraction)
         if self.mode not in TEMPORAL_MODES:
-            raise ConfigError(
-                f"split.mode={self.mode!r} is not valid; expected one of {', '.join(TEMPORAL_MODES)}"
-            )
+            allowed = ", ".join(TEMPORAL_MODES)
+            raise ConfigError(f"split.mode={self.mode!r} is not valid; expected one of {allowed}")
 
     def _assign(self, data: RatingsData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if not data.has_timestamps:
