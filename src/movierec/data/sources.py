@@ -42,7 +42,8 @@ class DataSettings:
         ratings_path / movies_path: the user's files for `ratings_csv`.
         synthetic: n_users, n_movies, n_ratings, seed for `synthetic`.
         engine: "pandas" (default) or "spark", which reads, checks and indexes the ratings.
-        spark: the Spark engine's settings (master, log_level, conf; see `spark_engine`).
+        spark: the Spark engine's settings (master, driver_memory, log_level, conf; see
+            `spark_engine.SparkSettings`).
     """
 
     name: str = "ml_latest_small"
