@@ -672,29 +672,34 @@ class _Build:
             name: o.judged.refusal for name, o in odd.items() if o.judged.refusal is not None
         }
         if refused:
-            for column in scan.columns:
-                if column.name in odd:
-                    hit = odd[column.name].first(odd[column.name].judged.not_a_number)
-                    if hit is not None:
-                        file, scan_id, text = hit
-                        line = self._line(positions, file, scan_id)
-                        raise readers.bad_value_error(
-                            scan.files[file], line, column.name, text, column.dtype
-                        )
+            self._raise_first(
+                odd, positions, lambda judged: judged.not_a_number,
+                lambda path, line, column, text: readers.bad_value_error(
+                    path, line, column.name, text, column.dtype
+                ),
+            )  # fmt: skip
             name = next(c.name for c in scan.columns if c.name in refused)
             hit = odd[name].first(~odd[name].judged.converts & ~odd[name].judged.missing)
             file = hit[0] if hit else 0
             raise readers.cannot_parse_error(scan.files[file], refused[name])
-        for column in scan.columns:
-            if column.name in odd:
-                hit = odd[column.name].first(odd[column.name].judged.missing)
-                if hit is not None:
-                    file, scan_id, _ = hit
-                    line = self._line(positions, file, scan_id)
-                    raise readers.missing_value_error(
-                        scan.files[file], line, column.name, column.dtype
-                    )
+        self._raise_first(
+            odd, positions, lambda judged: judged.missing,
+            lambda path, line, column, _text: readers.missing_value_error(
+                path, line, column.name, column.dtype
+            ),
+        )  # fmt: skip
         return odd
+
+    def _raise_first(self, odd, positions: _Positions, mask, error) -> None:
+        """Raise `error(path, line, column, text)` for the first column (in file order) with
+        a text that `mask(judged)` selects, at that text's first row."""
+        for column in self.scan.columns:
+            if column.name in odd:
+                hit = odd[column.name].first(mask(odd[column.name].judged))
+                if hit is not None:
+                    file, scan_id, text = hit
+                    line = self._line(positions, file, scan_id)
+                    raise error(self.scan.files[file], line, column, text)
 
     def _line(self, positions: _Positions, file: int, scan_id: int) -> int:
         header = 1 if self.scan.layout == "csv" else 0
