@@ -201,20 +201,19 @@ def test_sage_embeds_a_new_user_like_a_trained_user_with_the_same_ratings(tmp_pa
     assert set(top["userId"]) == {77} and not set(ratings) & set(top["movieId"])
 
 
-def test_gcmc_cannot_embed_new_users(tmp_path):
-    model, datamodule = _untrained(tmp_path, "gcmc")
+@pytest.mark.parametrize(
+    ("model_name", "reason"),
+    [
+        ("gcmc", "GcmcNet .* message weights per training"),
+        # GCN normalises its adjacency over the training node counts (it is transductive)
+        ("gcn", "GcnNet cannot .* transductive"),
+    ],
+)
+def test_transductive_models_cannot_embed_new_users(tmp_path, model_name, reason):
+    model, datamodule = _untrained(tmp_path, model_name)
     movie_id = int(datamodule.data.movies["movieId"].iloc[0])
     assert cold_start_method(model.module.net) is None
-    with pytest.raises(ColdStartUnsupported, match="GcmcNet .* message weights per training"):
-        Recommender(model).recommend_new_user({movie_id: 4.0}, k=3)
-
-
-def test_gcn_cannot_embed_new_users(tmp_path):
-    """GCN normalises its adjacency over the training node counts (it is transductive)."""
-    model, datamodule = _untrained(tmp_path, "gcn")
-    movie_id = int(datamodule.data.movies["movieId"].iloc[0])
-    assert cold_start_method(model.module.net) is None
-    with pytest.raises(ColdStartUnsupported, match="GcnNet cannot .* transductive"):
+    with pytest.raises(ColdStartUnsupported, match=reason):
         Recommender(model).recommend_new_user({movie_id: 4.0}, k=3)
 
 
