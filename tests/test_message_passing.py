@@ -111,8 +111,9 @@ def test_unknown_message_passing_is_rejected(graph_and_schema):
         GcnNet(schema, message_passing="dense")
 
 
+@pytest.mark.parametrize("bpr_weight", [0.0, 0.5])
 @pytest.mark.parametrize("model", ["sage", "gcn", "mf", "gcmc"])
-def test_chunked_decoding_gives_the_same_loss_and_gradients(graph_and_schema, model):
+def test_chunked_decoding_gives_the_same_loss_and_gradients(graph_and_schema, model, bpr_weight):
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
@@ -126,7 +127,10 @@ def test_chunked_decoding_gives_the_same_loss_and_gradients(graph_and_schema, mo
     losses, grads = [], []
     for chunk in (0, 97):  # 97 does not divide the batch: the last chunk is shorter
         torch.manual_seed(0)
-        module = RatingPredictor(cfg.net, schema.as_dict(), loss=cfg.loss, decode_chunk_size=chunk)
+        module = RatingPredictor(
+            cfg.net, schema.as_dict(), loss=cfg.loss, decode_chunk_size=chunk,
+            bpr_weight=bpr_weight, bpr_positive_rating=3.0,
+        )  # fmt: skip
         module.net.eval()  # dropout off: both runs see the same function
         module.set_graph(graph)
         store = graph["user", "rates", "movie"]

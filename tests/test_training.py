@@ -162,6 +162,8 @@ def test_kfold_all_runs_every_fold(tmp_path: Path, capsys):
         (["model=gcn", "model.loss=cross_entropy"], "does not suit GcnNet; expected one of huber"),
         (["model.scheduler=linear"], "model.scheduler='linear' is not valid"),
         (["ranking.k=-1"], "ranking.k=-1: expected an integer ≥ 1 (0 = off)"),
+        (["model.bpr_weight=-0.5"], "model.bpr_weight=-0.5: expected ≥ 0 (0 = off)"),
+        (["model.bpr_positive_rating=high"], "model.bpr_positive_rating='high': expected"),
     ],
 )
 def test_invalid_settings_name_the_key(tmp_path: Path, overrides: list[str], message: str):

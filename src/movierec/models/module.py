@@ -49,6 +49,16 @@ class RatingPredictor(pl.LightningModule):
             Each chunk's decoder activations are recomputed in backward instead of kept
             (activation checkpointing), so a full batch of 20M ratings needs the memory of
             one chunk; loss and gradients are the same as unchunked.
+        bpr_weight: weight λ of a BPR ranking term added to the rating loss (0 = off):
+            for every training pair (u, m) with rating ≥ `bpr_positive_rating`, one movie j
+            drawn uniformly from all movies each step (now and then a rated one, as in
+            BPR's usual sampling) is pushed below it,
+            λ · mean(−log σ(r̂(u, m) − r̂(u, j))) over the batch's pairs (non-positive pairs
+            count 0). Rating loss alone ranks rarely rated, well-rated movies first; the
+            term teaches the same predicted rating which movies a user would pick at all,
+            which is what top-K ranking over unrated movies asks (README, Ranking objective).
+        bpr_positive_rating: the ranking term's positives are training ratings ≥ this many
+            stars; None = every rated movie.
         ranking_k: list length K of the test ranking metrics (`test/ndcg_at_<K>`, …);
             0 turns them off (ranking scores every test user against every movie).
         relevant_rating: a test rating ≥ this many stars makes a movie relevant.
@@ -66,6 +76,8 @@ class RatingPredictor(pl.LightningModule):
         scheduler: str = "none",
         scheduler_kwargs: dict | None = None,
         decode_chunk_size: int = 0,
+        bpr_weight: float = 0.0,
+        bpr_positive_rating: float | None = None,
         ranking_k: int = 10,
         relevant_rating: float = RELEVANT_RATING,
     ) -> None:
@@ -87,6 +99,8 @@ class RatingPredictor(pl.LightningModule):
                 "scheduler": scheduler,
                 "scheduler_kwargs": scheduler_kwargs,
                 "decode_chunk_size": decode_chunk_size,
+                "bpr_weight": bpr_weight,
+                "bpr_positive_rating": bpr_positive_rating,
                 "ranking_k": ranking_k,
                 "relevant_rating": relevant_rating,
             },
@@ -103,6 +117,13 @@ class RatingPredictor(pl.LightningModule):
             raise ConfigError(
                 f"model.decode_chunk_size={decode_chunk_size!r}: expected an integer ≥ 0 "
                 "(0 = decode the whole batch at once)"
+            )
+        if not isinstance(bpr_weight, (int, float)) or bpr_weight < 0:
+            raise ConfigError(f"model.bpr_weight={bpr_weight!r}: expected ≥ 0 (0 = off)")
+        if bpr_positive_rating is not None and not isinstance(bpr_positive_rating, (int, float)):
+            raise ConfigError(
+                f"model.bpr_positive_rating={bpr_positive_rating!r}: expected a rating in stars "
+                "or null (every rated movie is a positive)"
             )
         if not isinstance(huber_delta, (int, float)) or huber_delta <= 0:
             raise ConfigError(f"model.huber_delta={huber_delta!r}: expected > 0")
@@ -196,16 +217,16 @@ class RatingPredictor(pl.LightningModule):
         embeddings = self.net.encode(self.graph)
         chunk = self.hparams.get("decode_chunk_size", 0)
         regularization = self.net.regularization(user, movie)
+        negative = self._negatives(movie, self.schema.n_movies)
         if chunk <= 0 or len(rating) <= chunk:
-            return self._pair_loss(embeddings.user, embeddings.movie, user, movie, rating) + (
-                regularization
-            )
+            loss = self._pair_loss(embeddings.user, embeddings.movie, user, movie, rating, negative)
+            return loss + regularization
         total = torch.zeros((), device=rating.device)
         for start in range(0, len(rating), chunk):
             part = slice(start, start + chunk)
             mean = checkpoint(
-                self._pair_loss, embeddings.user, embeddings.movie,
-                user[part], movie[part], rating[part], use_reentrant=False,
+                self._pair_loss, embeddings.user, embeddings.movie, user[part], movie[part],
+                rating[part], None if negative is None else negative[part], use_reentrant=False,
             )  # fmt: skip
             total = total + mean * (len(rating[part]) / len(rating))
         return total + regularization
@@ -215,13 +236,37 @@ class RatingPredictor(pl.LightningModule):
         store = batch[RATES]
         user, movie = store.edge_label_index
         embeddings = self.net.encode(batch)
-        loss = self._pair_loss(embeddings.user, embeddings.movie, user, movie, store.edge_label)
+        # negatives come from the subgraph's own movies: the encoder saw only those
+        negative = self._negatives(movie, len(embeddings.movie))
+        loss = self._pair_loss(
+            embeddings.user, embeddings.movie, user, movie, store.edge_label, negative
+        )
         return loss + self.net.regularization(
             batch["user"].node_id[user], batch["movie"].node_id[movie]
         )
 
-    def _pair_loss(self, z_user, z_movie, user, movie, rating) -> torch.Tensor:
-        return self._loss(self.net.decode(NodeEmbeddings(z_user, z_movie), user, movie), rating)
+    def _negatives(self, movie: torch.Tensor, n_movies: int) -> torch.Tensor | None:
+        """One uniformly drawn movie index per pair, (B,), or None when BPR is off."""
+        if not self.hparams.get("bpr_weight"):
+            return None
+        return torch.randint(n_movies, movie.shape, device=movie.device)
+
+    def _pair_loss(self, z_user, z_movie, user, movie, rating, negative=None) -> torch.Tensor:
+        """Rating loss of B pairs, plus the BPR term against `negative` movies (B,) if given.
+
+        The BPR term is a mean over all B pairs (pairs below `bpr_positive_rating` add 0),
+        so chunked decoding sums to exactly the unchunked loss."""
+        embeddings = NodeEmbeddings(z_user, z_movie)
+        scores = self.net.decode(embeddings, user, movie)
+        loss = self._loss(scores, rating)
+        if negative is None:
+            return loss
+        negative_rating = self.net.decode(embeddings, user, negative).rating
+        log_odds = F.logsigmoid(scores.rating - negative_rating)
+        threshold = self.hparams.get("bpr_positive_rating")
+        if threshold is not None:
+            log_odds = log_odds * (rating >= threshold)
+        return loss - self.hparams.bpr_weight * log_odds.mean()
 
     def on_validation_epoch_start(self) -> None:
         self._eval_embeddings = self.net.encode(self.graph)
