@@ -179,7 +179,12 @@ def test_user_chunks_respect_the_pair_budget():
     assert [len(c) for c in user_chunks(users, n_movies=100, pair_budget=12)] == [1] * 10
 
 
-def test_protocol_excludes_train_and_val_and_keeps_relevant_test(tiny_mirror, tmp_path):
+@pytest.mark.parametrize(
+    ("stage", "excluded_parts"), [("test", ("train", "val")), ("val", ("train",))]
+)
+def test_protocol_excludes_what_was_seen_and_keeps_relevant_rows(
+    tiny_mirror, tmp_path, stage, excluded_parts
+):
     datamodule = MovieLensDataModule(
         "ml_latest_small",
         str(tmp_path / "cache"),
@@ -189,14 +194,14 @@ def test_protocol_excludes_train_and_val_and_keeps_relevant_test(tiny_mirror, tm
     )
     datamodule.prepare_data()
     datamodule.setup()
-    protocol = RankingProtocol.from_datamodule(datamodule, relevant_rating=4.0)
+    protocol = RankingProtocol.from_datamodule(datamodule, relevant_rating=4.0, stage=stage)
     ratings = datamodule.data.ratings
-    for part, excluded in (("train", True), ("val", True), ("test", False)):
+    for part in ("train", "val", "test"):
         rows = getattr(datamodule.indices, part)
         mask = protocol.exclude.mask(torch.from_numpy(ratings["user"].to_numpy()[rows]))
         hit = mask[torch.arange(len(rows)), torch.from_numpy(ratings["movie"].to_numpy()[rows])]
-        assert bool(hit.all()) if excluded else not bool(hit.any()), part
-    test = ratings.iloc[datamodule.indices.test]
+        assert bool(hit.all()) if part in excluded_parts else not bool(hit.any()), part
+    test = ratings.iloc[getattr(datamodule.indices, stage)]
     liked = test[test["rating"] >= 4.0]
     assert protocol.users.tolist() == sorted(set(liked["user"]))
     assert protocol.relevant.count(protocol.users).sum() == len(liked)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
@@ -59,6 +60,23 @@ def test_ranking_metrics_are_on_by_default_and_can_be_turned_off(tmp_path: Path)
     assert {"test/ndcg_at_5", "test/recall_at_5", "test/precision_at_5"} <= set(on)
     off = train_fold(compose_train(tmp_path / "off", [*base, "ranking.k=0"]))
     assert "test/rmse" in off and not any("_at_" in key for key in off)
+
+
+def test_checkpoints_can_be_chosen_on_validation_ranking(tmp_path: Path):
+    overrides = [
+        *TINY_DATA, "model=mf", "trainer.max_epochs=6", "callbacks.early_stopping=null",
+        "ranking.k=5", "ranking.validate=true",
+        "callbacks.model_checkpoint.monitor=val/ndcg_at_5", "callbacks.model_checkpoint.mode=max",
+        *FAST, "logger=csv",
+    ]  # fmt: skip
+    metrics = train_fold(compose_train(tmp_path, overrides))
+    csv = next((tmp_path / "run" / "csv").glob("*/metrics.csv"))
+    epochs = pd.read_csv(csv).dropna(subset=["val/ndcg_at_5"]).set_index("epoch")
+    assert len(epochs) == 6 and epochs["val/ndcg_at_5"].between(0, 1).all()
+    best = epochs["val/ndcg_at_5"].idxmax()  # first epoch with the highest value
+    assert metrics["best_epoch"] == best
+    # the reported val RMSE is the chosen epoch's, not the best RMSE of the run
+    assert metrics["val/rmse"] == pytest.approx(epochs.loc[best, "val/rmse"])
 
 
 def test_seed_makes_runs_identical(tmp_path: Path):
@@ -163,6 +181,7 @@ def test_kfold_all_runs_every_fold(tmp_path: Path, capsys):
         (["model.scheduler=linear"], "model.scheduler='linear' is not valid"),
         (["ranking.k=-1"], "ranking.k=-1: expected an integer ≥ 1 (0 = off)"),
         (["model.bpr_weight=-0.5"], "model.bpr_weight=-0.5: expected ≥ 0 (0 = off)"),
+        (["ranking.k=0", "ranking.validate=true"], "ranking.validate=true needs ranking.k ≥ 1"),
         (["model.bpr_positive_rating=high"], "model.bpr_positive_rating='high': expected"),
     ],
 )

@@ -24,7 +24,7 @@ from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, Pr
 from pytorch_lightning.utilities import rank_zero_only
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from movierec.callbacks import EpochTimer
+from movierec.callbacks import EpochTimer, ValidationHistory
 from movierec.config import build
 from movierec.data.datamodule import MovieLensDataModule
 from movierec.errors import ConfigError
@@ -118,6 +118,8 @@ def _fit_and_test(
     if not cfg.trainer.get("enable_progress_bar", True):  # the Trainer refuses both at once
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     callbacks.append(EpochTimer())
+    history = ValidationHistory()
+    callbacks.append(history)
     pruning = optuna_pruning(cfg)
     if pruning is not None:
         callbacks.append(pruning)
@@ -131,7 +133,7 @@ def _fit_and_test(
     if trainer.interrupted:
         raise KeyboardInterrupt
     checkpoint = next((c for c in callbacks if isinstance(c, ModelCheckpoint)), None)
-    metrics: dict[str, Any] = {"val/rmse": _best_val_rmse(trainer, checkpoint)}
+    metrics: dict[str, Any] = {"val/rmse": _best_val_rmse(trainer, checkpoint, history)}
     last_val_mae = trainer.callback_metrics.get("val/mae")
     if cfg.get("test", True):
         ckpt = "best" if checkpoint is not None and checkpoint.best_model_path else None
@@ -211,7 +213,11 @@ def _run_folds(
 
 def _ranking_settings(cfg: DictConfig) -> dict[str, Any]:
     ranking = cfg.get("ranking") or {}
-    settings = {"ranking_k": ranking.get("k"), "relevant_rating": ranking.get("relevant_rating")}
+    settings = {
+        "ranking_k": ranking.get("k"),
+        "relevant_rating": ranking.get("relevant_rating"),
+        "validate_ranking": ranking.get("validate"),
+    }
     return {k: v for k, v in settings.items() if v is not None}
 
 
@@ -234,9 +240,17 @@ def _write_json(path: Path, payload: dict) -> None:
     tmp.replace(path)
 
 
-def _best_val_rmse(trainer: pl.Trainer, checkpoint: ModelCheckpoint | None) -> float:
+def _best_val_rmse(
+    trainer: pl.Trainer, checkpoint: ModelCheckpoint | None, history: ValidationHistory
+) -> float:
+    """Validation RMSE of the best checkpoint's epoch, whatever metric chose it (else the
+    last epoch's)."""
     if checkpoint is not None and checkpoint.best_model_score is not None:
-        return float(checkpoint.best_model_score)
+        if checkpoint.monitor == "val/rmse":
+            return float(checkpoint.best_model_score)
+        best = history.history.get(_checkpoint_epoch(checkpoint.best_model_path), {})
+        if "val/rmse" in best:
+            return best["val/rmse"]
     value = trainer.callback_metrics.get("val/rmse")
     return float(value) if value is not None else math.nan
 

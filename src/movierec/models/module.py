@@ -62,6 +62,9 @@ class RatingPredictor(pl.LightningModule):
         ranking_k: list length K of the test ranking metrics (`test/ndcg_at_<K>`, …);
             0 turns them off (ranking scores every test user against every movie).
         relevant_rating: a test rating ≥ this many stars makes a movie relevant.
+        validate_ranking: also log the ranking metrics of the validation split every epoch
+            (`val/ndcg_at_<K>`, …; candidates exclude the train split), so checkpointing
+            and early stopping can select on them.
     """
 
     def __init__(
@@ -80,6 +83,7 @@ class RatingPredictor(pl.LightningModule):
         bpr_positive_rating: float | None = None,
         ranking_k: int = 10,
         relevant_rating: float = RELEVANT_RATING,
+        validate_ranking: bool = False,
     ) -> None:
         super().__init__()
         # Hydra hands over DictConfigs; checkpoints must hold plain containers so they
@@ -103,6 +107,7 @@ class RatingPredictor(pl.LightningModule):
                 "bpr_positive_rating": bpr_positive_rating,
                 "ranking_k": ranking_k,
                 "relevant_rating": relevant_rating,
+                "validate_ranking": validate_ranking,
             },
             logger=False,  # the tracking layer logs the whole resolved config instead
         )
@@ -147,6 +152,10 @@ class RatingPredictor(pl.LightningModule):
         self.test_rmse = MeanSquaredError(squared=False)
         self.test_mae = MeanAbsoluteError()
         self.test_ranking = TopKRanking(ranking_k) if ranking_k else None
+        if validate_ranking and not ranking_k:
+            raise ConfigError("ranking.validate=true needs ranking.k ≥ 1 (it is 0: off)")
+        self.val_ranking = TopKRanking(ranking_k) if validate_ranking else None
+        self._protocols: dict[str, RankingProtocol] = {}
         self._graph: HeteroData | None = None
         self._eval_embeddings: NodeEmbeddings | None = None
 
@@ -281,10 +290,11 @@ class RatingPredictor(pl.LightningModule):
         self._evaluate(batch, "test", self.test_rmse, self.test_mae)
 
     def on_validation_epoch_end(self) -> None:
+        self._log_ranking("val", self.val_ranking)
         self._eval_embeddings = None
 
     def on_test_epoch_end(self) -> None:
-        self._log_ranking()
+        self._log_ranking("test", self.test_ranking)
         self._eval_embeddings = None
 
     def _evaluate(self, batch, stage: str, rmse, mae) -> None:
@@ -296,25 +306,29 @@ class RatingPredictor(pl.LightningModule):
         self.log(f"{stage}/rmse", rmse, on_epoch=True, prog_bar=True, batch_size=len(rating))
         self.log(f"{stage}/mae", mae, on_epoch=True, batch_size=len(rating))
 
-    def _log_ranking(self) -> None:
-        """Top-K metrics of the test users; each DDP rank ranks its own shard of users."""
-        if self.test_ranking is None:
+    def _log_ranking(self, stage: str, ranking: TopKRanking | None) -> None:
+        """Top-K metrics of `stage`'s users; each DDP rank ranks its own shard of users."""
+        if ranking is None:
             return
         datamodule = getattr(self.trainer, "datamodule", None)
         if datamodule is None or getattr(datamodule, "data", None) is None:
-            return  # tested on bare dataloaders: no split to rank against
+            return  # evaluated on bare dataloaders: no split to rank against
         assert self._eval_embeddings is not None
-        protocol = RankingProtocol.from_datamodule(datamodule, self.hparams.relevant_rating)
+        if stage not in self._protocols:  # the split is fixed: build its lookups once
+            self._protocols[stage] = RankingProtocol.from_datamodule(
+                datamodule, self.hparams.relevant_rating, stage
+            )
+        protocol = self._protocols[stage]
         embeddings = self._eval_embeddings
         evaluate_ranking(
             lambda users: score_block(self.net, embeddings, users),
             protocol.shard(self.global_rank, self.trainer.world_size),
             protocol.exclude,
             protocol.relevant,
-            self.test_ranking,
+            ranking,
         )
-        for name, metric in self.test_ranking.means.items():
-            self.log(metric_name(name, self.test_ranking.k), metric)
+        for name, metric in ranking.means.items():
+            self.log(metric_name(name, ranking.k, stage), metric)
 
     def _loss(self, scores: RatingScores, rating: torch.Tensor) -> torch.Tensor:
         loss = self.hparams.loss

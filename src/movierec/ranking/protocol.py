@@ -8,6 +8,10 @@ For each test user:
     relevant   = the user's test movies rated ≥ `relevant_rating` stars (the same
                  threshold on half-star scales);
     users      = the users with at least one relevant test movie.
+
+The validation protocol (`stage="val"`, for selecting checkpoints on a ranking metric) is
+the same one step earlier: candidates exclude the train split only, relevant = the
+user's validation movies rated ≥ `relevant_rating`.
 """
 
 from __future__ import annotations
@@ -37,20 +41,26 @@ class RankingProtocol:
     users: torch.Tensor
 
     @classmethod
-    def from_datamodule(cls, datamodule, relevant_rating: float = RELEVANT_RATING):
-        """Built from a set-up `MovieLensDataModule`'s train, val and test rows."""
+    def from_datamodule(
+        cls, datamodule, relevant_rating: float = RELEVANT_RATING, stage: str = "test"
+    ):
+        """Built from a set-up `MovieLensDataModule`'s rows: `stage` "test" ranks against
+        the test split (train and val excluded), "val" against the validation split
+        (train excluded)."""
+        if stage not in ("val", "test"):
+            raise ValueError(f"stage={stage!r}: expected 'val' or 'test'")
         n_users, n_movies = datamodule.data.n_users, datamodule.data.n_movies
-        train_user, train_movie, _ = datamodule.rows("train")
-        val_user, val_movie, _ = datamodule.rows("val")
-        test_user, test_movie, test_rating = datamodule.rows("test")
+        seen = ("train",) if stage == "val" else ("train", "val")
+        seen_rows = [datamodule.rows(name) for name in seen]
         exclude = UserItems.from_pairs(
-            torch.cat([train_user, val_user]),
-            torch.cat([train_movie, val_movie]),
+            torch.cat([user for user, _, _ in seen_rows]),
+            torch.cat([movie for _, movie, _ in seen_rows]),
             n_users,
             n_movies,
         )
-        hit = test_rating >= relevant_rating
-        relevant = UserItems.from_pairs(test_user[hit], test_movie[hit], n_users, n_movies)
+        user, movie, rating = datamodule.rows(stage)
+        hit = rating >= relevant_rating
+        relevant = UserItems.from_pairs(user[hit], movie[hit], n_users, n_movies)
         return cls(exclude, relevant, relevant.users_with_items())
 
     def shard(self, rank: int, world_size: int) -> torch.Tensor:
