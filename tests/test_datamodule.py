@@ -8,11 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from torch_geometric.data import HeteroData
 
 from movierec.data import batches as batches_module
 from movierec.data.batches import RatingBatches
 from movierec.data.datamodule import MovieLensDataModule
-from movierec.data.graph import RATES, REV_RATES, build_graph, to_networkx
+from movierec.data.graph import RATES, REV_RATES, GraphSchema, build_graph, to_networkx
 from movierec.data.processed import RatingsData
 from movierec.data.splits import RandomSplit
 from movierec.errors import ConfigError
@@ -42,6 +43,16 @@ def synthetic_ratings(n_users: int, n_movies: int, n_ratings: int, seed: int) ->
     )
     users = pd.DataFrame({"userId": np.arange(n_users) + 1})
     return RatingsData(ratings, users, movies, genres, (0.5, 5.0), {"dataset": "synthetic"})
+
+
+def synthetic_train_graph(
+    n_users: int, n_movies: int, n_ratings: int, seed: int
+) -> tuple[HeteroData, GraphSchema]:
+    """The train-split message graph (random split, seed 0) of `synthetic_ratings`, and its
+    schema on the 0.5–5 star scale."""
+    data = synthetic_ratings(n_users, n_movies, n_ratings, seed)
+    graph = build_graph(data, RandomSplit(seed=0).assign(data).train)
+    return graph, GraphSchema.from_graph(graph, (0.5, 5.0))
 
 
 def test_only_training_ratings_carry_messages():

@@ -5,20 +5,16 @@ from __future__ import annotations
 import pytest
 import torch
 
-from movierec.data.graph import GraphSchema, build_graph
-from movierec.data.splits import RandomSplit
 from movierec.errors import ConfigError
 from movierec.models.adjacency import use_sparse
 from movierec.models.gcn import GcnNet
 from movierec.models.sage import SageNet
-from tests.test_datamodule import synthetic_ratings
+from tests.test_datamodule import synthetic_train_graph
 
 
 @pytest.fixture(scope="module")
 def graph_and_schema():
-    data = synthetic_ratings(40, 60, 900, seed=1)
-    graph = build_graph(data, RandomSplit(seed=0).assign(data).train)
-    return graph, GraphSchema.from_graph(graph, (0.5, 5.0))
+    return synthetic_train_graph(40, 60, 900, seed=1)
 
 
 def _double(graph):

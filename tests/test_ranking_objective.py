@@ -6,19 +6,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from movierec.data.graph import RATES, GraphSchema, build_graph
-from movierec.data.splits import RandomSplit
+from movierec.data.graph import RATES
 from movierec.models.module import RatingPredictor
-from tests.test_datamodule import synthetic_ratings
+from tests.test_datamodule import synthetic_train_graph
 
 MF = {"_target_": "movierec.models.mf.BiasedMF", "dim": 8, "init_std": 0.1, "reg": 0.0}
 
 
 @pytest.fixture(scope="module")
 def graph_and_schema():
-    data = synthetic_ratings(30, 50, 600, seed=3)
-    graph = build_graph(data, RandomSplit(seed=0).assign(data).train)
-    return graph, GraphSchema.from_graph(graph, (0.5, 5.0))
+    return synthetic_train_graph(30, 50, 600, seed=3)
 
 
 def test_bpr_term_is_the_mean_log_sigmoid_margin_over_all_pairs(graph_and_schema):

@@ -9,13 +9,12 @@ import torch
 import torch_geometric.typing
 
 from movierec.data.datamodule import MovieLensDataModule
-from movierec.data.graph import RATES, GraphSchema, build_graph
+from movierec.data.graph import RATES
 from movierec.data.sampling import check_loader
-from movierec.data.splits import RandomSplit
 from movierec.errors import ConfigError
 from movierec.models.module import RatingPredictor
 from movierec.training import train_fold
-from tests.test_datamodule import synthetic_ratings
+from tests.test_datamodule import synthetic_train_graph
 from tests.training_configs import TINY_DATA, compose_train
 
 
@@ -59,9 +58,7 @@ def test_transductive_model_is_refused_with_the_neighbor_loader(monkeypatch, tmp
 def test_subgraph_batch_loss_equals_the_full_graph_loss():
     # A sampled batch is a subgraph in its own node order; with every node kept (permuted)
     # SAGE must give exactly the full-graph loss for the same supervision pairs.
-    data = synthetic_ratings(30, 45, 600, seed=2)
-    graph = build_graph(data, RandomSplit(seed=0).assign(data).train)
-    schema = GraphSchema.from_graph(graph, (0.5, 5.0))
+    graph, schema = synthetic_train_graph(30, 45, 600, seed=2)
     net = {"_target_": "movierec.models.sage.SageNet", "hidden": 16, "id_embeddings": True}
     torch.manual_seed(0)
     module = RatingPredictor(net, schema.as_dict())
