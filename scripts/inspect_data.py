@@ -15,7 +15,7 @@ os.environ.setdefault("MOVIEREC_ROOT", str(Path(__file__).resolve().parents[1]))
 @hydra.main(version_base="1.3", config_path="../conf", config_name="inspect_data")
 def main(cfg: DictConfig) -> None:
     from movierec.cli import run_reporting_user_errors
-    from movierec.inspect_data import inspect_data
+    from movierec.tasks.inspect_data import inspect_data
 
     run_reporting_user_errors(lambda: inspect_data(cfg))
 

@@ -15,7 +15,7 @@ os.environ.setdefault("MOVIEREC_ROOT", str(Path(__file__).resolve().parents[1]))
 @hydra.main(version_base="1.3", config_path="../conf", config_name="popular_baseline")
 def main(cfg: DictConfig) -> None:
     from movierec.cli import run_reporting_user_errors
-    from movierec.ranking.baseline import evaluate_popularity
+    from movierec.tasks.popular_baseline import evaluate_popularity
 
     run_reporting_user_errors(lambda: evaluate_popularity(cfg))
 

@@ -17,7 +17,7 @@ os.environ.setdefault("MOVIEREC_ROOT", str(Path(__file__).resolve().parents[1]))
 @hydra.main(version_base="1.3", config_path="../conf", config_name="recommend")
 def main(cfg: DictConfig) -> None:
     from movierec.cli import run_reporting_user_errors
-    from movierec.recommend import recommend
+    from movierec.tasks.recommend import recommend
 
     run_reporting_user_errors(lambda: recommend(cfg))
 

@@ -18,7 +18,7 @@ def main(cfg: DictConfig) -> float:
     from hydra.types import RunMode
 
     from movierec.cli import run_reporting_user_errors
-    from movierec.training import train
+    from movierec.tasks.train import train
 
     if HydraConfig.get().mode == RunMode.MULTIRUN:
         return train(cfg)  # the sweeper records a failed job and goes on with the next

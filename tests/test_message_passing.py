@@ -113,7 +113,7 @@ def test_chunked_decoding_gives_the_same_loss_and_gradients(graph_and_schema, mo
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from movierec.models.module import RatingPredictor
+    from movierec.training.module import RatingPredictor
     from tests.training_configs import CONFIG_DIR
 
     graph, schema = graph_and_schema

@@ -19,12 +19,12 @@ from torchmetrics.retrieval import (
 from movierec.config import build
 from movierec.data.datamodule import MovieLensDataModule
 from movierec.data.splits import PredefinedSplit, RandomSplit
-from movierec.ranking.baseline import evaluate_popularity
 from movierec.ranking.metrics import TopKRanking, metric_name, topk_metrics
 from movierec.ranking.popularity import Popularity
 from movierec.ranking.protocol import RankingProtocol
 from movierec.ranking.scoring import evaluate_ranking, user_chunks
 from movierec.ranking.user_items import UserItems
+from movierec.tasks.popular_baseline import evaluate_popularity
 from tests.conftest import PROJECT_ROOT
 from tests.training_configs import TINY_DATA, compose_train
 
@@ -194,7 +194,7 @@ def test_protocol_excludes_what_was_seen_and_keeps_relevant_rows(
     )
     datamodule.prepare_data()
     datamodule.setup()
-    protocol = RankingProtocol.from_datamodule(datamodule, relevant_rating=4.0, stage=stage)
+    protocol = RankingProtocol.from_split(datamodule.split_data, relevant_rating=4.0, stage=stage)
     ratings = datamodule.data.ratings
     for part in ("train", "val", "test"):
         rows = getattr(datamodule.indices, part)
@@ -219,7 +219,7 @@ def test_popularity_on_ml100k_matches_torchmetrics(real_mirror, real_cache):
     datamodule.prepare_data()
     datamodule.setup()
     ml100k = datamodule.data
-    protocol = RankingProtocol.from_datamodule(datamodule)
+    protocol = RankingProtocol.from_split(datamodule.split_data)
     _, train_movie, train_rating = datamodule.rows("train")
     popularity = Popularity.from_ratings(train_movie, train_rating, ml100k.n_movies)
     ours = TopKRanking(10)

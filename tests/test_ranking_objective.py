@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from movierec.data.graph import RATES
-from movierec.models.module import RatingPredictor
+from movierec.objective import Objective
+from movierec.training.module import RatingPredictor
 from tests.test_datamodule import synthetic_train_graph
 
 MF = {"_target_": "movierec.models.mf.BiasedMF", "dim": 8, "init_std": 0.1, "reg": 0.0}
@@ -28,7 +29,7 @@ def test_bpr_term_is_the_mean_log_sigmoid_margin_over_all_pairs(graph_and_schema
     rating = torch.tensor([4.5, 2.0, 4.0, 1.0])
     negative = torch.tensor([9, 10, 11, 12])
 
-    loss = module._pair_loss(z.user, z.movie, user, movie, rating, negative)
+    loss = module.objective.pair_loss(module.net, z.user, z.movie, user, movie, rating, negative)
 
     positive_score = module.net.decode(z, user, movie).rating
     negative_score = module.net.decode(z, user, negative).rating
@@ -36,9 +37,10 @@ def test_bpr_term_is_the_mean_log_sigmoid_margin_over_all_pairs(graph_and_schema
     bpr = -(F.logsigmoid(positive_score - negative_score) * is_positive).sum() / 4
     expected = F.mse_loss(positive_score, rating) + 0.7 * bpr
     torch.testing.assert_close(loss, expected)
-    # with bpr off, the same call is the rating loss alone
-    module.hparams.bpr_weight = 0.0
-    assert module._negatives(movie, schema.n_movies) is None
+    # with bpr off, a step's loss is the rating loss alone (no negatives drawn)
+    off = Objective(bpr_weight=0.0)
+    plain = off.batch_loss(module.net, z, user, movie, rating, schema.n_movies)
+    torch.testing.assert_close(plain, F.mse_loss(positive_score, rating))
 
 
 def _rated_above_unrated(module: RatingPredictor, graph) -> float:

@@ -11,15 +11,15 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from movierec.cold_start import ColdStartUnsupported, cold_start_method, embed_new_user
 from movierec.config import build
 from movierec.data.graph import GraphSchema
 from movierec.errors import ConfigError, DataError
-from movierec.inference import TrainedModel
 from movierec.models.base import NodeEmbeddings
 from movierec.models.mf import BiasedMF
-from movierec.recommender import Recommender, UnknownUserError
-from movierec.training import train_fold
+from movierec.serving.bundle import TrainedModel
+from movierec.serving.cold_start import ColdStartUnsupported, embed_new_user
+from movierec.serving.recommender import Recommender, UnknownUserError
+from movierec.tasks.train import train_fold
 from tests.training_configs import TINY_DATA, compose_train
 
 QUIET = ["logger=none", "callbacks.progress_bar=null", "trainer.enable_progress_bar=false"]
@@ -37,7 +37,8 @@ def _untrained(tmp_path: Path, model: str, extra: list[str] | None = None):
     """A freshly initialised model over the tiny data's split, and its datamodule."""
     cfg, datamodule = _datamodule(tmp_path, [f"model={model}", *(extra or [])])
     module = build(cfg.model, "model", schema=datamodule.schema.as_dict())
-    return TrainedModel.from_datamodule(module.eval(), datamodule), datamodule
+    model = TrainedModel.from_split(module.eval(), datamodule.split_data, datamodule.data)
+    return model, datamodule
 
 
 @pytest.fixture(scope="module")
@@ -167,10 +168,10 @@ def test_mf_fold_in_recovers_a_users_factors():
     p, b = torch.tensor([0.5, -0.2, 0.1, 0.3]), 0.4
     movies = torch.arange(0, 50, 2)
     stars = 3.5 + b + net.movie_bias.weight[movies, 0] + net.movie_factors.weight[movies] @ p
-    folded, user = embed_new_user(net, None, embeddings, movies, stars.detach(), (0.5, 5.0))
+    folded, user = embed_new_user(net, None, embeddings, movies, stars.detach())
     assert user == 3 and folded.user.shape == (4, 5)
     assert folded.user[user].tolist() == pytest.approx([*p.tolist(), b], abs=1e-4)
-    assert cold_start_method(net) == "fold-in"
+    assert net.accepts_new_users
 
 
 def test_sage_embeds_a_new_user_like_a_trained_user_with_the_same_ratings(tmp_path):
@@ -180,13 +181,12 @@ def test_sage_embeds_a_new_user_like_a_trained_user_with_the_same_ratings(tmp_pa
     model, datamodule = _untrained(tmp_path, "sage")
     rec = Recommender(model)
     net = model.module.net
-    assert cold_start_method(net) == "graph"
+    assert net.accepts_new_users and net.inductive
     user = 4
     edges = model.module.graph[("user", "rates", "movie")]
     mine = edges.edge_index[0] == user
     movies, stars = edges.edge_index[1][mine], edges.edge_label[mine]
-    grown, new = embed_new_user(net, model.module.graph, model.embeddings, movies, stars,
-                                model.rating_scale)  # fmt: skip
+    grown, new = embed_new_user(net, model.module.graph, model.embeddings, movies, stars)
     assert new == datamodule.data.n_users
     assert torch.allclose(grown.user[new], model.embeddings.user[user], atol=1e-6)
     ids = datamodule.data.movies["movieId"].to_numpy()
@@ -212,18 +212,17 @@ def test_sage_embeds_a_new_user_like_a_trained_user_with_the_same_ratings(tmp_pa
 def test_transductive_models_cannot_embed_new_users(tmp_path, model_name, reason):
     model, datamodule = _untrained(tmp_path, model_name)
     movie_id = int(datamodule.data.movies["movieId"].iloc[0])
-    assert cold_start_method(model.module.net) is None
+    assert not model.module.net.accepts_new_users
     with pytest.raises(ColdStartUnsupported, match=reason):
         Recommender(model).recommend_new_user({movie_id: 4.0}, k=3)
 
 
 def test_sage_with_user_id_embeddings_cannot_embed_new_users(tmp_path):
     model, _ = _untrained(tmp_path, "sage", ["model.net.id_embeddings=true"])
-    assert cold_start_method(model.module.net) is None
+    assert not model.module.net.accepts_new_users
     empty = NodeEmbeddings(torch.zeros(1, 1), torch.zeros(1, 1))
     with pytest.raises(ColdStartUnsupported, match="SageNet .*, model.net.id_embeddings=true"):
-        embed_new_user(model.module.net, None, empty, torch.tensor([0]), torch.tensor([4.0]),
-                       (0.5, 5.0))  # fmt: skip
+        embed_new_user(model.module.net, None, empty, torch.tensor([0]), torch.tensor([4.0]))
 
 
 def test_load_from_checkpoint_and_run_folder(tmp_path):

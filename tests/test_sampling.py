@@ -12,8 +12,8 @@ from movierec.data.datamodule import MovieLensDataModule
 from movierec.data.graph import RATES
 from movierec.data.sampling import check_loader
 from movierec.errors import ConfigError
-from movierec.models.module import RatingPredictor
-from movierec.training import train_fold
+from movierec.tasks.train import train_fold
+from movierec.training.module import RatingPredictor
 from tests.test_datamodule import synthetic_train_graph
 from tests.training_configs import TINY_DATA, compose_train
 
@@ -51,7 +51,9 @@ def test_transductive_model_is_refused_with_the_neighbor_loader(monkeypatch, tmp
     _sampler_libraries(monkeypatch, installed=True)
     overrides = [*TINY_DATA, "model=gcn", "data.loader=neighbor", "data.batch_size=64"]
     cfg = compose_train(tmp_path, [*overrides, "logger=none", "callbacks.progress_bar=null"])
-    with pytest.raises(ConfigError, match="GcnNet cannot \\(it is transductive\\); use model=sage"):
+    with pytest.raises(
+        ConfigError, match="GcnNet cannot \\(it is transductive\\); use an inductive model"
+    ):
         train_fold(cfg)
 
 

@@ -25,7 +25,7 @@ from movierec.data.cache import load_ratings_data, prepare_processed
 from movierec.data.sources import DataSettings
 from movierec.data.splits import KFoldSplit, RandomSplit
 from movierec.errors import ConfigError, DataError
-from movierec.training import train_fold
+from movierec.tasks.train import train_fold
 from tests.conftest import PROJECT_ROOT
 from tests.movielens_layouts import write_movies_csv, write_ratings_csv
 from tests.test_training import FAST
@@ -307,7 +307,7 @@ def test_inspect_data_with_spark_prints_the_pandas_report(
     spark, real_mirror: Path, tmp_path: Path, capsys
 ):
     """The acceptance command's config path (`data.engine=spark` through Hydra), in process."""
-    from movierec.inspect_data import inspect_data
+    from movierec.tasks.inspect_data import inspect_data
 
     printed = []
     for engine in ("pandas", "spark"):

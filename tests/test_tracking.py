@@ -19,7 +19,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from movierec.config import build
-from movierec.training import train, train_fold
+from movierec.tasks.train import train, train_fold
 from tests.conftest import PROJECT_ROOT
 from tests.training_configs import TINY_DATA, compose_train
 

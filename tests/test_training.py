@@ -14,7 +14,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
 from movierec.errors import ConfigError
-from movierec.training import train, train_fold
+from movierec.tasks.train import train, train_fold
 from tests.conftest import PROJECT_ROOT
 from tests.training_configs import CONFIG_DIR, TINY_DATA, compose_train
 
@@ -116,7 +116,7 @@ def _check_ranking_metrics(cfg, written: dict) -> None:
     from torchmetrics.retrieval import RetrievalNormalizedDCG, RetrievalRecall
 
     from movierec.config import build
-    from movierec.models.module import RatingPredictor
+    from movierec.training.module import RatingPredictor
 
     datamodule = build(cfg.data, "data", split=cfg.split)
     datamodule.prepare_data()

@@ -3,7 +3,8 @@
 `prepare_data` (one process per node) fetches the archive and builds the processed cache;
 `setup` (every process) loads the cache, applies the split and builds the message graph
 from the training ratings only. Loaders yield `(user, movie, rating)` batches (see
-`movierec.data.batches`); models read the graph from `datamodule.graph`.
+`movierec.data.batches`); the training loop reads the graph, schema and split rows from
+one typed `SplitData` (`datamodule.split_data`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from movierec.data.graph import GraphSchema, build_graph
 from movierec.data.processed import RatingsData
 from movierec.data.sampling import check_loader, neighbor_loader
 from movierec.data.sources import DataSettings
+from movierec.data.split_data import PARTS, Rows, SplitData
 from movierec.data.splits import RandomSplit, Split, SplitIndices
 from movierec.errors import ConfigError
 
@@ -107,6 +109,7 @@ class MovieLensDataModule(pl.LightningDataModule):
         self.data: RatingsData | None = None
         self.indices: SplitIndices | None = None
         self.graph: HeteroData | None = None
+        self._split_data: SplitData | None = None
 
     def prepare_data(self) -> None:
         prepare_processed(self.settings)
@@ -137,6 +140,14 @@ class MovieLensDataModule(pl.LightningDataModule):
         return GraphSchema.from_graph(self.graph, self.rating_scale)
 
     @property
+    def split_data(self) -> SplitData:
+        """The graph, schema and split rows of this fold (built once, after `setup`)."""
+        if self._split_data is None:
+            parts = {part: self.rows(part) for part in PARTS}
+            self._split_data = SplitData(self.graph, self.schema, parts, self.loader)
+        return self._split_data
+
+    @property
     def rating_scale(self) -> tuple[float, float]:
         return self.settings.scale
 
@@ -159,13 +170,13 @@ class MovieLensDataModule(pl.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", self.eval_batch_size, shuffle=False)
 
-    def rows(self, part: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def rows(self, part: str) -> Rows:
         """(user, movie, rating) tensors of split part "train", "val" or "test"."""
         if self.data is None or self.indices is None:
             raise RuntimeError("call setup() before asking for data")
         rows: np.ndarray = getattr(self.indices, part)
         ratings = self.data.ratings
-        return (
+        return Rows(
             torch.from_numpy(ratings["user"].to_numpy()[rows]),
             torch.from_numpy(ratings["movie"].to_numpy()[rows]),
             torch.from_numpy(ratings["rating"].to_numpy()[rows]),

@@ -120,6 +120,17 @@ class GraphSchema:
             mean_rating=float(stars.float().mean()) if len(stars) else float(sum(rating_scale) / 2),
         )
 
+    @classmethod
+    def from_dict(cls, values: dict) -> GraphSchema:
+        """Inverse of `as_dict` (a checkpoint's hyperparameters hold lists, not tuples)."""
+        return cls(
+            **{
+                **values,
+                "rating_scale": tuple(values["rating_scale"]),
+                "rating_levels": tuple(values["rating_levels"]),
+            }
+        )
+
     def as_dict(self) -> dict:
         return asdict(self)
 

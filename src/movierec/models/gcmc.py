@@ -102,6 +102,12 @@ class GcmcNet(RatingNet):
         self.movie_dense.reset_parameters()
         self.decoder.reset_parameters()
 
+    def new_user_refusal(self) -> str:
+        return (
+            "it learns message weights per training user and sizes its per-level adjacency "
+            "by the training user count"
+        )
+
     def encode(self, graph: HeteroData) -> NodeEmbeddings:
         to_users, to_movies = self._adjacency(graph)
         # ordinal weight sharing: level r uses the sum of the level weights up to r

@@ -87,6 +87,12 @@ class GcnNet(RatingNet):
             schema.mean_rating,
         )
 
+    def new_user_refusal(self) -> str:
+        return (
+            "it is transductive: its normalized adjacency D^-1/2 (A + I) D^-1/2 is built "
+            "over the training graph's node counts, so it encodes only that graph"
+        )
+
     def encode(self, graph: HeteroData) -> NodeEmbeddings:
         x = self.input(graph)
         n_users = x["user"].shape[0]

@@ -38,6 +38,10 @@ class NodeInput(nn.Module):
                 )
         self.reset_parameters()
 
+    def has_ids(self, kind: str) -> bool:
+        """Whether `kind` nodes ("user" | "movie") have a learned ID embedding table."""
+        return kind in self.embedding
+
     def reset_parameters(self) -> None:
         for layer in self.linear.values():
             layer.reset_parameters()

@@ -59,6 +59,29 @@ class BiasedMF(RatingNet):
         dot = (zu[:, :-1] * zm[:, :-1]).sum(dim=-1)
         return RatingScores(self.mean + zu[:, -1] + zm[:, -1] + dot)
 
+    def new_user_refusal(self) -> None:
+        return None  # fold-in, see embed_new_user
+
+    @torch.no_grad()
+    def embed_new_user(
+        self,
+        graph: HeteroData,
+        embeddings: NodeEmbeddings,
+        movies: torch.Tensor,
+        stars: torch.Tensor,
+    ) -> tuple[NodeEmbeddings, int]:
+        """Fold-in: the user's [p_u ‖ b_u] solve the training objective with every movie
+        parameter fixed, a ridge regression
+            min Σ_j (r_j − μ − b_j − [q_j ‖ 1]·x)² + n·λ‖x‖²
+        over the n given ratings (each rating adds λ‖x‖² in training)."""
+        movie_rows = embeddings.movie[movies].double()  # (N, dim + 1): [q_j ‖ b_j]
+        design = torch.cat([movie_rows[:, :-1], torch.ones_like(movie_rows[:, :1])], dim=1)
+        target = stars.double() - float(self.mean) - movie_rows[:, -1]
+        penalty = len(stars) * float(self.reg) * torch.eye(design.shape[1], dtype=torch.float64)
+        solution = torch.linalg.solve(design.T @ design + penalty, design.T @ target)
+        user = torch.cat([embeddings.user, solution.to(embeddings.user.dtype).unsqueeze(0)])
+        return NodeEmbeddings(user, embeddings.movie), len(user) - 1
+
     def regularization(self, user: torch.Tensor, movie: torch.Tensor) -> torch.Tensor:
         """λ · mean over the batch of the squared norms of the pairs' parameters."""
         terms = (

@@ -91,6 +91,13 @@ class SageNet(RatingNet):
             schema.mean_rating,
         )
 
+    def new_user_refusal(self) -> str | None:
+        """Inductive, so a new user joins the graph, unless users have learned ID embeddings
+        (an unseen user has no row in that table)."""
+        if self.input.has_ids("user"):
+            return "it learns an ID embedding per training user, model.net.id_embeddings=true"
+        return None
+
     def encode(self, graph: HeteroData) -> NodeEmbeddings:
         x = self.input(graph)
         device = graph[RATES].edge_index.device

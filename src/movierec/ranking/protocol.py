@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
+from movierec.data.split_data import SplitData
 from movierec.ranking.user_items import UserItems
 
 #: A test rating at or above this many stars makes the movie relevant.
@@ -41,24 +42,23 @@ class RankingProtocol:
     users: torch.Tensor
 
     @classmethod
-    def from_datamodule(
-        cls, datamodule, relevant_rating: float = RELEVANT_RATING, stage: str = "test"
-    ):
-        """Built from a set-up `MovieLensDataModule`'s rows: `stage` "test" ranks against
-        the test split (train and val excluded), "val" against the validation split
-        (train excluded)."""
+    def from_split(
+        cls, split: SplitData, relevant_rating: float = RELEVANT_RATING, stage: str = "test"
+    ) -> RankingProtocol:
+        """Built from one fold's rows: `stage` "test" ranks against the test split (train
+        and val excluded), "val" against the validation split (train excluded)."""
         if stage not in ("val", "test"):
             raise ValueError(f"stage={stage!r}: expected 'val' or 'test'")
-        n_users, n_movies = datamodule.data.n_users, datamodule.data.n_movies
+        n_users, n_movies = split.n_users, split.n_movies
         seen = ("train",) if stage == "val" else ("train", "val")
-        seen_rows = [datamodule.rows(name) for name in seen]
+        seen_rows = [split.rows(name) for name in seen]
         exclude = UserItems.from_pairs(
             torch.cat([user for user, _, _ in seen_rows]),
             torch.cat([movie for _, movie, _ in seen_rows]),
             n_users,
             n_movies,
         )
-        user, movie, rating = datamodule.rows(stage)
+        user, movie, rating = split.rows(stage)
         hit = rating >= relevant_rating
         relevant = UserItems.from_pairs(user[hit], movie[hit], n_users, n_movies)
         return cls(exclude, relevant, relevant.users_with_items())

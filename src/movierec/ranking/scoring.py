@@ -1,7 +1,7 @@
-"""Scoring user × movie blocks with one decoder call, in chunks of users.
+"""Ranking users in blocks: a `Scorer` maps user indices (B,) to scores (B, n_movies).
 
-A `Scorer` maps user indices (B,) to scores (B, n_movies); a trained network's scorer
-decodes every (user, movie) pair of the block at once from embeddings encoded once.
+A trained network's scorer is its own `RatingNet.score_users` over embeddings encoded
+once; the popularity baseline has one too. This module never asks which it holds.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from collections.abc import Callable, Iterator
 
 import torch
 
-from movierec.models.base import NodeEmbeddings, RatingNet
 from movierec.ranking.metrics import TopKRanking
 from movierec.ranking.user_items import UserItems
 
@@ -19,21 +18,6 @@ Scorer = Callable[[torch.Tensor], torch.Tensor]
 #: (user, movie) pairs decoded per call: bounds the memory of MLP decoders, which
 #: materialise a (pairs, 2·hidden) input (2^18 pairs × 128 floats ≈ 128 MiB).
 PAIR_BUDGET = 2**18
-
-
-@torch.no_grad()
-def score_block(net: RatingNet, embeddings: NodeEmbeddings, users: torch.Tensor) -> torch.Tensor:
-    """Unclamped predicted stars of every movie for each user, (B, n_movies).
-
-    Ranking uses the unclamped value so movies predicted above the top of the scale stay
-    ordered instead of tying at the maximum.
-    """
-    n_movies = embeddings.movie.shape[0]
-    users = users.to(embeddings.user.device)
-    movies = torch.arange(n_movies, device=users.device)
-    pair_user = users.repeat_interleave(n_movies)
-    pair_movie = movies.repeat(len(users))
-    return net.decode(embeddings, pair_user, pair_movie).rating.view(len(users), n_movies)
 
 
 def user_chunks(

@@ -7,18 +7,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
 import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities import rank_zero_only
 
-from movierec.inference import save_bundle
 from movierec.tracking.lifecycle import TrackedRun, remember_run_id, run_id_for_checkpoint
 from movierec.tracking.params import flatten_config, git_state, library_versions
 from movierec.tracking.plots import plot_curves, plot_predictions
-from movierec.tracking.servable import log_servable_model
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +103,8 @@ def record_outputs(
     checkpoint_path: str,
     metrics: dict[str, Any],
 ) -> None:
-    """Summary metrics, config, ID maps, plots, best checkpoint and the servable model."""
+    """Summary metrics, config, ID maps, plots and the best checkpoint (the servable
+    model is logged by `movierec.serving.pyfunc.log_servable_model`)."""
     numeric = {
         k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and k != "parameters"
     }
@@ -129,8 +126,8 @@ def record_outputs(
         run.log_artifact(maps, "id_maps")
         history = {key: run.metric_history(key) for key in CURVES}
         run.log_artifact(plot_curves(history, folder / "curves.png"), "plots")
-        user, movie, rating = datamodule.rows("test")
-        if len(rating):
+        user, movie, rating = datamodule.split_data.rows("test")
+        if len(rating) and model.net.predicts_ratings:
             predicted = model.predict_pairs(user.to(model.device), movie.to(model.device)).cpu()
             run.log_artifact(
                 plot_predictions(
@@ -143,21 +140,6 @@ def record_outputs(
             )
         if checkpoint_path:
             run.log_artifact(checkpoint_path, "checkpoints")
-            bundle = save_bundle(folder / "bundle", checkpoint_path, datamodule)
-            example = _input_example(data, datamodule)
-            model_uri = log_servable_model(run.run_id, run.client.tracking_uri, bundle, example)
-            run.set_tags({"model_uri": model_uri})
-
-
-def _input_example(data, datamodule) -> pd.DataFrame:
-    user, movie, _ = datamodule.rows("train")
-    rows = np.arange(min(2, len(user)))
-    return pd.DataFrame(
-        {
-            "userId": data.users["userId"].to_numpy()[user.numpy()[rows]],
-            "movieId": data.movies["movieId"].to_numpy()[movie.numpy()[rows]],
-        }
-    )
 
 
 def _overrides() -> list[str]:

@@ -18,10 +18,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from movierec.cold_start import embed_new_user
 from movierec.errors import ConfigError, DataError
-from movierec.inference import TrainedModel
 from movierec.ranking.scoring import user_chunks
+from movierec.serving.bundle import TrainedModel
+from movierec.serving.cold_start import embed_new_user
 
 FALLBACKS = ("popular",)
 COLUMNS = ["userId", "rank", "movieId", "title", "genres", "rating", "source"]
@@ -49,7 +49,7 @@ class Recommender:
     @classmethod
     def load(cls, run: str, tracking_uri: str | None = None) -> Recommender:
         """Load from an MLflow run id (via `tracking_uri`), a bundle folder or a checkpoint."""
-        from movierec.tracking.resolve import load_trained_model
+        from movierec.serving.loading import load_trained_model
 
         model, source = load_trained_model(run, tracking_uri)
         return cls(model, source)
@@ -151,13 +151,8 @@ class Recommender:
             self.model.embeddings,
             movies,
             stars_t,
-            self.model.rating_scale,
         )
-        index = torch.tensor([user])
-        with torch.no_grad():
-            scores = module.net.decode(
-                embeddings, index.repeat(self.model.n_movies), torch.arange(self.model.n_movies)
-            ).rating.unsqueeze(0)
+        scores = module.net.score_users(embeddings, torch.tensor([user]))
         excluded = None
         if exclude_rated:
             excluded = torch.zeros(1, self.model.n_movies, dtype=torch.bool)

@@ -22,14 +22,18 @@ and unknown movie ids, are refused with a message naming them.
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pandas as pd
 from mlflow.models import ModelSignature
 from mlflow.types.schema import ColSpec, Schema
 
 import movierec
+from movierec.data.split_data import SplitData
+from movierec.serving.bundle import TrainedModel, save_bundle
 
 BUNDLE_ARTIFACT = "bundle"
 REQUIREMENTS = [
@@ -59,11 +63,10 @@ SIGNATURE = ModelSignature(
 
 
 class RatingModel(mlflow.pyfunc.PythonModel):
-    """pyfunc wrapper around `movierec.recommender.Recommender` (one load, batch scoring)."""
+    """pyfunc wrapper around `serving.recommender.Recommender` (one load, batch scoring)."""
 
     def load_context(self, context) -> None:
-        from movierec.inference import TrainedModel
-        from movierec.recommender import Recommender
+        from movierec.serving.recommender import Recommender
 
         self.recommender = Recommender(
             TrainedModel.load(context.artifacts[BUNDLE_ARTIFACT]), source="the served model"
@@ -108,6 +111,28 @@ class RatingModel(mlflow.pyfunc.PythonModel):
             parts.append(top.assign(_order=top["userId"].map(order)))
         result = pd.concat(parts, ignore_index=True).sort_values(["_order", "rank"], kind="stable")
         return result.drop(columns="_order").reset_index(drop=True)
+
+
+def publish_trained_model(run_id: str, client_uri: str, checkpoint: str, datamodule) -> str:
+    """Bundle the model at `checkpoint` with its split, test-call it and log it as the
+    run's `model` artifact (pyfunc flavor); return its model URI."""
+    split, data = datamodule.split_data, datamodule.data
+    with tempfile.TemporaryDirectory() as tmp:
+        bundle = save_bundle(Path(tmp) / "bundle", checkpoint, split, data)
+        example = _input_example(TrainedModel.load(bundle), split)
+        return log_servable_model(run_id, client_uri, bundle, example)
+
+
+def _input_example(model: TrainedModel, split: SplitData) -> pd.DataFrame:
+    """Two training pairs as a rating request, or two users' top-3 for a ranking-only
+    model."""
+    user, movie, _ = split.rows("train")
+    rows = np.arange(min(2, len(user)))
+    users = model.users["userId"].to_numpy()[user.numpy()[rows]]
+    if not model.module.net.predicts_ratings:
+        return pd.DataFrame({"userId": users, "k": np.full(len(users), 3, dtype=np.int64)})
+    movies = model.movies["movieId"].to_numpy()[movie.numpy()[rows]]
+    return pd.DataFrame({"userId": users, "movieId": movies})
 
 
 def log_servable_model(run_id: str, client_uri: str, bundle: Path, example: pd.DataFrame) -> str:

@@ -25,12 +25,12 @@ import torch
 
 from movierec.data.graph import RATES, graph_from_tensors, graph_tensors
 from movierec.data.processed import RatingsData, lookup_ids
+from movierec.data.split_data import SplitData
 from movierec.errors import DataError
 from movierec.models.base import NodeEmbeddings
-from movierec.models.module import RatingPredictor
 from movierec.ranking.popularity import Popularity
-from movierec.ranking.scoring import score_block
 from movierec.ranking.user_items import UserItems
+from movierec.training.module import RatingPredictor
 
 CHECKPOINT = "model.ckpt"
 GRAPH = "graph.pt"
@@ -39,15 +39,16 @@ MOVIES = "movies.parquet"
 HELDOUT = "heldout.parquet"
 
 
-def save_bundle(directory: Path, checkpoint: str | Path, datamodule) -> Path:
-    """Write a bundle for the model at `checkpoint` trained on `datamodule`'s split."""
+def save_bundle(
+    directory: Path, checkpoint: str | Path, split: SplitData, data: RatingsData
+) -> Path:
+    """Write a bundle for the model at `checkpoint` trained on `split` of `data`."""
     directory.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(checkpoint, directory / CHECKPOINT)
-    torch.save(graph_tensors(datamodule.graph), directory / GRAPH)
-    data: RatingsData = datamodule.data
+    torch.save(graph_tensors(split.graph), directory / GRAPH)
     data.users.to_parquet(directory / USERS, index=False)
     data.movies.to_parquet(directory / MOVIES, index=False)
-    _heldout_pairs(datamodule).to_parquet(directory / HELDOUT, index=False)
+    _heldout_pairs(split).to_parquet(directory / HELDOUT, index=False)
     return directory
 
 
@@ -85,11 +86,10 @@ class TrainedModel:
         )
 
     @classmethod
-    def from_datamodule(cls, module: RatingPredictor, datamodule) -> TrainedModel:
-        """`module` over the split of a set-up datamodule it was trained on (no bundle)."""
-        module.set_graph(datamodule.graph)
-        data: RatingsData = datamodule.data
-        return cls(module, data.users, data.movies, _heldout_pairs(datamodule))
+    def from_split(cls, module: RatingPredictor, split: SplitData, data: RatingsData):
+        """`module` over the `split` of `data` it was trained on (no bundle)."""
+        module.set_graph(split.graph)
+        return cls(module, data.users, data.movies, _heldout_pairs(split))
 
     @property
     def rating_scale(self) -> tuple[float, float]:
@@ -117,6 +117,11 @@ class TrainedModel:
 
     def predict_ratings(self, user_ids, movie_ids) -> np.ndarray:
         """Predicted stars (float64, clamped to the scale) for original id pairs, shape (B,)."""
+        if not self.module.net.predicts_ratings:
+            raise DataError(
+                f"{type(self.module.net).__name__} only ranks movies, it predicts no ratings: "
+                "send top-K requests (userId, k) instead of rating pairs (userId, movieId)"
+            )
         users = torch.from_numpy(self.user_index(user_ids))
         movies = torch.from_numpy(self.movie_index(movie_ids))
         if len(users) != len(movies):
@@ -136,7 +141,7 @@ class TrainedModel:
 
     def score_users(self, users: torch.Tensor) -> torch.Tensor:
         """Unclamped predicted stars of every movie for user indices (B,), (B, n_movies)."""
-        return score_block(self.module.net, self.embeddings, users)
+        return self.module.net.score_users(self.embeddings, users)
 
     @cached_property
     def rated(self) -> UserItems:
@@ -154,9 +159,9 @@ class TrainedModel:
         return Popularity.from_ratings(store.edge_index[1], store.edge_label, self.n_movies)
 
 
-def _heldout_pairs(datamodule) -> pd.DataFrame:
+def _heldout_pairs(split: SplitData) -> pd.DataFrame:
     """User and movie indices (int32) of the validation and test ratings."""
-    parts = [datamodule.rows(part) for part in ("val", "test")]
+    parts = [split.rows(part) for part in ("val", "test")]
     return pd.DataFrame(
         {
             "user": torch.cat([p[0] for p in parts]).numpy().astype(np.int32),

@@ -20,8 +20,8 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from movierec.errors import ConfigError, DataError
-from movierec.inference import CHECKPOINT, TrainedModel
-from movierec.models.module import RatingPredictor
+from movierec.serving.bundle import CHECKPOINT, TrainedModel
+from movierec.training.module import RatingPredictor
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ def _from_checkpoint(checkpoint: Path) -> TrainedModel:
     datamodule.prepare_data()
     datamodule.setup()
     module = RatingPredictor.load_from_checkpoint(checkpoint, map_location="cpu")
-    return TrainedModel.from_datamodule(module, datamodule)
+    return TrainedModel.from_split(module, datamodule.split_data, datamodule.data)
 
 
 def _from_mlflow(run_id: str, tracking_uri: str | None) -> TrainedModel:

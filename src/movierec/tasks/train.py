@@ -24,11 +24,10 @@ from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, Pr
 from pytorch_lightning.utilities import rank_zero_only
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from movierec.callbacks import EpochTimer, ValidationHistory
 from movierec.config import build
 from movierec.data.datamodule import MovieLensDataModule
 from movierec.errors import ConfigError
-from movierec.models.module import RatingPredictor
+from movierec.serving.pyfunc import publish_trained_model
 from movierec.tracking.lifecycle import TrackedRun
 from movierec.tracking.recorder import (
     mlflow_node,
@@ -37,6 +36,8 @@ from movierec.tracking.recorder import (
     record_cv_summary,
     record_outputs,
 )
+from movierec.training.callbacks import EpochTimer, ValidationHistory
+from movierec.training.module import RatingPredictor
 from movierec.tuning.pruning import optuna_pruning
 
 log = logging.getLogger(__name__)
@@ -90,7 +91,13 @@ def train_fold(cfg: DictConfig, parent_run_id: str | None = None) -> dict[str, A
     with run if run is not None else nullcontext():
         metrics = _fit_and_test(cfg, datamodule, model, run, resumed_from)
         if run is not None:
-            record_outputs(run, cfg, datamodule, model, metrics["best_checkpoint"], metrics)
+            checkpoint = metrics["best_checkpoint"]
+            record_outputs(run, cfg, datamodule, model, checkpoint, metrics)
+            if checkpoint:
+                uri = publish_trained_model(
+                    run.run_id, run.client.tracking_uri, checkpoint, datamodule
+                )
+                run.set_tags({"model_uri": uri})
             metrics["mlflow_run_id"] = run.run_id
     _report(cfg, metrics)
     return metrics

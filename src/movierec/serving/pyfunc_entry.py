@@ -2,6 +2,6 @@
 
 import mlflow
 
-from movierec.tracking.servable import RatingModel
+from movierec.serving.pyfunc import RatingModel
 
 mlflow.models.set_model(RatingModel())

@@ -40,8 +40,8 @@ def evaluate_popularity(cfg: DictConfig) -> dict[str, Any]:
         metrics[f"{part}/rmse"] = math.sqrt(float(error.pow(2).mean())) if len(error) else math.nan
         metrics[f"{part}/mae"] = float(error.abs().mean()) if len(error) else math.nan
     ranking_cfg = cfg.get("ranking") or {}
-    protocol = RankingProtocol.from_datamodule(
-        datamodule, float(ranking_cfg.get("relevant_rating", RELEVANT_RATING))
+    protocol = RankingProtocol.from_split(
+        datamodule.split_data, float(ranking_cfg.get("relevant_rating", RELEVANT_RATING))
     )
     ranking = TopKRanking(int(ranking_cfg.get("k", 10)))
     evaluate_ranking(

@@ -11,7 +11,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
 from movierec.errors import ConfigError
-from movierec.recommender import Recommender
+from movierec.serving.recommender import Recommender
 
 TITLE_WIDTH = 60
 
