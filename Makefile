@@ -10,7 +10,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install train test lint format inspect benchmark clean
+.PHONY: install train test lint format inspect serve benchmark clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ train: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(ARGS)
+
+# make serve RUN=<MLflow run id | runs:/… | models:/<name>@champion> [ARGS="port=5002"]
+serve: $(STAMP)
+	$(BIN)/python scripts/serve.py model=$(RUN) $(ARGS)
 
 inspect: $(STAMP)
 	$(BIN)/python scripts/inspect_data.py $(ARGS)

@@ -226,9 +226,33 @@ def test_served_model_answers_over_http(finished_run):
             port, {"columns": ["userId", "k", "fallback"], "data": [[999999, 2, "popular"]]}
         )
         assert [p["source"] for p in popular] == ["popular", "popular"]
-        with pytest.raises(urllib.error.HTTPError) as refused:
-            _post(port, {"columns": ["userId", "k"], "data": [[999999, 2]]})
-        assert "user_id=999999 is not in the training data" in refused.value.read().decode()
+        # user errors: HTTP 400 with the project's one line, no stack trace, server stays up
+        movie = _known_pairs(tmp, metrics["mlflow_run_id"])[0][1]
+        bad_requests = [
+            ({"columns": ["userId", "k"], "data": [[999999, 2]]},
+             "user_id=999999 is not in the training data"),
+            ({"columns": ["userId", "movieId"], "data": [[999999, movie]]},
+             "unknown userId(s): 999999"),
+            ({"columns": ["userId", "k"], "data": [[user + 0.5, 2]]},
+             f"column userId must hold integers; row 0 has {user + 0.5}"),
+            ({"columns": ["userId", "movieId"], "data": [[user, None]]},
+             "column movieId must hold integers; row 0 has no value"),
+            ({"columns": ["userId", "k"], "data": [[user, -1]]},
+             "column k must be between 1 and 60"),
+            ({"columns": ["userId", "k", "genre"], "data": [[user, 2, "Polka"]]},
+             "unknown genre(s) Polka"),
+            ({"columns": ["userId", "movieId"], "data": [[user, movie]] * 100_001},
+             "at most 100,000 are answered at once"),
+        ]  # fmt: skip
+        for frame, message in bad_requests:
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                _post(port, frame)
+            body = json.loads(refused.value.read().decode())
+            assert refused.value.code == 400, body
+            assert body["error_code"] == "INVALID_PARAMETER_VALUE", body
+            assert message in body["message"], (message, body)
+            assert "Traceback" not in json.dumps(body) and "stack_trace" not in body
+        assert len(_post(port, {"columns": ["userId", "k"], "data": [[user, 2]]})) == 2
     finally:
         server.terminate()
         server.wait(timeout=30)

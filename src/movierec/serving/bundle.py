@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import torch
 
 from movierec.data.graph import RATES, graph_from_tensors, graph_tensors
@@ -30,6 +31,7 @@ from movierec.errors import DataError
 from movierec.models.base import NodeEmbeddings
 from movierec.ranking.popularity import Popularity
 from movierec.ranking.user_items import UserItems
+from movierec.training.checkpoints import UNREADABLE, load_predictor
 from movierec.training.module import RatingPredictor
 
 CHECKPOINT = "model.ckpt"
@@ -77,13 +79,12 @@ class TrainedModel:
 
     @classmethod
     def load(cls, directory: str | Path) -> TrainedModel:
+        """Restore a bundle on CPU; a missing or damaged file is a `DataError` naming it."""
         directory = Path(directory)
-        module = RatingPredictor.load_from_checkpoint(directory / CHECKPOINT, map_location="cpu")
-        module.set_graph(graph_from_tensors(torch.load(directory / GRAPH, weights_only=True)))
-        heldout = pd.read_parquet(directory / HELDOUT) if (directory / HELDOUT).is_file() else None
-        return cls(
-            module, pd.read_parquet(directory / USERS), pd.read_parquet(directory / MOVIES), heldout
-        )
+        module = load_predictor(directory / CHECKPOINT, key="bundle")
+        module.set_graph(graph_from_tensors(_read_tensors(directory / GRAPH)))
+        heldout = _read_table(directory / HELDOUT) if (directory / HELDOUT).is_file() else None
+        return cls(module, _read_table(directory / USERS), _read_table(directory / MOVIES), heldout)
 
     @classmethod
     def from_split(cls, module: RatingPredictor, split: SplitData, data: RatingsData):
@@ -141,7 +142,8 @@ class TrainedModel:
 
     def score_users(self, users: torch.Tensor) -> torch.Tensor:
         """Unclamped predicted stars of every movie for user indices (B,), (B, n_movies)."""
-        return self.module.net.score_users(self.embeddings, users)
+        with torch.no_grad():  # a plug-in's override may not disable gradients itself
+            return self.module.net.score_users(self.embeddings, users)
 
     @cached_property
     def rated(self) -> UserItems:
@@ -157,6 +159,28 @@ class TrainedModel:
         """The popularity baseline of this model's training ratings."""
         store = self.module.graph[RATES]
         return Popularity.from_ratings(store.edge_index[1], store.edge_label, self.n_movies)
+
+
+def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except UNREADABLE as err:
+        raise _damaged(path, err) from None
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(path)
+    except (OSError, ValueError, pa.ArrowException) as err:
+        raise _damaged(path, err) from None
+
+
+def _damaged(path: Path, err: BaseException) -> DataError:
+    reason = " ".join(str(err).split())[:200]
+    return DataError(
+        f"bundle file {path} is missing or damaged ({reason}); download the model again "
+        "(e.g. `mlflow artifacts download`) or retrain it"
+    )
 
 
 def _heldout_pairs(split: SplitData) -> pd.DataFrame:

@@ -21,7 +21,7 @@ from omegaconf import OmegaConf
 
 from movierec.errors import ConfigError, DataError
 from movierec.serving.bundle import CHECKPOINT, TrainedModel
-from movierec.training.module import RatingPredictor
+from movierec.training.checkpoints import load_predictor
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ def _from_checkpoint(checkpoint: Path) -> TrainedModel:
     datamodule = build(cfg.data, "data", split=cfg.split)
     datamodule.prepare_data()
     datamodule.setup()
-    module = RatingPredictor.load_from_checkpoint(checkpoint, map_location="cpu")
+    module = load_predictor(checkpoint, key="run_id")
     return TrainedModel.from_split(module, datamodule.split_data, datamodule.data)
 
 

@@ -28,12 +28,16 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pandas as pd
+from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
-from mlflow.types.schema import ColSpec, Schema
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+from mlflow.types.schema import AnyType, ColSpec, Schema
 
 import movierec
 from movierec.data.split_data import SplitData
+from movierec.errors import MovieRecError
 from movierec.serving.bundle import TrainedModel, save_bundle
+from movierec.serving.requests import check_k, integer_column, request_form
 
 BUNDLE_ARTIFACT = "bundle"
 REQUIREMENTS = [
@@ -46,14 +50,15 @@ REQUIREMENTS = [
     "pyarrow>=15",
     "numpy>=1.26",
 ]
-RATING_COLUMNS = ("userId", "movieId")
-TOPK_OPTIONS = ("exclude_rated", "genre", "fallback")
 SIGNATURE = ModelSignature(
     inputs=Schema(
         [
-            ColSpec("long", "userId"),
-            ColSpec("long", "movieId", required=False),
-            ColSpec("long", "k", required=False),
+            # ids and k as Any: MLflow casts a long column's 1.5 to 1 before the model
+            # sees it, and refuses ints for a double column; `serving.requests` checks
+            # that they are integers and names the column and row when not
+            ColSpec(AnyType(), "userId"),
+            ColSpec(AnyType(), "movieId", required=False),
+            ColSpec(AnyType(), "k", required=False),
             ColSpec("boolean", "exclude_rated", required=False),
             ColSpec("string", "genre", required=False),
             ColSpec("string", "fallback", required=False),
@@ -73,18 +78,25 @@ class RatingModel(mlflow.pyfunc.PythonModel):
         )
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.Series | pd.DataFrame:
-        columns = set(model_input.columns)
-        if "userId" not in columns:
-            raise ValueError(_form_message("the input lacks column userId"))
-        if "movieId" in columns and "k" in columns:
-            raise ValueError(_form_message("the input has both movieId and k"))
-        if "movieId" in columns:
-            model = self.recommender.model
-            ratings = model.predict_ratings(model_input["userId"], model_input["movieId"])
+        """Answer one request; a user error becomes MLflow's INVALID_PARAMETER_VALUE (HTTP
+        400) whose message is the project's one line, with no stack trace."""
+        try:
+            return self._answer(model_input)
+        except MovieRecError as err:
+            raise MlflowException(
+                " ".join(str(err).split()), error_code=INVALID_PARAMETER_VALUE
+            ) from None
+
+    def _answer(self, requests: pd.DataFrame) -> pd.Series | pd.DataFrame:
+        form = request_form(requests)
+        users = integer_column(requests, "userId")
+        model = self.recommender.model
+        if form == "rating":
+            ratings = model.predict_ratings(users, integer_column(requests, "movieId"))
             return pd.Series(ratings, name="rating")
-        if "k" in columns:
-            return self._top_k(model_input)
-        raise ValueError(_form_message("the input has neither movieId nor k"))
+        k = integer_column(requests, "k")
+        check_k(k, model.n_movies)
+        return self._top_k(requests.assign(userId=users, k=k))
 
     def _top_k(self, requests: pd.DataFrame) -> pd.DataFrame:
         """Rows grouped by their options, each group scored as one batch, in request order."""
@@ -94,8 +106,6 @@ class RatingModel(mlflow.pyfunc.PythonModel):
             fallback=_column(requests, "fallback", None),
             _order=range(len(requests)),
         )
-        if frame["k"].isna().any():
-            raise ValueError(_form_message("a top-K row has no k"))
         parts = []
         for (k, exclude, genre, fallback), group in frame.groupby(
             ["k", "exclude_rated", "genre", "fallback"], dropna=False, sort=False
@@ -162,13 +172,6 @@ def _column(frame: pd.DataFrame, name: str, default) -> pd.Series:
     if name not in frame.columns:
         return pd.Series([default] * len(frame), index=frame.index, dtype=object)
     return frame[name].astype(object).where(frame[name].notna(), default)
-
-
-def _form_message(problem: str) -> str:
-    return (
-        f"{problem}; send either rating pairs (columns userId, movieId) or top-K requests "
-        f"(columns userId, k and optionally {', '.join(TOPK_OPTIONS)})"
-    )
 
 
 class _Context:

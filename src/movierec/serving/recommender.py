@@ -145,14 +145,11 @@ class Recommender:
             shown = ", ".join(f"{s:g}" for s in stars_t[outside].tolist()[:5])
             raise DataError(f"ratings must be within {low:g}–{high:g} stars, got {shown}")
         module = self.model.module
-        embeddings, user = embed_new_user(
-            module.net,
-            module.graph,
-            self.model.embeddings,
-            movies,
-            stars_t,
-        )
-        scores = module.net.score_users(embeddings, torch.tensor([user]))
+        with torch.no_grad():
+            embeddings, user = embed_new_user(
+                module.net, module.graph, self.model.embeddings, movies, stars_t
+            )
+            scores = module.net.score_users(embeddings, torch.tensor([user]))
         excluded = None
         if exclude_rated:
             excluded = torch.zeros(1, self.model.n_movies, dtype=torch.bool)

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, ProgressBar
 from pytorch_lightning.utilities import rank_zero_only
@@ -26,7 +25,6 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from movierec.config import build
 from movierec.data.datamodule import MovieLensDataModule
-from movierec.errors import ConfigError
 from movierec.serving.pyfunc import publish_trained_model
 from movierec.tracking.lifecycle import TrackedRun
 from movierec.tracking.recorder import (
@@ -37,6 +35,7 @@ from movierec.tracking.recorder import (
     record_outputs,
 )
 from movierec.training.callbacks import EpochTimer, ValidationHistory
+from movierec.training.checkpoints import checkpoint_epoch
 from movierec.training.module import RatingPredictor
 from movierec.tuning.pruning import optuna_pruning
 
@@ -135,7 +134,8 @@ def _fit_and_test(
     )
 
     started = time.perf_counter()
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    # weights_only: a checkpoint holds tensors and plain containers (training.checkpoints)
+    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
     fit_seconds = time.perf_counter() - started
     if trainer.interrupted:
         raise KeyboardInterrupt
@@ -144,7 +144,9 @@ def _fit_and_test(
     last_val_mae = trainer.callback_metrics.get("val/mae")
     if cfg.get("test", True):
         ckpt = "best" if checkpoint is not None and checkpoint.best_model_path else None
-        results = trainer.test(model, datamodule=datamodule, ckpt_path=ckpt, verbose=False)
+        results = trainer.test(
+            model, datamodule=datamodule, ckpt_path=ckpt, verbose=False, weights_only=True
+        )
         metrics.update({k: float(v) for k, v in results[0].items()})
     timer = next(c for c in callbacks if isinstance(c, EpochTimer))
     metrics.update(
@@ -270,11 +272,7 @@ def _best_epoch(checkpoint: ModelCheckpoint | None) -> int:
 
 def _checkpoint_epoch(path: str | None) -> int:
     """Epoch stored in a Lightning checkpoint (-1 without one); names a missing file."""
-    if not path:
-        return -1
-    if not Path(path).is_file():
-        raise ConfigError(f"ckpt_path={path}: no such checkpoint file")
-    return int(torch.load(path, map_location="cpu", weights_only=True)["epoch"])
+    return checkpoint_epoch(path)
 
 
 def _peak_rss_mb() -> float:

@@ -6,13 +6,19 @@ parallel sweep workers don't interfere). On leaving the `with` block:
     KeyboardInterrupt / SystemExit  → KILLED (Lightning turns Ctrl-C/SIGTERM into exit 1)
     optuna.TrialPruned              → KILLED, tagged `optuna.state=PRUNED`
     any other exception             → FAILED, with the error in the `error` tag
-A run killed with SIGKILL cannot close itself; resuming it (same `ckpt_path`) reopens it.
+A run killed with SIGKILL cannot close itself: every run is tagged with its host, pid and
+the process's start time, and opening a run first ends as KILLED (tagged
+`movierec.ended_by`) each RUNNING run of the store that was started on this host by a
+process that no longer exists. Runs of other hosts are left alone (this host cannot see
+their processes), and so are sweep parent runs, which several workers share. Resuming a
+run (same `ckpt_path`) reopens it.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import socket
 from pathlib import Path
 from types import TracebackType
 
@@ -26,6 +32,7 @@ from movierec.tracking.store import ensure_experiment, prepare_local_store
 log = logging.getLogger(__name__)
 
 RUN_ID_FILE = "mlflow_run_id"
+HOST_TAG, PID_TAG, START_TAG = "movierec.host", "movierec.pid", "movierec.pid_start"
 MAX_ERROR_TAG = 5000
 BATCH = 100  # MLflow's log_batch limit for params and tags
 
@@ -52,12 +59,15 @@ class TrackedRun:
         """Create a run (a child of `parent_run_id` if given) or reopen `resume_run_id`."""
         prepare_local_store(tracking_uri)
         client = MlflowClient(tracking_uri)
+        end_orphaned_runs(client)
         if resume_run_id:
             client.update_run(resume_run_id, status="RUNNING")
+            for key, value in process_tags().items():
+                client.set_tag(resume_run_id, key, value)
             log.info("continuing MLflow run %s", resume_run_id)
             return cls(client, resume_run_id)
         experiment_id = ensure_experiment(client, experiment_name, artifact_root)
-        all_tags = dict(tags or {})
+        all_tags = {**dict(tags or {}), **process_tags()}
         if parent_run_id:
             all_tags["mlflow.parentRunId"] = parent_run_id
         run = client.create_run(experiment_id, run_name=run_name, tags=all_tags)
@@ -118,6 +128,52 @@ class TrackedRun:
 
     def metric_history(self, key: str) -> list[tuple[int, float]]:
         return [(m.step, m.value) for m in self.client.get_metric_history(self.run_id, key)]
+
+
+def process_tags(pid: int | None = None) -> dict[str, str]:
+    """Host, pid and the pid's start time (so a reused pid is not taken for the owner)."""
+    pid = os.getpid() if pid is None else pid
+    return {HOST_TAG: socket.gethostname(), PID_TAG: str(pid), START_TAG: _start_time(pid)}
+
+
+def end_orphaned_runs(client: MlflowClient) -> list[str]:
+    """End as KILLED the store's RUNNING runs whose process on this host is gone; their ids."""
+    host = socket.gethostname()
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    if not experiments:
+        return []
+    running = client.search_runs(
+        experiments,
+        filter_string=f"attributes.status = 'RUNNING' and tags.`{HOST_TAG}` = '{host}'",
+        max_results=1000,
+    )
+    ended = []
+    for run in running:
+        tags = run.data.tags
+        if tags.get("optuna.role") == "study" or not tags.get(PID_TAG, "").isdigit():
+            continue
+        pid = int(tags[PID_TAG])
+        if _start_time(pid) == tags.get(START_TAG):
+            continue  # its process is still alive
+        client.set_tag(
+            run.info.run_id,
+            "movierec.ended_by",
+            f"pid {pid} on {host} no longer exists (killed, e.g. SIGKILL or out of memory); "
+            f"ended as KILLED by pid {os.getpid()}",
+        )
+        client.set_terminated(run.info.run_id, status="KILLED")
+        log.warning("MLflow run %s: its process %d is gone; ended as KILLED", run.info.run_id, pid)
+        ended.append(run.info.run_id)
+    return ended
+
+
+def _start_time(pid: int) -> str:
+    """The process's start time in clock ticks since boot ("" if there is no such process)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    return stat.rsplit(")", 1)[1].split()[19]  # field 22; the name before ")" may hold spaces
 
 
 def remember_run_id(output_dir: str | os.PathLike, run_id: str) -> None:

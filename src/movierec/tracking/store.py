@@ -1,7 +1,18 @@
-"""Where runs go: the tracking URI, the experiment and its artifact location."""
+"""Where runs go: the tracking URI, the experiment and its artifact location.
+
+Several trainings or sweep workers may start together on a store that does not exist
+yet. MLflow creates a sqlite store's schema on first use with no guard (three processes
+racing end in "table … already exists" or UNIQUE errors), so for a local sqlite store
+the schema and each experiment are created under an exclusive file lock beside the
+database. Processes on several hosts should share a tracking server (`mlflow server`,
+README "Team setup"), which serializes this itself.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+from collections.abc import Iterator
 from pathlib import Path
 
 from mlflow.tracking import MlflowClient
@@ -24,17 +35,50 @@ def ensure_experiment(client: MlflowClient, name: str, artifact_root: str | None
     location = None
     if artifact_root and is_local_uri(client.tracking_uri):
         location = (Path(artifact_root).expanduser().resolve() / name).as_uri()
-    try:
-        return client.create_experiment(name, artifact_location=location)
-    except Exception:
-        # another process (a DDP rank, a parallel sweep) created it first
+    with store_lock(client.tracking_uri):
         experiment = client.get_experiment_by_name(name)
-        if experiment is None:
-            raise
-        return experiment.experiment_id
+        if experiment is not None:  # another process created it while we waited
+            return experiment.experiment_id
+        try:
+            return client.create_experiment(name, artifact_location=location)
+        except Exception:
+            # a process on another host (a shared server) created it first
+            experiment = client.get_experiment_by_name(name)
+            if experiment is None:
+                raise
+            return experiment.experiment_id
 
 
 def prepare_local_store(uri: str) -> None:
-    """Create the folder of a local sqlite store so MLflow can open it."""
+    """Create a local sqlite store (folder and schema) once, even when several processes
+    start together; nothing for other stores."""
+    path = sqlite_path(uri)
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with store_lock(uri):
+        # the first query builds the schema (MLflow's migrations) while we hold the lock
+        MlflowClient(uri).search_experiments(max_results=1)
+
+
+def sqlite_path(uri: str) -> Path | None:
     if uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        return Path(uri.removeprefix("sqlite:///")).expanduser()
+    return None
+
+
+@contextlib.contextmanager
+def store_lock(uri: str) -> Iterator[None]:
+    """An exclusive lock on `<database>.lock` for a local sqlite store (no-op otherwise);
+    released by the kernel if the holder dies."""
+    path = sqlite_path(uri)
+    if path is None:
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.with_name(path.name + ".lock").open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 from hydra.errors import InstantiationException
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 
 from movierec.errors import ConfigError
 
@@ -88,6 +88,13 @@ def _node(key: str, value: Any, presets: Mapping[str, Any]) -> dict[str, Any] | 
         preset = presets[value]
         return None if preset is None else {**preset, "_partial_": True}
     if isinstance(value, Mapping) and isinstance(value.get("_target_"), str):
+        try:
+            get_class(value["_target_"])
+        except Exception:  # Hydra raises ImportError or ValueError depending on the path
+            raise ConfigError(
+                f"{key}._target_={value['_target_']!r}: cannot import it (expected a class "
+                "path such as torch.optim.AdamW)"
+            ) from None
         return dict(value)
     raise ConfigError(
         f"{key}={value!r} is not valid; expected a preset name ({', '.join(presets)}) or a "

@@ -1,0 +1,188 @@
+"""Nothing breaks on concurrent starts, damaged files or killed processes — each case with
+real processes: trainings started together on a new store, a truncated checkpoint, a
+training killed with SIGKILL, and the serve command run as the README writes it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from movierec.tracking.lifecycle import end_orphaned_runs, process_tags
+from tests.conftest import PROJECT_ROOT
+from tests.training_configs import TINY_DATA
+
+TRAIN = [sys.executable, str(PROJECT_ROOT / "scripts" / "train.py")]
+QUIET = ["callbacks.progress_bar=null", "trainer.enable_progress_bar=false"]
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    return dict(
+        os.environ,
+        MOVIEREC_DATA_DIR=str(tmp_path / "data"),
+        MOVIEREC_LOG_DIR=str(tmp_path / "outputs"),
+        MOVIEREC_MLRUNS_DIR=str(tmp_path / "mlruns"),
+        MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}",
+    )
+
+
+def _client(tmp_path: Path) -> MlflowClient:
+    return MlflowClient(f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}")
+
+
+def _runs(tmp_path: Path):
+    client = _client(tmp_path)
+    ids = [e.experiment_id for e in client.search_experiments()]
+    return client.search_runs(ids) if ids else []
+
+
+def test_three_trainings_started_together_on_a_new_store_all_finish(tmp_path: Path):
+    env = _env(tmp_path)
+    # the data cache is built first: this test is about the MLflow store's creation
+    prepare = [*TRAIN, *TINY_DATA, *QUIET, "model=mf", "trainer.max_epochs=1", "logger=none"]
+    subprocess.run(prepare, env=env, check=True, capture_output=True, timeout=300)
+
+    def start(seed: int) -> subprocess.Popen:
+        command = [*TRAIN, *TINY_DATA, *QUIET, "model=mf", "trainer.max_epochs=2",
+                   f"seed={seed}", f"hydra.run.dir={tmp_path / f'run{seed}'}"]  # fmt: skip
+        return subprocess.Popen(
+            command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        )
+
+    jobs = [start(seed) for seed in range(3)]
+    errors = [job.communicate(timeout=600)[1] for job in jobs]
+    assert [job.returncode for job in jobs] == [0, 0, 0], [e[-1500:] for e in errors]
+    runs = _runs(tmp_path)
+    assert len(runs) == 3 and {r.info.status for r in runs} == {"FINISHED"}
+
+
+def test_truncated_checkpoint_is_one_error_line(tmp_path: Path):
+    env = _env(tmp_path)
+    base = [*TRAIN, *TINY_DATA, *QUIET, "model=mf", "logger=none"]
+    first = [*base, "trainer.max_epochs=2", f"hydra.run.dir={tmp_path / 'a'}"]
+    subprocess.run(first, env=env, check=True, capture_output=True, timeout=300)
+    last = tmp_path / "a" / "checkpoints" / "last.ckpt"
+    cut = tmp_path / "cut.ckpt"
+    cut.write_bytes(last.read_bytes()[: last.stat().st_size // 2])
+    resumed = subprocess.run(
+        [*base, "trainer.max_epochs=3", f"ckpt_path={cut}", f"hydra.run.dir={tmp_path / 'b'}"],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert resumed.returncode == 2
+    lines = [line for line in resumed.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and f"ckpt_path={cut}: cannot read the checkpoint" in lines[0]
+    assert "damaged or truncated" in lines[0]
+    assert "Traceback" not in resumed.stderr
+
+
+def test_a_sigkilled_training_is_ended_killed_by_the_next_start(tmp_path: Path):
+    env = _env(tmp_path)
+    slow = subprocess.Popen(
+        [*TRAIN, *TINY_DATA, *QUIET, "model=mf", "trainer.max_epochs=100000",
+         "callbacks.early_stopping=null", f"hydra.run.dir={tmp_path / 'slow'}"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and not (tmp_path / "slow" / "mlflow_run_id").exists():
+            assert slow.poll() is None, "the training ended before it could be killed"
+            time.sleep(1)
+        run_id = (tmp_path / "slow" / "mlflow_run_id").read_text().strip()
+        assert _client(tmp_path).get_run(run_id).info.status == "RUNNING"
+    finally:
+        slow.send_signal(signal.SIGKILL)
+        slow.wait(timeout=30)
+    client = _client(tmp_path)
+    assert client.get_run(run_id).info.status == "RUNNING"  # nobody closed it
+    # a live run of another process on this host is left alone
+    live = client.create_run(client.get_run(run_id).info.experiment_id)
+    for key, value in process_tags().items():  # this test's own, live process
+        client.set_tag(live.info.run_id, key, value)
+    subprocess.run(
+        [*TRAIN, *TINY_DATA, *QUIET, "model=mf", "trainer.max_epochs=1",
+         f"hydra.run.dir={tmp_path / 'next'}"],
+        env=env, check=True, capture_output=True, timeout=300,
+    )  # fmt: skip
+    killed = client.get_run(run_id)
+    assert killed.info.status == "KILLED"
+    assert f"pid {killed.data.tags['movierec.pid']}" in killed.data.tags["movierec.ended_by"]
+    assert client.get_run(live.info.run_id).info.status == "RUNNING"
+    assert end_orphaned_runs(client) == []  # nothing left to end
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("served")
+    env = _env(tmp_path)
+    command = [*TRAIN, *TINY_DATA, *QUIET, "model=mf", "trainer.max_epochs=2",
+               f"hydra.run.dir={tmp_path / 'run'}"]  # fmt: skip
+    subprocess.run(command, env=env, check=True, capture_output=True, timeout=300)
+    return tmp_path, (tmp_path / "run" / "mlflow_run_id").read_text().strip()
+
+
+def test_serve_script_answers_without_the_venv_on_path(trained_run):
+    """`scripts/serve.py model=<run id>` (what `make serve RUN=<id>` runs) starts MLflow's
+    server even when the interpreter's folder is not on PATH (an unactivated venv)."""
+    tmp_path, run_id = trained_run
+    env = _env(tmp_path)
+    env["PATH"] = "/usr/bin:/bin"  # no venv: `uvicorn` is not on PATH
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, str(PROJECT_ROOT / "scripts" / "serve.py"), f"model={run_id}",
+         f"port={port}", "workers=1"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        _wait_for(f"http://127.0.0.1:{port}/ping", 120, server)
+        frame = {"columns": ["userId", "k", "fallback"], "data": [[1, 3, "popular"]]}
+        body = json.dumps({"dataframe_split": frame})
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/invocations",
+            data=body.encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            predictions = json.loads(response.read())["predictions"]
+        assert [p["rank"] for p in predictions] == [1, 2, 3]
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+def test_serve_script_refuses_a_missing_model_in_one_line(tmp_path: Path):
+    result = subprocess.run(
+        [sys.executable, str(PROJECT_ROOT / "scripts" / "serve.py"), "workers=0", "model=abc"],
+        env=_env(tmp_path), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == "error: workers=0: expected ≥ 1"
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for(url: str, seconds: float, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"server exited: {process.stderr.read()[-2000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(1)
+    raise AssertionError(f"{url} did not answer within {seconds} s")
