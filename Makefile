@@ -4,8 +4,9 @@
 PYTHON ?= python3
 TORCH ?= torch>=2.4
 # Optional extras installed with the project: spark adds the Spark preprocessing engine
-# (data.engine=spark; needs Java 17). `make test EXTRAS=dev` leaves it out.
-EXTRAS ?= dev,spark
+# (data.engine=spark; needs Java 17), postgres the PostgreSQL driver (psycopg 3) for shared
+# MLflow and Optuna stores. `make test EXTRAS=dev` leaves both out.
+EXTRAS ?= dev,spark,postgres
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed

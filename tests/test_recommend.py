@@ -248,3 +248,26 @@ def test_load_from_checkpoint_and_run_folder(tmp_path):
     assert not _rated(datamodule, user_id) & set(first["movieId"])
     with pytest.raises(DataError, match="no bundle folder"):
         Recommender.load(str(tmp_path / "nowhere" / "x.ckpt"))
+
+
+def test_export_all_users_streams_every_users_top_k_to_parquet(mf, tmp_path, monkeypatch):
+    """user_id=all: blocks of users are written as they are scored (here 7 users a block),
+    and the file equals asking for every user at once."""
+    from movierec.ranking import scoring
+    from movierec.tasks.recommend import export_all
+
+    rec, datamodule = mf
+    monkeypatch.setattr(
+        "movierec.serving.recommender.user_chunks",
+        lambda users, n: scoring.user_chunks(users, n, 7 * n),
+    )
+    out = tmp_path / "all" / "recs.parquet"
+    options = {"exclude_rated": True, "genre": None}
+    export_all(rec, OmegaConf.create({"k": 3, "out": str(out)}), options)
+    written = pd.read_parquet(out)
+    expected = rec.recommend(datamodule.data.users["userId"].tolist(), k=3)
+    assert len(written) == 3 * datamodule.data.n_users
+    pd.testing.assert_frame_equal(written, expected, check_dtype=False)
+    assert not list(out.parent.glob(".*partial"))
+    with pytest.raises(ConfigError, match="set out=recs.parquet"):
+        export_all(rec, OmegaConf.create({"k": 3, "out": None}), options)

@@ -12,7 +12,7 @@ is the prediction clamped to the rating scale.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 
 import numpy as np
 import pandas as pd
@@ -110,6 +110,22 @@ class Recommender:
             ["userId", "rank"], key=lambda c: c.map(order) if c.name == "userId" else c
         )
         return result.reset_index(drop=True)
+
+    def iter_all_users(
+        self,
+        k: int = 10,
+        *,
+        exclude_rated: bool = True,
+        genre: str | Iterable[str] | None = None,
+    ) -> Iterator[pd.DataFrame]:
+        """Top-`k` of every known user, one block of users at a time (`COLUMNS`)."""
+        _check_k(k)
+        allowed = self._genre_mask(genre)
+        users = torch.arange(self.model.n_users)
+        for chunk in user_chunks(users, self.model.n_movies):
+            scores = self.model.score_users(chunk)
+            excluded = self.model.rated.mask(chunk) if exclude_rated else None
+            yield self._top(chunk, scores, excluded, allowed, k, "model")
 
     def recommend_new_user(
         self,

@@ -6,9 +6,12 @@ import json
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
+from tqdm.auto import tqdm
 
 from movierec.errors import ConfigError
 from movierec.serving.recommender import Recommender
@@ -32,6 +35,8 @@ def recommend(cfg: DictConfig) -> pd.DataFrame:
         "genre": _plain(cfg.get("genre")),
     }
     recommender = Recommender.load(run, cfg.get("tracking_uri"))
+    if user_id == "all":
+        return export_all(recommender, cfg, options)
     if ratings:
         frame = _for_new_user(recommender, user_id, ratings, int(cfg.k), options)
     else:
@@ -45,6 +50,37 @@ def recommend(cfg: DictConfig) -> pd.DataFrame:
         path.write_text(json.dumps(payload, indent=2))
         print(f"written to {path}")
     return frame
+
+
+def export_all(recommender: Recommender, cfg: DictConfig, options: dict) -> pd.DataFrame:
+    """Top-k of every user to `cfg.out` (Parquet), written block by block: memory stays
+    bounded by one block of users whatever the user count. Returns the first block."""
+    if not cfg.get("out"):
+        raise ConfigError("user_id=all writes every user's top k to a file: set out=recs.parquet")
+    path = Path(to_absolute_path(str(cfg.out)))
+    if path.suffix not in (".parquet", ".pq"):
+        raise ConfigError(f"out={cfg.out}: user_id=all writes Parquet; name a .parquet file")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")  # renamed into place once complete
+    first, rows = None, 0
+    blocks = recommender.iter_all_users(int(cfg.k), **options)
+    with tqdm(total=recommender.model.n_users, unit="user", desc="recommend") as bar:
+        writer = None
+        try:
+            for frame in blocks:
+                table = pa.Table.from_pandas(frame, preserve_index=False)
+                if writer is None:
+                    writer = pq.ParquetWriter(partial, table.schema)
+                    first = frame
+                writer.write_table(table)
+                rows += len(frame)
+                bar.update(frame["userId"].nunique())
+        finally:
+            if writer is not None:
+                writer.close()
+    partial.replace(path)
+    print(f"top {cfg.k} for {recommender.model.n_users:,} users ({rows:,} rows) written to {path}")
+    return first if first is not None else pd.DataFrame()
 
 
 def format_recommendations(frame: pd.DataFrame, recommender: Recommender) -> str:

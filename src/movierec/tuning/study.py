@@ -4,9 +4,10 @@
 * Resume: trials record heartbeats; a RUNNING trial whose process died stops beating (or
   never beat: killed between `ask` and its first heartbeat), is marked FAIL after
   `grace_period` seconds and re-queued once with the same parameters.
-* Parallel: allocating a trial (count, then ask) happens under an exclusive file lock, so
-  workers on one machine never overshoot `n_trials` (workers on several hosts can overshoot
-  by at most one trial each).
+* Parallel: allocating a trial (count, then ask) happens under an exclusive lock, so
+  workers never overshoot `n_trials`: a PostgreSQL advisory lock held in the study's own
+  database (workers on any number of hosts), else a file lock (workers on one machine;
+  on other databases workers on several hosts can overshoot by at most one trial each).
 """
 
 from __future__ import annotations
@@ -135,7 +136,12 @@ def counts(study: optuna.Study) -> dict[TrialState, int]:
 
 @contextlib.contextmanager
 def allocation_lock(storage_url: str, study_name: str) -> Iterator[None]:
-    """Exclusive lock for "count trials, then ask": beside a sqlite file, else in /tmp."""
+    """Exclusive lock for "count trials, then ask": a PostgreSQL advisory lock, a file
+    beside a sqlite database, else a file in /tmp."""
+    if storage_url.startswith(("postgresql:", "postgresql+")):
+        with _advisory_lock(storage_url, study_name):
+            yield
+        return
     if storage_url.startswith("sqlite:///"):
         path = Path(storage_url.removeprefix("sqlite:///") + f".{study_name}.lock")
     else:
@@ -148,6 +154,25 @@ def allocation_lock(storage_url: str, study_name: str) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def _advisory_lock(storage_url: str, study_name: str) -> Iterator[None]:
+    """`pg_advisory_lock` on a key of the study name, in its own connection: the server
+    releases it if the holder's connection dies (a SIGKILLed worker never blocks others)."""
+    import sqlalchemy
+
+    key = int.from_bytes(hashlib.sha256(study_name.encode()).digest()[:8], "big", signed=True)
+    engine = sqlalchemy.create_engine(storage_url, poolclass=sqlalchemy.pool.NullPool)
+    try:
+        with engine.connect() as connection:
+            connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": key})
+            try:
+                yield
+            finally:
+                connection.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+    finally:
+        engine.dispose()
 
 
 @contextlib.contextmanager

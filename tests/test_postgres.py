@@ -1,0 +1,155 @@
+"""PostgreSQL for real: an MLflow tracking server backed by PostgreSQL, and Optuna sweep
+workers sharing one study on PostgreSQL (one worker SIGKILLed mid-trial).
+
+`.ci/postgres.sh` starts Debian's server and exports MOVIEREC_TEST_POSTGRES (a role that
+may create databases); each test gets a database of its own. With CI=true these tests
+fail instead of skipping when the server is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import mlflow
+import optuna
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
+
+from tests.conftest import PROJECT_ROOT
+from tests.test_sweeps import STUDY, _env, _sweep_command
+from tests.test_tracking import _free_port, _wait_for
+from tests.training_configs import TINY_DATA
+
+QUIET = ["callbacks.progress_bar=null", "trainer.enable_progress_bar=false"]
+
+
+@pytest.fixture(scope="session")
+def postgres_base() -> str:
+    url = os.environ.get("MOVIEREC_TEST_POSTGRES")
+    if not url:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI=true but MOVIEREC_TEST_POSTGRES is not set (.ci/postgres.sh)")
+        pytest.skip("no PostgreSQL: source .ci/postgres.sh to run these tests")
+    return url.rstrip("/")
+
+
+@pytest.fixture
+def postgres_db(postgres_base: str):
+    """A fresh database, dropped afterwards; its SQLAlchemy URL."""
+    import psycopg
+
+    admin = postgres_base.replace("+psycopg", "") + "/postgres"
+    name = f"movierec_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    yield f"{postgres_base}/{name}"
+    with psycopg.connect(admin, autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def tracking_server(postgres_db: str, tmp_path: Path):
+    """`mlflow server` on 127.0.0.1 with its runs in PostgreSQL; its http URI."""
+    port = _free_port()
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", postgres_db,
+         "--artifacts-destination", str(tmp_path / "server-artifacts"),
+         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        _wait_for(f"http://127.0.0.1:{port}/health", 180, server)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=60)
+
+
+def test_training_logs_to_a_tracking_server_on_postgres(tracking_server: str, tmp_path: Path):
+    env = dict(_env(tmp_path), MLFLOW_TRACKING_URI=tracking_server)
+    command = [sys.executable, str(PROJECT_ROOT / "scripts" / "train.py"), *TINY_DATA, *QUIET,
+               "model=mf", "trainer.max_epochs=2", f"hydra.run.dir={tmp_path / 'run'}"]  # fmt: skip
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    run_id = (tmp_path / "run" / "mlflow_run_id").read_text().strip()
+    client = MlflowClient(tracking_server)
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.params["model.net._target_"] == "movierec.models.mf.BiasedMF"
+    assert 0 < run.data.metrics["test/rmse"] < 5
+    assert len(client.get_metric_history(run_id, "val/rmse")) == 2
+    artifacts = {a.path for a in client.list_artifacts(run_id)}
+    assert {"config.yaml", "plots", "checkpoints", "id_maps"} <= artifacts
+    # the model comes back through the server (proxied artifacts) and answers
+    mlflow.set_tracking_uri(tracking_server)
+    model = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
+    top = model.predict(pd.DataFrame({"userId": [1], "k": [3], "fallback": ["popular"]}))
+    assert top["rank"].tolist() == [1, 2, 3]
+
+
+def _pg_study(storage: str) -> optuna.Study:
+    return optuna.load_study(study_name=STUDY, storage=storage)
+
+
+def _workers(tmp_path: Path, storage: str, args: tuple[str, ...]) -> list[subprocess.Popen]:
+    def start(i: int) -> subprocess.Popen:
+        command = _sweep_command(tmp_path, *args, f"hydra.sweeper.storage={storage}",
+                                 f"hydra.sweep.dir={tmp_path / f'sweep{i}'}", grace=20)  # fmt: skip
+        return subprocess.Popen(
+            command, env=_env(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+
+    return [start(i) for i in range(2)]
+
+
+def _parent_runs(tmp_path: Path):
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    return client.search_runs(experiments, filter_string="tags.`optuna.role` = 'study'")
+
+
+def test_two_workers_share_one_study_on_postgres(postgres_db: str, tmp_path: Path):
+    workers = _workers(tmp_path, postgres_db, ("hydra.sweeper.n_trials=4", "trainer.max_epochs=3"))
+    for worker in workers:
+        assert worker.wait(timeout=900) == 0, worker.stderr.read()[-3000:]
+    study = _pg_study(postgres_db)
+    numbers = [t.number for t in study.trials]
+    assert len(numbers) == len(set(numbers)) == 4
+    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in study.trials)
+    assert all(any((tmp_path / f"sweep{i}").glob("*/metrics.json")) for i in range(2))
+    (parent,) = _parent_runs(tmp_path)
+    assert parent.info.status == "FINISHED"
+
+
+def test_study_on_postgres_completes_after_a_worker_is_sigkilled(postgres_db, tmp_path: Path):
+    args = ("hydra.sweeper.n_trials=4", "trainer.max_epochs=40", "callbacks.early_stopping=null")
+    victim, survivor = _workers(tmp_path, postgres_db, args)
+    deadline = time.monotonic() + 400
+    killed = False
+    while time.monotonic() < deadline and victim.poll() is None:
+        # kill the victim once it is training a trial (it reported an intermediate value)
+        if (tmp_path / "sweep0").exists() and any((tmp_path / "sweep0").glob("*/checkpoints")):
+            victim.send_signal(signal.SIGKILL)
+            killed = True
+            break
+        time.sleep(0.5)
+    assert killed, "the first worker never started a trial"
+    victim.wait(timeout=30)
+    assert survivor.wait(timeout=1200) == 0, survivor.stderr.read()[-3000:]
+    study = _pg_study(postgres_db)
+    counted = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert len(counted) == 4
+    assert any(t.state == TrialState.FAIL for t in study.trials)  # the victim's trial
+    numbers = [t.number for t in study.trials]
+    assert len(numbers) == len(set(numbers))
