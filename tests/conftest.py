@@ -15,6 +15,17 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_MIRROR = PROJECT_ROOT.parent / "shared" / "data" / "movielens"
 
 
+@pytest.fixture(autouse=True)
+def _restore_tracking_uri():
+    """`mlflow.set_tracking_uri` also sets $MLFLOW_TRACKING_URI, which every later
+    subprocess would inherit (a training would log to another test's store): undo it."""
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    yield
+    import mlflow
+
+    mlflow.set_tracking_uri(before)
+
+
 @pytest.fixture(scope="session")
 def real_mirror() -> Path:
     """The folder of real GroupLens archives; must exist in CI (tests fail, not skip)."""

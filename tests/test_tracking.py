@@ -79,7 +79,7 @@ def test_run_records_params_tags_metrics_and_artifacts(finished_run):
     assert run.info.status == "FINISHED"
     params, tags = run.data.params, run.data.tags
     assert params["model.net.dim"] == "64" and params["data.name"] == "synthetic"
-    assert "model=mf" in params["overrides"]
+    assert "model=mf" in tags["overrides"]
     assert tags["model"] == "mf" and tags["dataset"] == "synthetic" and tags["seed"] == "3"
     assert tags["split"] == "random" and len(tags["git.commit"]) == 40
     assert len(tags["data.checksum"]) == 64
@@ -323,6 +323,19 @@ def test_cross_validation_has_parent_and_children(tmp_path: Path):
     assert parent.data.metrics["test/rmse"] == pytest.approx(sum(child_rmse) / 2)
     assert "test/rmse_std" in parent.data.metrics
     assert all(r.info.status == "FINISHED" for r in runs)
+    # lineage and a compare view of hyperparameters: split sizes are params, no machine
+    # path is a param (they are `path.*` tags), the ratings are the runs' dataset input
+    for child in children:
+        params, tags = child.data.params, child.data.tags
+        assert sum(int(params[f"split.{part}"]) for part in ("train", "val", "test")) == 1200
+        assert not any(k.startswith("split/") for k in child.data.metrics)
+        assert not [k for k, v in params.items() if str(tmp_path) in v], params
+        assert tags["path.callbacks.model_checkpoint.dirpath"].startswith(str(tmp_path))
+        assert "path.paths.output_dir" in tags
+        (dataset,) = child.inputs.dataset_inputs
+        assert dataset.dataset.name == "synthetic"
+        assert dataset.dataset.digest == tags["data.checksum"][:36]
+        assert {t.key: t.value for t in dataset.tags}["sha256"] == tags["data.checksum"]
 
 
 def test_remote_tracking_server(tmp_path: Path):

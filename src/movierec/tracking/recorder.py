@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities import rank_zero_only
 
 from movierec.tracking.lifecycle import TrackedRun, remember_run_id, run_id_for_checkpoint
+from movierec.tracking.lineage import ratings_input, split_machine_paths
 from movierec.tracking.params import flatten_config, git_state, library_versions
 from movierec.tracking.plots import plot_curves, plot_predictions
 
@@ -74,7 +75,12 @@ def open_run(
     }
     if cfg.get("tags"):
         tags["tags"] = ",".join(str(t) for t in cfg.get("tags") or [])
-    name = run_name or f"{tags['model']}-{tags['dataset']}-{split.describe()}-seed{cfg.seed}"
+    trial = (cfg.get("sweep") or {}).get("trial")
+    name = run_name or (
+        f"trial-{trial} {tags['model']} {tags['dataset']}"  # sweep trials apart at a glance
+        if trial is not None
+        else f"{tags['model']}-{tags['dataset']}-{split.describe()}-seed{cfg.seed}"
+    )
     run = TrackedRun.open(
         node.tracking_uri,
         node.experiment_name,
@@ -85,14 +91,30 @@ def open_run(
         resume_run_id=run_id_for_checkpoint(cfg.get("ckpt_path")),
     )
     remember_run_id(cfg.paths.output_dir, run.run_id)
-    run.log_params(flatten_config(cfg))
+    log_config(run, cfg)
     if datamodule.indices is not None:  # split sizes and cold-start counts, per part
         indices = datamodule.indices
-        run.log_metrics({f"split/{k}": v for k, v in {**indices.sizes(), **indices.report}.items()})
+        run.log_params(
+            {f"split.{k}": str(v) for k, v in {**indices.sizes(), **indices.report}.items()}
+        )
+    meta = datamodule.data.meta if datamodule.data is not None else {}
+    if meta.get("source_checksum"):
+        source = str(meta.get("source") or datamodule.settings.name)
+        run.client.log_inputs(
+            run.run_id,
+            datasets=[ratings_input(datamodule.settings.name, source, meta["source_checksum"])],
+        )
     overrides = _overrides()
     if overrides:
-        run.log_params({"overrides": " ".join(overrides)[:6000]})
+        run.set_tags({"overrides": " ".join(overrides)[:6000]})  # may hold machine paths
     return run
+
+
+def log_config(run: TrackedRun, cfg: DictConfig) -> None:
+    """The resolved config: hyperparameters as params, machine-specific paths as tags."""
+    params, paths = split_machine_paths(flatten_config(cfg))
+    run.log_params(params)
+    run.set_tags(paths)
 
 
 def record_outputs(
@@ -180,7 +202,7 @@ def open_cv_parent(cfg: DictConfig, split_name: str, n_folds: int) -> TrackedRun
             **library_versions(),
         },
     )
-    run.log_params(flatten_config(cfg))
+    log_config(run, cfg)
     return run
 
 

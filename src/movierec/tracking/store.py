@@ -19,6 +19,10 @@ from mlflow.tracking import MlflowClient
 
 from movierec.errors import ConfigError
 
+#: MLflow 3's UI opens an experiment by this tag: "custom_model_development" shows the
+#: training runs (a table, charts, compare) instead of the GenAI overview (traces, tokens).
+KIND_TAG, KIND = "mlflow.experimentKind", "custom_model_development"
+
 
 def is_local_uri(uri: str) -> bool:
     """A database or file store on this machine (artifacts then go under `mlruns/`)."""
@@ -31,6 +35,8 @@ def ensure_experiment(client: MlflowClient, name: str, artifact_root: str | None
         raise ConfigError("logger.mlflow.experiment_name must not be empty")
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
+        if experiment.tags.get(KIND_TAG) != KIND:
+            client.set_experiment_tag(experiment.experiment_id, KIND_TAG, KIND)
         return experiment.experiment_id
     location = None
     if artifact_root and is_local_uri(client.tracking_uri):
@@ -40,7 +46,7 @@ def ensure_experiment(client: MlflowClient, name: str, artifact_root: str | None
         if experiment is not None:  # another process created it while we waited
             return experiment.experiment_id
         try:
-            return client.create_experiment(name, artifact_location=location)
+            return client.create_experiment(name, artifact_location=location, tags={KIND_TAG: KIND})
         except Exception:
             # a process on another host (a shared server) created it first
             experiment = client.get_experiment_by_name(name)
