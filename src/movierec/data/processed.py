@@ -89,11 +89,6 @@ class RatingsData:
         """Map original movieIds to indices; raise `DataError` naming any unknown id."""
         return lookup_ids(self.movies["movieId"].to_numpy(), movie_ids, "movieId")
 
-    def normalise(self, stars: np.ndarray) -> np.ndarray:
-        """Stars → [0, 1] by the rating scale (the GCN design's edge weight)."""
-        low, high = self.rating_scale
-        return ((np.asarray(stars, dtype=np.float32) - low) / (high - low)).astype(np.float32)
-
     def save(self, directory: Path) -> None:
         """Write the on-disk form into an existing empty `directory`."""
         self.ratings.to_parquet(directory / RATINGS_FILE, index=False)
