@@ -197,7 +197,7 @@ def test_bad_file_gets_the_pandas_message(spark, tmp_path: Path, content: str):
 def test_fast_path_fields_read_as_pandas_reads_them(spark):
     """Every field the engine takes on its fast path converts, in the pandas readers, to the
     value Spark gave it; all others go to the readers' own rules."""
-    from movierec.data import readers
+    from movierec.data import fields
     from movierec.data.spark_engine import _Column, _column_exprs
 
     texts = [
@@ -209,7 +209,7 @@ def test_fast_path_fields_read_as_pandas_reads_them(spark):
     for dtype in (pa.int64(), pa.float32()):
         column = _Column("x", dtype, 0)
         rows = frame.select(*_column_exprs(column, "string", "t")).collect()
-        judged = readers.classify_tokens(texts, dtype, 0)
+        judged = fields.classify_tokens(texts, dtype, 0)
         fast = [i for i, row in enumerate(rows) if not row[column.odd]]
         assert fast, dtype
         for i in fast:

@@ -2,7 +2,7 @@
 
 Indices are positions in the sorted unique original IDs, so every engine (pandas here,
 Spark in `movierec.data.spark_engine`) produces the same maps for the same input. The
-pieces an engine shares (node tables, report, count check, messages) are public here.
+pieces an engine shares (node tables, report, count check) are public here.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from movierec.data import validation
+from movierec.data import messages, validation
 from movierec.data.catalog import DatasetSpec
 from movierec.data.processed import RatingsData
 from movierec.data.sources import DataSettings, FetchedSource, RawTables, SideTables
@@ -51,7 +51,7 @@ def build_ratings_data(
             ratings, movies, settings.missing_movies, label
         )
     if len(ratings) == 0:
-        raise no_ratings_error(label)
+        raise messages.no_ratings_error(label)
 
     user_ids, user_idx = np.unique(ratings["userId"].to_numpy(), return_inverse=True)
     movie_ids, movie_idx = np.unique(ratings["movieId"].to_numpy(), return_inverse=True)
@@ -89,10 +89,6 @@ def normalized(stars: np.ndarray, scale: tuple[float, float]) -> np.ndarray:
     """float32 stars → float32 in [0, 1], computed in float32 (the Spark engine matches it)."""
     low, high = scale
     return ((stars - low) / (high - low)).astype(np.float32)
-
-
-def no_ratings_error(label: str) -> DataError:
-    return DataError(f"{label}: no ratings left after validation")
 
 
 def node_tables(
@@ -188,7 +184,7 @@ def _fold_column(ratings: pd.DataFrame, folds: pd.DataFrame, label: str) -> np.n
     index = pd.MultiIndex.from_arrays([ratings["userId"], ratings["movieId"]])
     fold = keyed.reindex(index).to_numpy()
     if np.isnan(fold.astype(float)).any():
-        raise unfolded_ratings_error(label)
+        raise messages.unfolded_ratings_error(label)
     return fold.astype(np.int8)
 
 
@@ -198,10 +194,6 @@ def keyed_folds(folds: pd.DataFrame, label: str) -> pd.Series:
     if keyed.index.has_duplicates:
         raise DataError(f"{label}: a (userId, movieId) pair is in more than one u*.test file")
     return keyed
-
-
-def unfolded_ratings_error(label: str) -> DataError:
-    return DataError(f"{label}: some ratings are in none of the u*.test files")
 
 
 def _genre_labels(genres: pd.Series) -> list[str]:

@@ -108,7 +108,7 @@ class RatingsFile:
         ref: the file as the pandas readers open it (None for a folder or a remote URI).
         location: the path or URI Spark reads (None for a zip member: extract `ref` first).
         layout: "csv" (header userId,movieId,rating[,timestamp]), "delimited" (no header,
-            `readers.DELIMITED_RATING_NAMES`) or "parquet" (Spark engine only).
+            `fields.DELIMITED_RATING_NAMES`) or "parquet" (Spark engine only).
         delimiter: field separator of "csv" and "delimited".
     """
 

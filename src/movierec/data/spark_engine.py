@@ -3,13 +3,13 @@ by Spark, for files too large for pandas or living on a cluster.
 
 `build_processed` writes the same processed entry as the pandas engine
 (`preprocess.build_ratings_data` + `RatingsData.save`) for the same input, by the same
-rules and with the same error messages (the message builders and the field rules are the
-pandas modules' own):
+rules and with the same error messages (`fields` and `messages`, which the pandas readers
+use too):
 
 1. scan: every field is read as text. A per-column fast path accepts plain decimals, which
    pyarrow (the pandas readers) and Spark convert to the same value; every other field
    ("odd": empty, "NA", "abc", " 5", "0x10", …) is gathered as a distinct text and judged
-   by `readers.classify_tokens`, the pandas readers' rules.
+   by `fields.classify_tokens`, the pandas readers' rules.
 2. checks, in the pandas engine's order: malformed rows, unconvertible values, missing/NaN
    values (counted per column and logged), documented counts, negative IDs, rating scale.
 3. duplicates: one rating per (userId, movieId), the latest by timestamp, else the last in
@@ -45,14 +45,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from movierec.data import readers, validation
+from movierec.data import fields, messages, validation
 from movierec.data.download import archive_sha256
 from movierec.data.preprocess import (
     keyed_folds,
-    no_ratings_error,
     node_tables,
     report,
-    unfolded_ratings_error,
     verify_counts,
 )
 from movierec.data.processed import RATINGS_FILE, save_node_tables
@@ -336,16 +334,16 @@ class _Scan:
         header_line = None
         if source.layout == "parquet":
             frame = _load(spark.read.parquet, location, source)
-            types = readers.ratings_header_types(source.label, frame.columns)
+            types = fields.ratings_header_types(source.label, frame.columns)
             header = frame.columns
         else:
             if source.layout == "csv":
                 header_line = _first_line(spark, location, source)
-                header = readers.header_columns(source.label, header_line, readers.RATINGS_HEADER)
-                types = readers.ratings_header_types(source.label, header)
+                header = fields.header_columns(source.label, header_line, fields.RATINGS_HEADER)
+                types = fields.ratings_header_types(source.label, header)
             else:
-                header = list(readers.DELIMITED_RATING_NAMES)
-                types = dict(readers.RATING_TYPES, timestamp=readers.TIMESTAMP_TYPE)
+                header = list(fields.DELIMITED_RATING_NAMES)
+                types = dict(fields.RATING_TYPES, timestamp=fields.TIMESTAMP_TYPE)
             schema = T.StructType(
                 [T.StructField(name, T.StringType()) for name in header]
                 + [T.StructField(CORRUPT, T.StringType())]
@@ -508,10 +506,10 @@ class _Positions:
 
 @dataclass
 class _Odd:
-    """The distinct odd texts of one column, judged: what `readers.classify_tokens` says."""
+    """The distinct odd texts of one column, judged: what `fields.classify_tokens` says."""
 
     tokens: pd.DataFrame  # token, n, file, scan_id, spark_value; in file order
-    judged: readers.TokenClasses
+    judged: fields.TokenClasses
 
     def first(self, mask: np.ndarray) -> tuple[int, int, str] | None:
         """(file, scan id, text) of the earliest field among the flagged texts."""
@@ -555,8 +553,8 @@ class _Build:
         positions, stats = self._block_stats()
         if positions.total == 0:
             if scan.layout == "csv":
-                raise readers.no_rows_error(label)
-            raise readers.empty_file_error(label)
+                raise messages.no_rows_error(label)
+            raise messages.empty_file_error(label)
         odd = self._check_fields(positions, stats)
         frame = self._with_replacements(scan.frame, odd)
 
@@ -599,7 +597,7 @@ class _Build:
                     user_ids = self._distinct(frame, "userId")
         n_ratings = int(movie_counts["count"].sum())
         if n_ratings == 0:
-            raise no_ratings_error(label)
+            raise messages.no_ratings_error(label)
         movie_ids = movie_counts["movieId"].to_numpy(dtype=np.int64)
 
         self._write_ratings(frame, user_ids, movie_ids, needs_sort=duplicates > 0)
@@ -653,7 +651,7 @@ class _Build:
 
     def _check_fields(self, positions: _Positions, stats: pd.DataFrame) -> dict[str, _Odd]:
         """Malformed rows, then unconvertible fields, then missing/NaN fields, as
-        `readers._read_typed` orders them; returns the judged odd texts per column."""
+        the readers order them; returns the judged odd texts per column."""
         scan = self.scan
         if scan.layout != "parquet" and int(stats["corrupt"].sum()) > 0:
             self._raise_malformed()
@@ -674,17 +672,17 @@ class _Build:
         if refused:
             self._raise_first(
                 odd, positions, lambda judged: judged.not_a_number,
-                lambda path, line, column, text: readers.bad_value_error(
+                lambda path, line, column, text: messages.bad_value_error(
                     path, line, column.name, text, column.dtype
                 ),
             )  # fmt: skip
             name = next(c.name for c in scan.columns if c.name in refused)
             hit = odd[name].first(~odd[name].judged.converts & ~odd[name].judged.missing)
             file = hit[0] if hit else 0
-            raise readers.cannot_parse_error(scan.files[file], refused[name])
+            raise messages.cannot_parse_error(scan.files[file], refused[name])
         self._raise_first(
             odd, positions, lambda judged: judged.missing,
-            lambda path, line, column, _text: readers.missing_value_error(
+            lambda path, line, column, _text: messages.missing_value_error(
                 path, line, column.name, column.dtype
             ),
         )  # fmt: skip
@@ -723,8 +721,8 @@ class _Build:
             data = scan.header_line.rstrip(b"\r\n") + b"\n" + text + b"\n"
             names = None
         else:
-            data, names = text + b"\n", list(readers.DELIMITED_RATING_NAMES)
-        readers.check_structure(
+            data, names = text + b"\n", list(fields.DELIMITED_RATING_NAMES)
+        fields.check_structure(
             scan.files[row["_file"]], data, names=names, delimiter=scan.delimiter
         )
         # pyarrow splits the row after all (a quoting corner): its fields are judged as usual.
@@ -754,7 +752,7 @@ class _Build:
                 "spark_value": pd.array([r["spark_value"] for r in grouped], dtype=object),
             }
         )
-        judged = readers.classify_tokens(list(tokens["token"]), column.dtype, column.index)
+        judged = fields.classify_tokens(list(tokens["token"]), column.dtype, column.index)
         odd = _Odd(tokens, judged)
         if len(tokens) > ODD_TOKEN_LIMIT and judged.converts.all():
             raise DataError(
@@ -814,7 +812,7 @@ class _Build:
             row = self._row_values(frame, file, scan_id)
             index = positions.row(file, scan_id)
             if name == "rating":
-                raise validation.outside_scale_error(
+                raise messages.outside_scale_error(
                     label,
                     np.float32(row["rating"]),
                     index,
@@ -823,7 +821,7 @@ class _Build:
                     (low, high),
                     count,
                 )
-            raise validation.negative_id_error(label, name, index, row[name])
+            raise messages.negative_id_error(label, name, index, row[name])
 
     def _row_values(self, frame: DataFrame, file: int, scan_id: int) -> dict[str, Any]:
         from pyspark.sql import functions as F
@@ -848,7 +846,7 @@ class _Build:
             order.insert(0, F.col("timestamp").desc())
         latest = Window.partitionBy("userId", "movieId").orderBy(*order)
         kept = frame.withColumn("_rank", F.row_number().over(latest)).filter("_rank = 1")
-        validation.log_dropped_duplicates(self.scan.label, dropped)
+        messages.log_dropped_duplicates(self.scan.label, dropped)
         return kept.drop("_rank"), dropped
 
     @staticmethod
@@ -891,7 +889,7 @@ class _Build:
             out = out.join(F.broadcast(folds), ["userId", "movieId"], "left")
             columns.append(F.col("fold").cast("byte").alias("fold"))
             if out.filter(F.col("fold").isNull()).limit(1).count():
-                raise unfolded_ratings_error(scan.label)
+                raise messages.unfolded_ratings_error(scan.label)
         if needs_sort or len(scan.files) > 1:
             out = out.orderBy("_file", "_row")  # last, so that no rule drops it
         parts = self.scratch / "ratings-parts"

@@ -11,6 +11,7 @@ import logging
 import numpy as np
 import pandas as pd
 
+from movierec.data import messages
 from movierec.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -25,7 +26,7 @@ def check_rating_scale(ratings: pd.DataFrame, scale: tuple[float, float], label:
     outside = (values < low) | (values > high)
     if outside.any():
         row = int(np.flatnonzero(outside)[0])
-        raise outside_scale_error(
+        raise messages.outside_scale_error(
             label,
             values[row],
             row,
@@ -36,24 +37,6 @@ def check_rating_scale(ratings: pd.DataFrame, scale: tuple[float, float], label:
         )
 
 
-def outside_scale_error(
-    label: str,
-    rating: float,
-    row: int,
-    user_id: int,
-    movie_id: int,
-    scale: tuple[float, float],
-    n_outside: int,
-) -> DataError:
-    """The error for the first rating outside `scale`, at 0-based `row` of the ratings."""
-    low, high = scale
-    return DataError(
-        f"{label}: rating {rating:g} (row {row + 1} of the data, userId {user_id}, movieId "
-        f"{movie_id}) is outside the dataset's scale [{low:g}, {high:g}]; {n_outside} "
-        "rating(s) are outside it (set data.rating_scale for another scale)"
-    )
-
-
 def check_ids(frame: pd.DataFrame, columns: tuple[str, ...], label: str) -> None:
     """IDs must be non-negative integers (they are parsed as int64 already)."""
     for column in columns:
@@ -61,15 +44,7 @@ def check_ids(frame: pd.DataFrame, columns: tuple[str, ...], label: str) -> None
         negative = values < 0
         if negative.any():
             row = int(np.flatnonzero(negative)[0])
-            raise negative_id_error(label, column, row, values[row])
-
-
-def negative_id_error(label: str, column: str, row: int, value: int) -> DataError:
-    """The error for the first negative ID of `column`, at 0-based `row` of the ratings."""
-    return DataError(
-        f"{label}: column '{column}' row {row + 1} holds {value}; "
-        "expected a non-negative integer ID"
-    )
+            raise messages.negative_id_error(label, column, row, values[row])
 
 
 def drop_duplicate_ratings(ratings: pd.DataFrame, label: str) -> tuple[pd.DataFrame, int]:
@@ -94,16 +69,8 @@ def drop_duplicate_ratings(ratings: pd.DataFrame, label: str) -> tuple[pd.DataFr
     if dropped == 0:
         return ratings, 0
     keep = np.sort(order[is_last])
-    log_dropped_duplicates(label, dropped)
+    messages.log_dropped_duplicates(label, dropped)
     return ratings.iloc[keep].reset_index(drop=True), dropped
-
-
-def log_dropped_duplicates(label: str, dropped: int) -> None:
-    log.warning(
-        "%s: dropped %d duplicate (userId, movieId) rating(s), keeping the latest of each",
-        label,
-        dropped,
-    )
 
 
 def apply_missing_movie_policy(
