@@ -142,7 +142,8 @@ class RawTables:
 
 
 def fetch_source(settings: DataSettings) -> FetchedSource:
-    """Download, generate or locate the dataset's input files."""
+    """Download, generate or locate the dataset's input files (local ones: ratings only
+    Spark reaches are listed by the Spark engine, see `has_remote_ratings`)."""
     if settings.name == "ratings_csv":
         return _user_files(settings)
     if settings.name == "synthetic":
@@ -246,10 +247,6 @@ def _user_files(settings: DataSettings) -> FetchedSource:
     if not settings.ratings_path:
         raise ConfigError("data=ratings_csv needs data.ratings_path=<your ratings CSV>")
     spark = settings.engine == "spark"
-    if spark and is_remote(settings.ratings_path):
-        from movierec.data.spark_engine import fetch_remote_ratings  # optional dependency
-
-        return fetch_remote_ratings(settings)
     ratings = Path(settings.ratings_path.removeprefix("file://")).expanduser()
     files = {"ratings": ratings}
     if settings.movies_path:
@@ -269,6 +266,17 @@ def _user_files(settings: DataSettings) -> FetchedSource:
 def is_remote(location: str) -> bool:
     """A URI with a scheme other than file:// (hdfs://, s3a://, …), read only by Spark."""
     return "://" in location and not location.startswith("file://")
+
+
+def has_remote_ratings(settings: DataSettings) -> bool:
+    """The user's ratings are a URI for the Spark engine, which fetches them itself."""
+    path = settings.ratings_path
+    return (
+        settings.name == "ratings_csv"
+        and settings.engine == "spark"
+        and bool(path)
+        and (is_remote(str(path)))
+    )
 
 
 def _data_files(path: Path) -> list[Path]:
