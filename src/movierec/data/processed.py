@@ -1,7 +1,7 @@
 """`RatingsData`: validated ratings with contiguous user/movie indices, and its on-disk form.
 
 The on-disk form is the interface between preprocessing engines (pandas here, Spark in
-`movierec.data.spark_engine`) and everything downstream: a folder with
+`movierec.data.spark`) and everything downstream: a folder with
 
     ratings.parquet  user (int64 index), movie (int64 index), rating (float32 stars),
                      rating_norm (float32 in [0, 1]), [timestamp (int64 s)], [fold (int8)]
