@@ -194,6 +194,28 @@ def test_bad_file_gets_the_pandas_message(spark, tmp_path: Path, content: str):
     assert _entries(tmp_path / "cache") == []  # no entry, no staging or scratch folder
 
 
+def test_a_bad_ratings_file_is_named_before_a_bad_movies_file(spark, tmp_path: Path):
+    """Both engines read the ratings first (`steps.run`), then the movies file."""
+    ratings = tmp_path / "ratings.csv"
+    ratings.write_text("userId,movieId,rating\n1,x,4\n")
+    movies = tmp_path / "movies.csv"
+    movies.write_text("movieId,title\n1,a\n")  # no genres column
+    messages = []
+    for engine in ("pandas", "spark"):
+        settings = DataSettings(
+            "ratings_csv",
+            str(tmp_path / "cache"),
+            ratings_path=str(ratings),
+            movies_path=str(movies),
+            engine=engine,
+        )
+        with pytest.raises(DataError) as info:
+            prepare_processed(settings)
+        messages.append(str(info.value))
+    assert messages[0] == messages[1]
+    assert "column 'movieId': 'x' is not an integer" in messages[1]
+
+
 def test_fast_path_fields_read_as_pandas_reads_them(spark):
     """Every field the engine takes on its fast path converts, in the pandas readers, to the
     value Spark gave it; all others go to the readers' own rules."""
