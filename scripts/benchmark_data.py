@@ -54,7 +54,7 @@ def measure(
             # the archive fetch is not what we time: remove the processed entry only
             shutil.rmtree(Path(cache) / "processed")
         if engine == "spark":
-            from movierec.data.spark_engine import SparkSettings, spark_session
+            from movierec.data.spark import SparkSettings, spark_session
 
             spark_settings = SparkSettings.from_mapping(spark or {})
             started = time.perf_counter()

@@ -37,7 +37,7 @@ def spark():
     try:
         import pyspark  # noqa: F401
 
-        from movierec.data.spark_engine import SparkSettings, spark_session
+        from movierec.data.spark import SparkSettings, spark_session
     except ImportError:
         if os.environ.get("CI") == "true":
             pytest.fail("CI=true but pyspark is missing: install the project with .[dev,spark]")
@@ -194,11 +194,33 @@ def test_bad_file_gets_the_pandas_message(spark, tmp_path: Path, content: str):
     assert _entries(tmp_path / "cache") == []  # no entry, no staging or scratch folder
 
 
+def test_a_bad_ratings_file_is_named_before_a_bad_movies_file(spark, tmp_path: Path):
+    """Both engines read the ratings first (`steps.run`), then the movies file."""
+    ratings = tmp_path / "ratings.csv"
+    ratings.write_text("userId,movieId,rating\n1,x,4\n")
+    movies = tmp_path / "movies.csv"
+    movies.write_text("movieId,title\n1,a\n")  # no genres column
+    messages = []
+    for engine in ("pandas", "spark"):
+        settings = DataSettings(
+            "ratings_csv",
+            str(tmp_path / "cache"),
+            ratings_path=str(ratings),
+            movies_path=str(movies),
+            engine=engine,
+        )
+        with pytest.raises(DataError) as info:
+            prepare_processed(settings)
+        messages.append(str(info.value))
+    assert messages[0] == messages[1]
+    assert "column 'movieId': 'x' is not an integer" in messages[1]
+
+
 def test_fast_path_fields_read_as_pandas_reads_them(spark):
     """Every field the engine takes on its fast path converts, in the pandas readers, to the
     value Spark gave it; all others go to the readers' own rules."""
-    from movierec.data import readers
-    from movierec.data.spark_engine import _Column, _column_exprs
+    from movierec.data import fields
+    from movierec.data.spark.scan import Column, column_exprs
 
     texts = [
         "5", "-5", "05", "+5", " 5", "5.0", "1e3", "0x10", "abc", "", "NA", "nan",
@@ -207,9 +229,9 @@ def test_fast_path_fields_read_as_pandas_reads_them(spark):
     ]  # fmt: skip
     frame = spark.createDataFrame(pd.DataFrame({"x": texts}))
     for dtype in (pa.int64(), pa.float32()):
-        column = _Column("x", dtype, 0)
-        rows = frame.select(*_column_exprs(column, "string", "t")).collect()
-        judged = readers.classify_tokens(texts, dtype, 0)
+        column = Column("x", dtype, 0)
+        rows = frame.select(*column_exprs(column, "string", "t")).collect()
+        judged = fields.classify_tokens(texts, dtype, 0)
         fast = [i for i, row in enumerate(rows) if not row[column.odd]]
         assert fast, dtype
         for i in fast:
@@ -225,7 +247,7 @@ def test_parquet_folder_and_uri_inputs(spark, real_mirror: Path, tmp_path: Path)
     """ml-latest-small's ratings as Parquet part files (read in part-name order) give what
     pandas gives from the CSV; so does the same folder named by URI (the remote path)."""
     from movierec.data.processed import RatingsData
-    from movierec.data.spark_engine import build_processed, fetch_remote_ratings
+    from movierec.data.spark import build_processed, fetch_remote_ratings
 
     with zipfile.ZipFile(real_mirror / "ml-latest-small.zip") as zf:
         csv = tmp_path / "ratings.csv"
@@ -276,7 +298,7 @@ def test_missing_pyspark_is_a_clear_error(monkeypatch, tiny_mirror: Path, tmp_pa
 
 
 def test_engine_and_spark_settings_are_checked():
-    from movierec.data.spark_engine import SparkSettings
+    from movierec.data.spark import SparkSettings
 
     with pytest.raises(ConfigError, match=r"data.engine='dask' is not valid; .* pandas, spark"):
         DataSettings(engine="dask")
@@ -354,7 +376,7 @@ def test_cli_spark_that_cannot_start_is_one_error_line(tmp_path: Path):
 
 
 def test_a_malformed_master_url_is_refused_before_spark_starts():
-    from movierec.data.spark_engine import SparkSettings
+    from movierec.data.spark import SparkSettings
 
     for master in ("nonsense://nowhere", "local[0]", "local[two]", ""):
         with pytest.raises(ConfigError, match="is not a Spark master URL; expected local"):

@@ -125,12 +125,12 @@ def test_documented_counts_are_verified(tiny_mirror: Path, tmp_path: Path):
 
 
 def test_changed_setting_invalidates_cache_and_unchanged_reuses_it(tmp_path: Path, monkeypatch):
-    from movierec.data import cache
+    from movierec.data import readers
 
     ratings = write_ratings_csv(tmp_path / "r.csv")
     calls = []
-    original = cache.read_source
-    monkeypatch.setattr(cache, "read_source", lambda *a: calls.append(1) or original(*a))
+    original = readers.read_ratings_csv
+    monkeypatch.setattr(readers, "read_ratings_csv", lambda *a: calls.append(1) or original(*a))
     _load(tmp_path, ratings)
     _load(tmp_path, ratings)
     assert len(calls) == 1  # second run read the processed cache, not the CSV

@@ -5,11 +5,12 @@ form. The key hashes the dataset name, the source checksum and every preprocessi
 setting, so changing any of them builds a new entry. Entries are written into a temporary
 folder and renamed into place, so a failed or interrupted build leaves nothing behind.
 
-Either engine builds an entry: pandas (`preprocess`) or Spark (`spark_engine`), which
-writes the same files. The engine is part of the key: choosing `data.engine=spark` runs
-Spark rather than reusing what pandas built, so the engines' agreement is tested
-(tests/test_spark.py), never assumed by the cache. pandas keys are unchanged from before
-engines existed, so existing entries stay valid.
+Either engine builds an entry: pandas (`preprocess`) or Spark (`spark`), which writes the
+same files; this module picks one, and is the only one to import the optional Spark engine.
+The engine is part of the key: choosing `data.engine=spark` runs Spark rather than reusing
+what pandas built, so the engines' agreement is tested (tests/test_spark.py), never
+assumed by the cache. pandas keys are unchanged from before engines existed, so existing
+entries stay valid.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pathlib import Path
 
 from movierec.data.preprocess import build_ratings_data
 from movierec.data.processed import META_FILE, RatingsData
-from movierec.data.sources import DataSettings, FetchedSource, fetch_source, read_source
+from movierec.data.sources import DataSettings, FetchedSource, fetch_source, has_remote_ratings
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +49,7 @@ def cache_key(settings: DataSettings, fetched: FetchedSource) -> str:
 
 def prepare_processed(settings: DataSettings) -> Path:
     """Fetch the source and build its processed entry unless it exists; return its folder."""
-    if settings.engine == "spark":
-        from movierec.data.spark_engine import require_pyspark
-
-        require_pyspark()  # before any download
-    fetched = fetch_source(settings)
+    fetched = _fetch(settings)
     target = (
         Path(settings.cache_dir) / "processed" / f"{settings.name}-{cache_key(settings, fetched)}"
     )
@@ -75,14 +72,25 @@ def prepare_processed(settings: DataSettings) -> Path:
     return target
 
 
+def _fetch(settings: DataSettings) -> FetchedSource:
+    """The source's files; for the Spark engine, pyspark is checked before any download."""
+    if settings.engine == "spark":
+        from movierec.data import spark  # optional dependency
+
+        spark.require_pyspark()
+        if has_remote_ratings(settings):
+            return spark.fetch_remote_ratings(settings)
+    return fetch_source(settings)
+
+
 def _build(settings: DataSettings, fetched: FetchedSource, staging: Path) -> None:
     """Write the processed entry of `fetched` into the empty folder `staging`."""
     if settings.engine == "spark":
-        from movierec.data.spark_engine import build_processed  # optional dependency
+        from movierec.data import spark  # optional dependency
 
-        build_processed(settings, fetched, staging)
+        spark.build_processed(settings, fetched, staging)
     else:
-        build_ratings_data(read_source(settings, fetched), settings, fetched).save(staging)
+        build_ratings_data(settings, fetched).save(staging)
 
 
 def load_ratings_data(settings: DataSettings) -> RatingsData:

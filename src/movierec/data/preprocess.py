@@ -1,212 +1,139 @@
-"""Raw tables → `RatingsData`: validate, deduplicate, index users and movies, build features.
+"""The pandas engine (the default): the steps of `steps` on one in-memory ratings table.
 
-Indices are positions in the sorted unique original IDs, so every engine (pandas here,
-Spark in `movierec.data.spark_engine`) produces the same maps for the same input. The
-pieces an engine shares (node tables, report, count check, messages) are public here.
+The ratings are read whole by the pandas readers (`readers`), so this engine reads one CSV
+or delimited file, a release's or the user's; the Spark engine reads the rest.
 """
 
 from __future__ import annotations
 
-import logging
-from typing import Any
-
 import numpy as np
 import pandas as pd
 
-from movierec.data import validation
-from movierec.data.catalog import DatasetSpec
+from movierec.data import messages, readers, steps
 from movierec.data.processed import RatingsData
-from movierec.data.sources import DataSettings, FetchedSource, RawTables, SideTables
-from movierec.errors import DataError
-
-log = logging.getLogger(__name__)
+from movierec.data.sources import DataSettings, FetchedSource, ratings_file
+from movierec.errors import ConfigError
 
 
-def build_ratings_data(
-    raw: RawTables, settings: DataSettings, fetched: FetchedSource
-) -> RatingsData:
-    """Validate `raw` and index it; raises `DataError` on bad input."""
-    label = raw.label
-    ratings = raw.ratings
-    raw_rating_rows = len(ratings)
-    if settings.spec is not None and settings.verify_counts:
-        verify_counts(
-            settings.spec,
-            label,
-            ratings=len(ratings),
-            users=int(ratings["userId"].nunique()),
-            catalog_movies=len(raw.movies) if raw.movies is not None else None,
-        )
-
-    validation.check_ids(ratings, ("userId", "movieId"), label)
-    validation.check_rating_scale(ratings, settings.scale, label)
-    ratings, duplicates = validation.drop_duplicate_ratings(ratings, label)
-
-    movies = None
-    unknown_movies = catalog_movies = 0
-    if raw.movies is not None:
-        movies = validation.check_unique_movies(raw.movies, label)
-        catalog_movies = len(movies)
-        ratings, movies, unknown_movies = validation.apply_missing_movie_policy(
-            ratings, movies, settings.missing_movies, label
-        )
-    if len(ratings) == 0:
-        raise no_ratings_error(label)
-
-    user_ids, user_idx = np.unique(ratings["userId"].to_numpy(), return_inverse=True)
-    movie_ids, movie_idx = np.unique(ratings["movieId"].to_numpy(), return_inverse=True)
-    stars = ratings["rating"].to_numpy(dtype=np.float32)
-    table = pd.DataFrame(
-        {
-            "user": user_idx.astype(np.int64),
-            "movie": movie_idx.astype(np.int64),
-            "rating": stars,
-            "rating_norm": normalized(stars, settings.scale),
-        }
+def build_ratings_data(settings: DataSettings, fetched: FetchedSource) -> RatingsData:
+    """The processed data of `fetched`; raises `DataError` / `ConfigError` on bad input."""
+    engine = PandasEngine(settings, fetched)
+    entry = steps.run(engine, settings, fetched)
+    assert engine.table is not None
+    return RatingsData(
+        engine.table, entry.users, entry.movies, entry.genres, entry.rating_scale, entry.meta
     )
-    if "timestamp" in ratings:
-        table["timestamp"] = ratings["timestamp"].to_numpy(dtype=np.int64)
-    if raw.folds is not None:
-        table["fold"] = _fold_column(ratings, raw.folds, label)
 
-    users, movie_table, genres = node_tables(user_ids, movie_ids, movies, raw)
-    meta = report(
-        settings,
-        fetched,
-        label,
-        raw_ratings=raw_rating_rows,
-        duplicates_dropped=duplicates,
-        unknown_movies=unknown_movies,
-        n_ratings=len(table),
-        catalog_movies=catalog_movies,
-        n_users=len(user_ids),
-        n_movies=len(movie_ids),
-    )
-    return RatingsData(table, users, movie_table, genres, settings.scale, meta)
+
+class PandasEngine(steps.Engine):
+    """The steps on `ratings` (userId, movieId, rating, [timestamp]; see `readers`), in file
+    order; `write` leaves the indexed table (see `processed`) in `table`."""
+
+    def __init__(self, settings: DataSettings, fetched: FetchedSource) -> None:
+        self.source = ratings_file(settings, fetched)
+        self.label = self.source.label
+        self.scale = settings.scale
+        self.ratings = pd.DataFrame()
+        self.table: pd.DataFrame | None = None
+
+    def read(self) -> int:
+        source = self.source
+        if source.ref is None or source.layout == "parquet":
+            raise ConfigError(
+                f"{source.label}: the pandas engine reads one CSV file; set data.engine=spark "
+                "to read Parquet, folders of part files or remote paths"
+            )
+        if source.layout == "csv":
+            self.ratings = readers.read_ratings_csv(source.ref)
+        else:
+            self.ratings = readers.read_ratings_delimited(source.ref, source.delimiter)
+        return len(self.ratings)
+
+    def count_users(self) -> int:
+        return int(self.ratings["userId"].nunique())
+
+    def check_ids(self) -> None:
+        for column in ("userId", "movieId"):
+            values = self.ratings[column].to_numpy()
+            negative = values < 0
+            if negative.any():
+                row = int(np.flatnonzero(negative)[0])
+                raise messages.negative_id_error(self.label, column, row, values[row])
+
+    def check_scale(self, scale: tuple[float, float]) -> None:
+        low, high = scale
+        ratings = self.ratings
+        values = ratings["rating"].to_numpy()
+        outside = (values < low) | (values > high)
+        if outside.any():
+            row = int(np.flatnonzero(outside)[0])
+            raise messages.outside_scale_error(
+                self.label,
+                values[row],
+                row,
+                ratings["userId"].iat[row],
+                ratings["movieId"].iat[row],
+                scale,
+                int(outside.sum()),
+            )
+
+    def drop_duplicates(self) -> int:
+        """Keep the latest rating of each (userId, movieId) by timestamp, else the last in
+        the file; the other rows keep their file order."""
+        ratings = self.ratings
+        users = ratings["userId"].to_numpy()
+        movies = ratings["movieId"].to_numpy()
+        keys = np.stack([users, movies], axis=1)
+        position = np.arange(len(ratings))
+        if "timestamp" in ratings:
+            # lexsort's last key is primary: group by pair, latest timestamp (then file
+            # order) last.
+            order = np.lexsort((position, ratings["timestamp"].to_numpy(), movies, users))
+        else:
+            order = np.lexsort((position, movies, users))
+        sorted_keys = keys[order]
+        is_last = np.ones(len(order), dtype=bool)
+        is_last[:-1] = np.any(sorted_keys[1:] != sorted_keys[:-1], axis=1)
+        dropped = int(len(order) - is_last.sum())
+        if dropped:
+            keep = np.sort(order[is_last])
+            messages.log_dropped_duplicates(self.label, dropped)
+            self.ratings = ratings.iloc[keep].reset_index(drop=True)
+        return dropped
+
+    def movie_counts(self) -> tuple[np.ndarray, np.ndarray]:
+        return np.unique(self.ratings["movieId"].to_numpy(), return_counts=True)
+
+    def drop_movies(self, movie_ids: np.ndarray) -> None:
+        known = ~np.isin(self.ratings["movieId"].to_numpy(), movie_ids)
+        self.ratings = self.ratings[known].reset_index(drop=True)
+
+    def user_ids(self) -> np.ndarray:
+        return np.unique(self.ratings["userId"].to_numpy())
+
+    def write(self, user_ids: np.ndarray, movie_ids: np.ndarray, folds: pd.Series | None) -> None:
+        ratings = self.ratings
+        stars = ratings["rating"].to_numpy(dtype=np.float32)
+        table = pd.DataFrame(
+            {
+                "user": np.searchsorted(user_ids, ratings["userId"].to_numpy()).astype(np.int64),
+                "movie": np.searchsorted(movie_ids, ratings["movieId"].to_numpy()).astype(np.int64),
+                "rating": stars,
+                "rating_norm": normalized(stars, self.scale),
+            }
+        )
+        if "timestamp" in ratings:
+            table["timestamp"] = ratings["timestamp"].to_numpy(dtype=np.int64)
+        if folds is not None:
+            index = pd.MultiIndex.from_arrays([ratings["userId"], ratings["movieId"]])
+            fold = folds.reindex(index).to_numpy()
+            if np.isnan(fold.astype(float)).any():
+                raise messages.unfolded_ratings_error(self.label)
+            table["fold"] = fold.astype(np.int8)
+        self.table = table
 
 
 def normalized(stars: np.ndarray, scale: tuple[float, float]) -> np.ndarray:
     """float32 stars → float32 in [0, 1], computed in float32 (the Spark engine matches it)."""
     low, high = scale
     return ((stars - low) / (high - low)).astype(np.float32)
-
-
-def no_ratings_error(label: str) -> DataError:
-    return DataError(f"{label}: no ratings left after validation")
-
-
-def node_tables(
-    user_ids: np.ndarray,
-    movie_ids: np.ndarray,
-    movies: pd.DataFrame | None,
-    side: RawTables | SideTables,
-) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
-    """Users and movies tables (row i = index i) and genre labels, from sorted unique ids.
-
-    `movies` is the checked movies file (None without one); `side` supplies the users file
-    and the release's genre order, if any. Shared by every engine.
-    """
-    if movies is None:
-        movies = pd.DataFrame({"movieId": movie_ids, "title": "", "genres": ""})
-    movie_rows = movies.set_index("movieId").reindex(movie_ids)
-    movie_table = pd.DataFrame(
-        {
-            "movieId": movie_ids.astype(np.int64),
-            "title": movie_rows["title"].fillna("").to_numpy(),
-            "genres": movie_rows["genres"].fillna("").to_numpy(),
-        }
-    )
-    genres = side.genre_order or _genre_labels(movies["genres"])
-    users = pd.DataFrame({"userId": user_ids.astype(np.int64)})
-    if side.users is not None:
-        rows = side.users.drop_duplicates("userId").set_index("userId").reindex(user_ids)
-        for column in ("age", "gender", "occupation"):
-            users[column] = rows[column].to_numpy()
-    return users, movie_table, list(genres)
-
-
-def report(
-    settings: DataSettings,
-    fetched: FetchedSource,
-    label: str,
-    *,
-    raw_ratings: int,
-    duplicates_dropped: int,
-    unknown_movies: int,
-    n_ratings: int,
-    catalog_movies: int,
-    n_users: int,
-    n_movies: int,
-) -> dict[str, Any]:
-    """The provenance and preprocessing report stored as `RatingsData.meta`.
-
-    `catalog_movies` is the number of rows of the checked movies file (0 without one).
-    """
-    return {
-        "dataset": settings.name,
-        "engine": settings.engine,
-        "source": label,
-        "source_checksum": fetched.checksum,
-        "raw_ratings": raw_ratings,
-        "duplicates_dropped": duplicates_dropped,
-        "unknown_movies": unknown_movies,
-        "missing_movies_policy": settings.missing_movies,
-        "catalog_movies": catalog_movies or n_movies,
-        "n_users": n_users,
-        "n_movies": n_movies,
-        "n_ratings": n_ratings,
-    }
-
-
-def verify_counts(
-    spec: DatasetSpec,
-    label: str,
-    *,
-    ratings: int,
-    users: int,
-    catalog_movies: int | None,
-) -> None:
-    """Compare parsed sizes with the release's documented ones; `DataError` on a mismatch."""
-    found = {"ratings": ratings, "users": users, "movies in the movies file": catalog_movies}
-    expected = {
-        "ratings": spec.expected_ratings,
-        "users": spec.expected_users,
-        "movies in the movies file": spec.expected_catalog_movies,
-    }
-    for what, value in expected.items():
-        if value is not None and found[what] is not None and found[what] != value:
-            raise DataError(
-                f"{label}: found {found[what]:,} {what}, GroupLens documents {value:,} for "
-                f"{spec.archive}; the archive is not the documented release "
-                "(set data.verify_counts=false to accept it)"
-            )
-
-
-def _fold_column(ratings: pd.DataFrame, folds: pd.DataFrame, label: str) -> np.ndarray:
-    """Canonical test fold (1..k) of each rating; every rating must be in exactly one."""
-    keyed = keyed_folds(folds, label)
-    index = pd.MultiIndex.from_arrays([ratings["userId"], ratings["movieId"]])
-    fold = keyed.reindex(index).to_numpy()
-    if np.isnan(fold.astype(float)).any():
-        raise unfolded_ratings_error(label)
-    return fold.astype(np.int8)
-
-
-def keyed_folds(folds: pd.DataFrame, label: str) -> pd.Series:
-    """Fold by (userId, movieId); `DataError` if a pair is in more than one test file."""
-    keyed = folds.set_index(["userId", "movieId"])["fold"]
-    if keyed.index.has_duplicates:
-        raise DataError(f"{label}: a (userId, movieId) pair is in more than one u*.test file")
-    return keyed
-
-
-def unfolded_ratings_error(label: str) -> DataError:
-    return DataError(f"{label}: some ratings are in none of the u*.test files")
-
-
-def _genre_labels(genres: pd.Series) -> list[str]:
-    labels: set[str] = set()
-    for value in genres.unique():
-        if value:
-            labels.update(value.split("|"))
-    return sorted(labels)

@@ -1,7 +1,7 @@
 """`RatingsData`: validated ratings with contiguous user/movie indices, and its on-disk form.
 
 The on-disk form is the interface between preprocessing engines (pandas here, Spark in
-`movierec.data.spark_engine`) and everything downstream: a folder with
+`movierec.data.spark`) and everything downstream: a folder with
 
     ratings.parquet  user (int64 index), movie (int64 index), rating (float32 stars),
                      rating_norm (float32 in [0, 1]), [timestamp (int64 s)], [fold (int8)]
@@ -88,11 +88,6 @@ class RatingsData:
     def movie_index(self, movie_ids: Any) -> np.ndarray:
         """Map original movieIds to indices; raise `DataError` naming any unknown id."""
         return lookup_ids(self.movies["movieId"].to_numpy(), movie_ids, "movieId")
-
-    def normalise(self, stars: np.ndarray) -> np.ndarray:
-        """Stars → [0, 1] by the rating scale (the GCN design's edge weight)."""
-        low, high = self.rating_scale
-        return ((np.asarray(stars, dtype=np.float32) - low) / (high - low)).astype(np.float32)
 
     def save(self, directory: Path) -> None:
         """Write the on-disk form into an existing empty `directory`."""

@@ -1,8 +1,9 @@
-"""Where a dataset's files come from and how they are read into raw tables.
+"""Where a dataset's files come from: the settings, the fetched files, their layout.
 
 `DataSettings` is what `conf/data/*.yaml` configures. `fetch_source` makes the input
 available locally (download a release, generate synthetic data, or check a user's files)
-and returns its files and checksum; `read_source` parses them with the right reader.
+and returns its files and checksum; `ratings_file` says where the ratings are and how they
+are laid out, for any engine, and `read_side_tables` parses the small files beside them.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ class DataSettings:
         synthetic: n_users, n_movies, n_ratings, seed for `synthetic`.
         engine: "pandas" (default) or "spark", which reads, checks and indexes the ratings.
         spark: the Spark engine's settings (master, driver_memory, log_level, conf; see
-            `spark_engine.SparkSettings`).
+            `spark.SparkSettings`).
     """
 
     name: str = "ml_latest_small"
@@ -108,7 +109,7 @@ class RatingsFile:
         ref: the file as the pandas readers open it (None for a folder or a remote URI).
         location: the path or URI Spark reads (None for a zip member: extract `ref` first).
         layout: "csv" (header userId,movieId,rating[,timestamp]), "delimited" (no header,
-            `readers.DELIMITED_RATING_NAMES`) or "parquet" (Spark engine only).
+            `fields.DELIMITED_RATING_NAMES`) or "parquet" (Spark engine only).
         delimiter: field separator of "csv" and "delimited".
     """
 
@@ -129,20 +130,9 @@ class SideTables:
     folds: pd.DataFrame | None = None  # userId, movieId, fold (canonical test fold)
 
 
-@dataclass
-class RawTables:
-    """Parsed but unvalidated tables (see `readers` for their columns)."""
-
-    label: str
-    ratings: pd.DataFrame
-    movies: pd.DataFrame | None = None
-    users: pd.DataFrame | None = None
-    genre_order: list[str] | None = None
-    folds: pd.DataFrame | None = None  # userId, movieId, fold (canonical test fold)
-
-
 def fetch_source(settings: DataSettings) -> FetchedSource:
-    """Download, generate or locate the dataset's input files."""
+    """Download, generate or locate the dataset's input files (local ones: ratings only
+    Spark reaches are listed by the Spark engine, see `has_remote_ratings`)."""
     if settings.name == "ratings_csv":
         return _user_files(settings)
     if settings.name == "synthetic":
@@ -158,22 +148,6 @@ def fetch_source(settings: DataSettings) -> FetchedSource:
         sha256=settings.sha256,
     )
     return FetchedSource(files={}, checksum=archive_sha256(archive), archive=archive)
-
-
-def read_source(settings: DataSettings, fetched: FetchedSource) -> RawTables:
-    """Parse the fetched files with the reader for their layout (the pandas engine)."""
-    source = ratings_file(settings, fetched)
-    if source.ref is None or source.layout == "parquet":
-        raise ConfigError(
-            f"{source.label}: the pandas engine reads one CSV file; set data.engine=spark to "
-            "read Parquet, folders of part files or remote paths"
-        )
-    if source.layout == "csv":
-        ratings = readers.read_ratings_csv(source.ref)
-    else:
-        ratings = readers.read_ratings_delimited(source.ref, source.delimiter)
-    side = read_side_tables(settings, fetched)
-    return RawTables(source.label, ratings, side.movies, side.users, side.genre_order, side.folds)
 
 
 def ratings_file(settings: DataSettings, fetched: FetchedSource) -> RatingsFile:
@@ -246,10 +220,6 @@ def _user_files(settings: DataSettings) -> FetchedSource:
     if not settings.ratings_path:
         raise ConfigError("data=ratings_csv needs data.ratings_path=<your ratings CSV>")
     spark = settings.engine == "spark"
-    if spark and is_remote(settings.ratings_path):
-        from movierec.data.spark_engine import fetch_remote_ratings  # optional dependency
-
-        return fetch_remote_ratings(settings)
     ratings = Path(settings.ratings_path.removeprefix("file://")).expanduser()
     files = {"ratings": ratings}
     if settings.movies_path:
@@ -269,6 +239,17 @@ def _user_files(settings: DataSettings) -> FetchedSource:
 def is_remote(location: str) -> bool:
     """A URI with a scheme other than file:// (hdfs://, s3a://, …), read only by Spark."""
     return "://" in location and not location.startswith("file://")
+
+
+def has_remote_ratings(settings: DataSettings) -> bool:
+    """The user's ratings are a URI for the Spark engine, which fetches them itself."""
+    path = settings.ratings_path
+    return (
+        settings.name == "ratings_csv"
+        and settings.engine == "spark"
+        and bool(path)
+        and (is_remote(str(path)))
+    )
 
 
 def _data_files(path: Path) -> list[Path]:

@@ -12,7 +12,7 @@ and untrained embeddings), `cold_start="drop"` removes them; either way they are
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 from sklearn.model_selection import KFold
@@ -62,9 +62,6 @@ class Split:
     def folds(self) -> list[int]:
         """Folds `fold=all` runs; one (None) for splits without folds."""
         return [self.fold] if isinstance(self.fold, int) else []
-
-    def with_fold(self, fold: int) -> Split:
-        return replace(self, fold=fold)
 
     def assign(self, data: RatingsData) -> SplitIndices:
         """Assign every rating of `data`; apply and report the cold-start policy."""

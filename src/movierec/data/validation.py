@@ -1,7 +1,8 @@
-"""Checks on parsed ratings that need the whole table: scale, IDs, duplicates, unknown movies.
+"""Checks that need no engine: documented counts, the movies file, the u*.test folds.
 
-Each check either raises a `DataError` naming the file, line and value, or fixes the table
-by a documented rule and returns a count for the report.
+They see only sizes an engine measured and small pandas tables (the movies file, the
+folds), so `steps.run` applies them alike for every engine. Each either raises a
+`DataError` / `ConfigError` or fixes a table by a documented rule.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import logging
 import numpy as np
 import pandas as pd
 
+from movierec.data.catalog import DatasetSpec
 from movierec.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -18,113 +20,37 @@ log = logging.getLogger(__name__)
 MISSING_MOVIE_POLICIES = ("error", "drop", "keep")
 
 
-def check_rating_scale(ratings: pd.DataFrame, scale: tuple[float, float], label: str) -> None:
-    """Every rating must lie in `[scale[0], scale[1]]` stars."""
-    low, high = scale
-    values = ratings["rating"].to_numpy()
-    outside = (values < low) | (values > high)
-    if outside.any():
-        row = int(np.flatnonzero(outside)[0])
-        raise outside_scale_error(
-            label,
-            values[row],
-            row,
-            ratings["userId"].iat[row],
-            ratings["movieId"].iat[row],
-            scale,
-            int(outside.sum()),
-        )
-
-
-def outside_scale_error(
+def verify_counts(
+    spec: DatasetSpec,
     label: str,
-    rating: float,
-    row: int,
-    user_id: int,
-    movie_id: int,
-    scale: tuple[float, float],
-    n_outside: int,
-) -> DataError:
-    """The error for the first rating outside `scale`, at 0-based `row` of the ratings."""
-    low, high = scale
-    return DataError(
-        f"{label}: rating {rating:g} (row {row + 1} of the data, userId {user_id}, movieId "
-        f"{movie_id}) is outside the dataset's scale [{low:g}, {high:g}]; {n_outside} "
-        "rating(s) are outside it (set data.rating_scale for another scale)"
-    )
+    *,
+    ratings: int,
+    users: int,
+    catalog_movies: int | None,
+) -> None:
+    """Compare parsed sizes with the release's documented ones; `DataError` on a mismatch."""
+    found = {"ratings": ratings, "users": users, "movies in the movies file": catalog_movies}
+    expected = {
+        "ratings": spec.expected_ratings,
+        "users": spec.expected_users,
+        "movies in the movies file": spec.expected_catalog_movies,
+    }
+    for what, value in expected.items():
+        if value is not None and found[what] is not None and found[what] != value:
+            raise DataError(
+                f"{label}: found {found[what]:,} {what}, GroupLens documents {value:,} for "
+                f"{spec.archive}; the archive is not the documented release "
+                "(set data.verify_counts=false to accept it)"
+            )
 
 
-def check_ids(frame: pd.DataFrame, columns: tuple[str, ...], label: str) -> None:
-    """IDs must be non-negative integers (they are parsed as int64 already)."""
-    for column in columns:
-        values = frame[column].to_numpy()
-        negative = values < 0
-        if negative.any():
-            row = int(np.flatnonzero(negative)[0])
-            raise negative_id_error(label, column, row, values[row])
-
-
-def negative_id_error(label: str, column: str, row: int, value: int) -> DataError:
-    """The error for the first negative ID of `column`, at 0-based `row` of the ratings."""
-    return DataError(
-        f"{label}: column '{column}' row {row + 1} holds {value}; "
-        "expected a non-negative integer ID"
-    )
-
-
-def drop_duplicate_ratings(ratings: pd.DataFrame, label: str) -> tuple[pd.DataFrame, int]:
-    """Keep one rating per (userId, movieId): the latest by timestamp, else the last in file.
-
-    Returns the deduplicated table (file order otherwise kept) and how many rows were dropped.
-    """
-    users = ratings["userId"].to_numpy()
-    movies = ratings["movieId"].to_numpy()
-    keys = np.stack([users, movies], axis=1)
-    if "timestamp" in ratings:
-        # lexsort's last key is primary: group by pair, latest timestamp (then file order) last.
-        order = np.lexsort(
-            (np.arange(len(ratings)), ratings["timestamp"].to_numpy(), movies, users)
-        )
-    else:
-        order = np.lexsort((np.arange(len(ratings)), movies, users))
-    sorted_keys = keys[order]
-    is_last = np.ones(len(order), dtype=bool)
-    is_last[:-1] = np.any(sorted_keys[1:] != sorted_keys[:-1], axis=1)
-    dropped = int(len(order) - is_last.sum())
-    if dropped == 0:
-        return ratings, 0
-    keep = np.sort(order[is_last])
-    log_dropped_duplicates(label, dropped)
-    return ratings.iloc[keep].reset_index(drop=True), dropped
-
-
-def log_dropped_duplicates(label: str, dropped: int) -> None:
-    log.warning(
-        "%s: dropped %d duplicate (userId, movieId) rating(s), keeping the latest of each",
-        label,
-        dropped,
-    )
-
-
-def apply_missing_movie_policy(
-    ratings: pd.DataFrame, movies: pd.DataFrame, policy: str, label: str
-) -> tuple[pd.DataFrame, pd.DataFrame, int]:
-    """Handle ratings of movies absent from the movies file.
-
-    Policies (`data.missing_movies`): "error" refuses the data; "drop" removes those
-    ratings; "keep" keeps them and adds the movies with no genres and a placeholder title.
-    Returns (ratings, movies, number of unknown movies).
-    """
-    check_missing_movie_policy(policy)
-    rated = ratings["movieId"].to_numpy()
-    known = np.isin(rated, movies["movieId"].to_numpy())
-    if known.all():
-        return ratings, movies, 0
-    unknown_ids = np.unique(rated[~known])
-    movies = resolve_unknown_movies(movies, unknown_ids, int((~known).sum()), policy, label)
-    if policy == "drop":
-        return ratings[known].reset_index(drop=True), movies, len(unknown_ids)
-    return ratings, movies, len(unknown_ids)
+def check_unique_movies(movies: pd.DataFrame, label: str) -> pd.DataFrame:
+    """A movies file lists each movieId once; keep the first and warn on repeats."""
+    duplicated = movies["movieId"].duplicated()
+    if duplicated.any():
+        log.warning("%s: %d repeated movieId row(s); keeping the first", label, duplicated.sum())
+        return movies[~duplicated].reset_index(drop=True)
+    return movies
 
 
 def check_missing_movie_policy(policy: str) -> None:
@@ -138,10 +64,12 @@ def check_missing_movie_policy(policy: str) -> None:
 def resolve_unknown_movies(
     movies: pd.DataFrame, unknown_ids: np.ndarray, n_ratings: int, policy: str, label: str
 ) -> pd.DataFrame:
-    """Apply `policy` to the sorted `unknown_ids` rated `n_ratings` times in all.
+    """Apply `policy` (`data.missing_movies`) to the sorted `unknown_ids`, movies rated
+    `n_ratings` times in all but absent from the movies file.
 
-    Raises for "error"; otherwise warns and returns the movies table, with placeholder rows
-    for "keep". Dropping the ratings themselves is the caller's (engine's) job.
+    "error" refuses the data; "drop" warns (dropping the ratings is the engine's step);
+    "keep" warns and returns `movies` with a row per unknown movie, no genres and a
+    placeholder title.
     """
     shown = ", ".join(str(i) for i in unknown_ids[:5]) + (" …" if len(unknown_ids) > 5 else "")
     if policy == "error":
@@ -169,10 +97,9 @@ def resolve_unknown_movies(
     return pd.concat([movies, extra], ignore_index=True)
 
 
-def check_unique_movies(movies: pd.DataFrame, label: str) -> pd.DataFrame:
-    """A movies file lists each movieId once; keep the first and warn on repeats."""
-    duplicated = movies["movieId"].duplicated()
-    if duplicated.any():
-        log.warning("%s: %d repeated movieId row(s); keeping the first", label, duplicated.sum())
-        return movies[~duplicated].reset_index(drop=True)
-    return movies
+def keyed_folds(folds: pd.DataFrame, label: str) -> pd.Series:
+    """Fold (1..k) by (userId, movieId); `DataError` if a pair is in more than one test file."""
+    keyed = folds.set_index(["userId", "movieId"])["fold"]
+    if keyed.index.has_duplicates:
+        raise DataError(f"{label}: a (userId, movieId) pair is in more than one u*.test file")
+    return keyed
