@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
+from movierec.data.cache import entry_problem
 from movierec.tracking.lifecycle import end_orphaned_runs, process_tags
 from tests.conftest import PROJECT_ROOT
 from tests.training_configs import TINY_DATA
@@ -186,3 +187,41 @@ def _wait_for(url: str, seconds: float, process: subprocess.Popen) -> None:
         except OSError:
             time.sleep(1)
     raise AssertionError(f"{url} did not answer within {seconds} s")
+
+
+INSPECT = [sys.executable, str(PROJECT_ROOT / "scripts" / "inspect_data.py")]
+
+
+@pytest.mark.integration
+def test_a_truncated_cache_file_is_detected_and_the_entry_rebuilt(tmp_path, real_mirror):
+    env = dict(_env(tmp_path), MOVIELENS_MIRROR=str(real_mirror))
+    first = subprocess.run([*INSPECT, "data=ml_100k"], env=env, capture_output=True, text=True,
+                           timeout=300)  # fmt: skip
+    assert first.returncode == 0, first.stderr[-2000:]
+    (entry,) = (tmp_path / "data" / "processed").glob("ml_100k-*")
+    ratings = entry / "ratings.parquet"
+    ratings.write_bytes(ratings.read_bytes()[: ratings.stat().st_size // 2])
+    again = subprocess.run([*INSPECT, "data=ml_100k"], env=env, capture_output=True, text=True,
+                           timeout=300)  # fmt: skip
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "ratings.parquet has" in again.stderr and "rebuilding it" in again.stderr
+    assert "100,000" in again.stdout and "943" in again.stdout  # the usual counts
+    assert again.stdout == first.stdout
+    (rebuilt,) = (tmp_path / "data" / "processed").glob("ml_100k-*")
+    assert entry_problem(rebuilt) is None
+
+
+def test_two_processes_building_one_entry_leave_one_intact_entry(tmp_path: Path):
+    env = _env(tmp_path)
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+    jobs = [subprocess.Popen([*INSPECT, *TINY_DATA], env=env, **pipes) for _ in range(2)]
+    outputs = [job.communicate(timeout=300) for job in jobs]
+    assert [job.returncode for job in jobs] == [0, 0], [err[-1500:] for _, err in outputs]
+    assert outputs[0][0] == outputs[1][0]
+    processed = tmp_path / "data" / "processed"
+    entries = list(processed.iterdir())
+    assert len(entries) == 1 and not entries[0].name.startswith(".")  # no staging left
+    assert entry_problem(entries[0]) is None
+    assert set(json.loads((entries[0] / "meta.json").read_text())["files"]) == {
+        "ratings.parquet", "users.parquet", "movies.parquet",
+    }  # fmt: skip

@@ -26,6 +26,8 @@ RATINGS_FILE = "ratings.parquet"
 USERS_FILE = "users.parquet"
 MOVIES_FILE = "movies.parquet"
 META_FILE = "meta.json"
+#: meta.json key of the integrity record {file name: {bytes, sha256}} (`cache.seal`)
+FILES_KEY = "files"
 
 
 @dataclass
@@ -100,6 +102,7 @@ class RatingsData:
     def load(cls, directory: Path) -> RatingsData:
         """Read the on-disk form written by `save` (or by the Spark engine)."""
         meta = json.loads((directory / META_FILE).read_text())
+        meta.pop(FILES_KEY, None)  # the cache's integrity record, not a fact about the data
         genres = list(meta.pop("genres"))
         scale = tuple(float(v) for v in meta.pop("rating_scale"))
         return cls(
