@@ -5,6 +5,8 @@ Accepted, in this order:
     a checkpoint file (.ckpt)  the data and split are rebuilt from the run folder's
                                `.hydra/config.yaml` (`<run dir>/checkpoints/x.ckpt`)
     a training run folder      its best checkpoint (`checkpoints/best-*.ckpt`), as above
+    models:/<name>@<alias>     a registered model version (models:/movierec-ml_100k-mf@champion)
+                               or models:/<name>/<version>, from `tracking_uri`
     an MLflow run id           the bundle of its `model` artifact, from `tracking_uri`
                                (default: $MLFLOW_TRACKING_URI, else the project's store
                                sqlite:///mlruns/mlflow.db under the working directory)
@@ -35,6 +37,8 @@ def load_trained_model(run: str, tracking_uri: str | None = None) -> tuple[Train
     run = str(run).strip()
     if not run:
         raise ConfigError("run_id must be an MLflow run id, a bundle folder or a checkpoint")
+    if run.startswith("models:/"):
+        return _from_registry(run, tracking_uri), f"model {run}"
     path = Path(run).expanduser()
     if path.is_dir() and (path / CHECKPOINT).is_file():
         return TrainedModel.load(path), f"bundle {path}"
@@ -107,5 +111,29 @@ def _from_mlflow(run_id: str, tracking_uri: str | None) -> TrainedModel:
                     "have failed before testing, or been logged without a checkpoint"
                 ) from None
             return TrainedModel.load(bundle)
+    finally:
+        mlflow.set_tracking_uri(previous)
+
+
+def _from_registry(model_uri: str, tracking_uri: str | None) -> TrainedModel:
+    """The bundle inside a registered model version's `artifacts/bundle`."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    try:
+        with tempfile.TemporaryDirectory(prefix="movierec-bundle-") as tmp:
+            try:
+                folder = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=tmp)
+            except (MlflowException, OSError) as err:
+                reason = " ".join(str(err).split())[:200]
+                raise DataError(
+                    f"run_id={model_uri}: no such registered model version in {uri} ({reason}); "
+                    "list them with `mlflow models` or the UI's Models page"
+                ) from None
+            return TrainedModel.load(Path(folder) / "artifacts" / "bundle")
     finally:
         mlflow.set_tracking_uri(previous)

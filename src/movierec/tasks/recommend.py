@@ -10,7 +10,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, ListConfig, OmegaConf
-from omegaconf.errors import MissingMandatoryValue
 from tqdm.auto import tqdm
 
 from movierec.errors import ConfigError
@@ -21,12 +20,13 @@ TITLE_WIDTH = 60
 
 def recommend(cfg: DictConfig) -> pd.DataFrame:
     """Recommendations for `cfg.user_id` (or a new user's `cfg.ratings`); print them."""
-    try:
-        run = str(cfg.run_id)
-    except MissingMandatoryValue:
+    chosen = cfg.get("model") or cfg.get("run_id")
+    if not chosen:
         raise ConfigError(
-            "run_id must be set: an MLflow run id, a bundle folder or a checkpoint"
-        ) from None
+            "model must be set (or run_id): an MLflow run id, models:/<name>@champion, a "
+            "bundle folder or a checkpoint"
+        )
+    run = str(chosen)
     user_id, ratings = _plain(cfg.get("user_id")), _plain(cfg.get("ratings"))
     if user_id is None and not ratings:
         raise ConfigError("user_id must be set (or ratings=[[movieId,stars],...] for a new user)")
