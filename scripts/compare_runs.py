@@ -1,7 +1,11 @@
-"""Compare MLflow runs of one experiment: a table sorted by RMSE and a bar plot.
+"""Compare MLflow runs of one experiment: a sorted table and a bar plot of test RMSE.
+
+By default the table is sorted by each run's selection metric (`selection`: the best
+epoch's value, best first in its direction; one group per metric); `--sort test` sorts by
+test RMSE.
 
 python scripts/compare_runs.py --experiment ml_100k
-python scripts/compare_runs.py --experiment ml_100k --filter "tags.model = 'sage'" --sort val
+python scripts/compare_runs.py --experiment ml_100k --filter "tags.model = 'sage'" --sort test
 """
 
 from __future__ import annotations
@@ -23,7 +27,10 @@ def main() -> None:
     parser.add_argument("--experiment", default="ml_latest_small", help="MLflow experiment name")
     parser.add_argument("--filter", default="", help="MLflow filter, e.g. \"tags.model = 'gcn'\"")
     parser.add_argument(
-        "--sort", default="test", choices=["test", "val"], help="sort by test or val RMSE"
+        "--sort",
+        default="val",
+        choices=["val", "test"],
+        help="val: by the best value of each run's selection metric; test: by test RMSE",
     )
     parser.add_argument(
         "--tracking-uri",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import sqlite3
@@ -17,6 +18,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
+from movierec.errors import ConfigError
 from movierec.tuning.study import open_study
 from tests.conftest import PROJECT_ROOT
 from tests.training_configs import TINY_DATA
@@ -113,6 +115,83 @@ def test_sweep_records_study_mlflow_parent_children_and_best_config(tmp_path: Pa
     assert best["model"]["lr"] == pytest.approx(study.best_params["model.lr"])
     assert {"override /data": "synthetic"} in best["defaults"]
     assert not any("hparams_search" in str(d) for d in best["defaults"])
+
+
+def test_sweep_maximizes_the_selection_metric(tmp_path: Path):
+    # selection max(val/ndcg_at_10): the study maximizes, each trial's value is its best
+    # epoch's val/ndcg_at_10, and pruning saw that metric every epoch
+    done = _run(
+        tmp_path, "hydra.sweeper.n_trials=3", "trainer.max_epochs=3", "ranking.validate=true",
+        "selection.metric=val/ndcg_at_10", "selection.mode=max",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    study = _study(tmp_path)
+    assert study.direction == optuna.study.StudyDirection.MAXIMIZE
+    assert study.user_attrs["selection.metric"] == "val/ndcg_at_10"
+    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert len(complete) == 3
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    runs = {r.data.tags.get("optuna.trial"): r for r in _mlflow_runs(tmp_path)}
+    for trial in complete:
+        (job,) = (tmp_path / "logs").glob(f"train/multiruns/*/{trial.number}/metrics.json")
+        written = json.loads(job.read_text())
+        run = runs[str(trial.number)]
+        history = {
+            m.step: m.value for m in client.get_metric_history(run.info.run_id, "val/ndcg_at_10")
+        }
+        assert len(history) == 3
+        assert trial.value == pytest.approx(written["val/ndcg_at_10"])
+        assert trial.value == pytest.approx(max(history.values()))
+        assert run.data.metrics["val/ndcg_at_10_best"] == pytest.approx(trial.value)
+        assert sorted(trial.intermediate_values.values()) == pytest.approx(sorted(history.values()))
+    assert study.best_value == pytest.approx(max(t.value for t in complete))
+    (parent,) = [r for r in _mlflow_runs(tmp_path) if r.data.tags.get("optuna.role") == "study"]
+    assert parent.data.metrics["best/val_ndcg_at_10"] == pytest.approx(study.best_value)
+    assert parent.data.tags["selection.mode"] == "max"
+    text = (tmp_path / "tuned" / f"{STUDY}.yaml").read_text()
+    assert "val/ndcg_at_10 = " in text.splitlines()[1]
+    best = yaml.safe_load(text)
+    assert best["selection"] == {"metric": "val/ndcg_at_10", "mode": "max"}
+    assert best["ranking"] == {"validate": True}
+
+
+@pytest.mark.parametrize(
+    ("entries", "message"),
+    [
+        (["selection.mode=up"], "selection.mode='up': expected min or max"),
+        (
+            ["selection.metric=val/mae", "selection.mode=max", "hydra.sweeper.direction=minimize"],
+            "hydra.sweeper.direction='minimize' disagrees with selection.mode='max'",
+        ),
+        (["selection.metric=val/foo"], "selection.metric='val/foo' is not logged by this run"),
+    ],
+)
+def test_invalid_selection_stops_the_sweep_before_training(tmp_path: Path, entries, message):
+    done = _run(tmp_path, "hydra.sweeper.n_trials=3", *entries, timeout=300)
+    assert done.returncode == 2, done.stderr[-3000:]
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and message in errors[0], done.stderr[-3000:]
+    assert "Traceback" not in done.stderr
+    assert not list(tmp_path.rglob("*.ckpt")) and not list(tmp_path.rglob("metrics.json"))
+    storage = tmp_path / "mlruns" / "optuna.db"
+    states = _raw_states(storage)
+    assert states in ([], ["FAIL"])  # at most the one refused trial, never a retry
+    assert all(r.info.status == "FAILED" for r in _mlflow_runs(tmp_path))  # no run left open
+
+
+def test_study_refuses_another_direction_or_metric(tmp_path: Path):
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    settings = ({"name": "tpe"}, {"name": "none"}, 1, 3)
+    open_study(storage, "s", "minimize", *settings, metric="val/rmse")
+    assert open_study(storage, "s", "minimize", *settings, metric="val/rmse").direction.name == (
+        "MINIMIZE"
+    )
+    with pytest.raises(ConfigError, match="was created to minimize, this sweep would maximize"):
+        open_study(storage, "s", "maximize", *settings, metric="val/ndcg_at_10")
+    with pytest.raises(
+        ConfigError, match="optimizes val/rmse, this sweep selection.metric=val/mae"
+    ):
+        open_study(storage, "s", "minimize", *settings, metric="val/mae")
 
 
 def test_pruned_trials_are_pruned_in_optuna_and_mlflow(tmp_path: Path):

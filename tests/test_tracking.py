@@ -93,6 +93,8 @@ def test_run_records_params_tags_metrics_and_artifacts(finished_run):
     assert len(history) == 3  # one per epoch
     assert run.data.metrics["test/rmse"] == pytest.approx(metrics["test/rmse"])
     assert run.data.metrics["val/rmse_best"] == pytest.approx(metrics["val/rmse"])
+    assert tags["selection.metric"] == "val/rmse" and tags["selection.mode"] == "min"
+    assert params["selection.metric"] == "val/rmse" and params["selection.mode"] == "min"
     assert {"train/loss_epoch", "test/mae", "time/epoch_s"} <= set(run.data.metrics)
     for name in ("precision", "recall", "ndcg", "hit_rate"):  # ranking metrics of the test
         key = f"test/{name}_at_10"
@@ -359,24 +361,50 @@ def test_remote_tracking_server(tmp_path: Path):
         server.wait(timeout=30)
 
 
-def test_compare_runs_lists_finished_runs_sorted(tmp_path: Path):
-    for model in ("mf", "sage"):
-        train_fold(
-            compose_train(
-                tmp_path / model, _tracked(tmp_path, [f"model={model}", "trainer.max_epochs=2"])
-            )
-        )
+NDCG_SELECTION = ["ranking.k=5", "ranking.validate=true", "selection.metric=val/ndcg_at_5",
+                  "selection.mode=max"]  # fmt: skip
+
+
+def _compare(tmp_path: Path, *extra: str) -> list[str]:
     result = subprocess.run(
         [sys.executable, str(PROJECT_ROOT / "scripts" / "compare_runs.py"),
          "--experiment", "synthetic",
          "--tracking-uri", f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}",
-         "--plot", str(tmp_path / "cmp.png")],
+         "--plot", str(tmp_path / "cmp.png"), *extra],
         capture_output=True, text=True, timeout=120, check=True,
     )  # fmt: skip
-    rows = [line for line in result.stdout.splitlines() if "FINISHED" in line]
-    assert len(rows) == 2
-    rmse = [float(line.split("FINISHED")[1].split()[1]) for line in rows]
-    assert rmse == sorted(rmse)
+    return [line for line in result.stdout.splitlines() if "FINISHED" in line]
+
+
+def test_compare_runs_sorts_by_each_runs_selection(tmp_path: Path):
+    metrics = {}
+    for model in ("mf", "sage"):
+        for name, selection in (("rmse", []), ("ndcg", NDCG_SELECTION)):
+            overrides = [f"model={model}", "trainer.max_epochs=2", "seed=1", *selection]
+            cfg = compose_train(tmp_path / f"{model}-{name}", _tracked(tmp_path, overrides))
+            metrics[model, name] = train_fold(cfg)
+    client = _client(tmp_path)
+    run = client.get_run(metrics["mf", "ndcg"]["mlflow_run_id"])  # <metric>_best, tags
+    assert run.data.metrics["val/ndcg_at_5_best"] == pytest.approx(
+        metrics["mf", "ndcg"]["val/ndcg_at_5"]
+    )
+    assert run.data.tags["selection.metric"] == "val/ndcg_at_5"
+    assert run.data.tags["selection.mode"] == "max"
+    assert "val/rmse_best" not in run.data.metrics
+    rows = _compare(tmp_path)  # default: by selection, one group per selected metric
+    assert len(rows) == 4
+    selected = [line.split("FINISHED")[0].split()[-1] for line in rows]
+    assert selected == ["max(val/ndcg_at_5)"] * 2 + ["min(val/rmse)"] * 2
+    best = [float(line.split("FINISHED")[1].split()[0]) for line in rows]
+    assert best[:2] == sorted(best[:2], reverse=True) and best[2:] == sorted(best[2:])
+    assert sorted(best[:2]) == pytest.approx(
+        sorted(m["val/ndcg_at_5"] for (_, name), m in metrics.items() if name == "ndcg"),
+        abs=1e-4,  # the table prints 4 decimals
+    )
+    test_rmse = [
+        float(line.split("FINISHED")[1].split()[1]) for line in _compare(tmp_path, "--sort", "test")
+    ]
+    assert test_rmse == sorted(test_rmse)
     assert (tmp_path / "cmp.png").stat().st_size > 1000
 
 

@@ -63,21 +63,58 @@ def test_ranking_metrics_are_on_by_default_and_can_be_turned_off(tmp_path: Path)
     assert "test/rmse" in off and not any("_at_" in key for key in off)
 
 
+def _epochs(run_dir: Path, metric: str) -> pd.DataFrame:
+    """Per-epoch validation metrics of a `logger=csv` run, indexed by epoch."""
+    csv = next((run_dir / "csv").glob("*/metrics.csv"))
+    return pd.read_csv(csv).dropna(subset=[metric]).set_index("epoch")
+
+
 def test_checkpoints_can_be_chosen_on_validation_ranking(tmp_path: Path):
     overrides = [
         *TINY_DATA, "model=mf", "trainer.max_epochs=6", "callbacks.early_stopping=null",
         "ranking.k=5", "ranking.validate=true",
-        "callbacks.model_checkpoint.monitor=val/ndcg_at_5", "callbacks.model_checkpoint.mode=max",
+        "selection.metric=val/ndcg_at_5", "selection.mode=max",
         *FAST, "logger=csv",
     ]  # fmt: skip
     metrics = train_fold(compose_train(tmp_path, overrides))
-    csv = next((tmp_path / "run" / "csv").glob("*/metrics.csv"))
-    epochs = pd.read_csv(csv).dropna(subset=["val/ndcg_at_5"]).set_index("epoch")
+    epochs = _epochs(tmp_path / "run", "val/ndcg_at_5")
     assert len(epochs) == 6 and epochs["val/ndcg_at_5"].between(0, 1).all()
     best = epochs["val/ndcg_at_5"].idxmax()  # first epoch with the highest value
     assert metrics["best_epoch"] == best
+    assert metrics["val/ndcg_at_5"] == pytest.approx(epochs["val/ndcg_at_5"].max())
     # the reported val RMSE is the chosen epoch's, not the best RMSE of the run
     assert metrics["val/rmse"] == pytest.approx(epochs.loc[best, "val/rmse"])
+
+
+@pytest.mark.parametrize("checkpoint", ["saved", "none"])
+def test_selection_metric_picks_the_best_epoch(tmp_path: Path, checkpoint: str):
+    # val/mae, min: the checkpoint, the plateau scheduler and train()'s value all follow it
+    overrides = [
+        *TINY_DATA, "model=mf", "trainer.max_epochs=8", "callbacks.early_stopping=null",
+        "model.lr=0.1", "model.scheduler=plateau", "model.scheduler_kwargs={patience:1}",
+        "selection.metric=val/mae", "selection.mode=min", *FAST, "logger=csv",
+    ]  # fmt: skip
+    if checkpoint == "none":  # then the per-epoch history picks
+        overrides += ["callbacks.model_checkpoint=null", "test=false"]
+    cfg = compose_train(tmp_path, overrides)
+    value = train(cfg)
+    written = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    epochs = _epochs(tmp_path / "run", "val/mae")
+    assert len(epochs) == 8
+    best = epochs["val/mae"].idxmin()
+    assert epochs["val/rmse"].idxmin() != best  # here RMSE would pick another epoch
+    assert written["best_epoch"] == best
+    assert value == pytest.approx(epochs["val/mae"].min())
+    assert written["val/mae"] == pytest.approx(value)
+    assert written["val/rmse"] == pytest.approx(epochs.loc[best, "val/rmse"])
+    assert written["selection"] == "min(val/mae)"
+    if checkpoint == "saved":
+        import torch
+
+        saved = torch.load(written["best_checkpoint"], map_location="cpu", weights_only=True)
+        assert saved["epoch"] == best
+        assert saved["hyper_parameters"]["selection_metric"] == "val/mae"
+        assert saved["hyper_parameters"]["selection_mode"] == "min"
 
 
 def test_seed_makes_runs_identical(tmp_path: Path):
@@ -189,10 +226,33 @@ def test_kfold_all_runs_every_fold(tmp_path: Path, capsys):
         (["model.bpr_weight=-0.5"], "model.bpr_weight=-0.5: expected ≥ 0 (0 = off)"),
         (["ranking.k=0", "ranking.validate=true"], "ranking.validate=true needs ranking.k ≥ 1"),
         (["model.bpr_positive_rating=high"], "model.bpr_positive_rating='high': expected"),
+        (["selection.mode=up"], "selection.mode='up': expected min or max"),
+        (
+            ["selection.metric=val/foo"],
+            "selection.metric='val/foo' is not logged by this run; expected one of val/rmse, "
+            "val/mae",
+        ),
+        (["selection.metric=test/rmse"], "selection.metric='test/rmse': expected a validation"),
+        (["selection.metric=val/ndcg_at_10"], "need ranking.validate=true"),
+        (
+            ["selection.metric=val/ndcg_at_5", "ranking.k=5", "ranking.validate=true"],
+            None,  # logged: accepted (trains one epoch)
+        ),
+        (
+            ["callbacks.early_stopping.monitor=val/mae"],
+            "callbacks.early_stopping.monitor='val/mae' differs from selection.metric='val/rmse'",
+        ),
+        (
+            ["callbacks.model_checkpoint.mode=max"],
+            "callbacks.model_checkpoint.mode='max' differs from selection.mode='min'",
+        ),
     ],
 )
 def test_invalid_settings_name_the_key(tmp_path: Path, overrides: list[str], message: str):
     cfg = compose_train(tmp_path, [*TINY_DATA, *overrides, "trainer.max_epochs=1", *FAST])
+    if message is None:
+        train_fold(cfg)
+        return
     with pytest.raises(ConfigError) as info:
         train_fold(cfg)
     assert message in str(info.value)
@@ -231,14 +291,22 @@ def _schema(tmp_path: Path, cfg) -> dict:
     return datamodule.schema.as_dict()
 
 
-def test_cli_rejects_invalid_setting_with_one_line(tmp_path: Path):
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("model.lr=-1", "error: model.lr=-1: expected a positive learning rate"),
+        ("selection.metric=val/foo", "error: selection.metric='val/foo' is not logged"),
+        ("selection.mode=up", "error: selection.mode='up': expected min or max"),
+    ],
+)
+def test_cli_rejects_invalid_setting_with_one_line(tmp_path: Path, override: str, message: str):
     env = dict(os.environ, MOVIEREC_DATA_DIR=str(tmp_path / "d"), MOVIEREC_LOG_DIR=str(tmp_path))
     result = subprocess.run(
         [
             sys.executable,
             str(PROJECT_ROOT / "scripts" / "train.py"),
             *TINY_DATA,
-            "model.lr=-1",
+            override,
             "logger=none",
         ],
         capture_output=True,
@@ -247,8 +315,10 @@ def test_cli_rejects_invalid_setting_with_one_line(tmp_path: Path):
         timeout=300,
     )
     assert result.returncode == 2
-    assert "error: model.lr=-1: expected a positive learning rate" in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith(message), result.stderr[-2000:]
     assert "Traceback" not in result.stderr
+    assert not list(tmp_path.rglob("*.ckpt"))  # refused before training
 
 
 @pytest.mark.integration

@@ -15,7 +15,9 @@ class MovierecOptunaSweeperConf:
     _target_: str = "hydra_plugins.movierec_optuna_sweeper.sweeper.MovierecOptunaSweeper"
     study_name: str = "movierec"
     storage: str = "sqlite:///mlruns/optuna.db"
-    direction: str = "minimize"
+    # the study's direction follows selection.mode (min → minimize, max → maximize); set
+    # here it must agree with it
+    direction: str | None = None
     n_trials: int = 20
     sampler: dict[str, Any] = field(default_factory=lambda: {"name": "tpe", "seed": 0})
     pruner: dict[str, Any] = field(

@@ -1,4 +1,8 @@
-"""`MovierecOptunaSweeper`: each trial = ask Optuna, launch one training, tell the result."""
+"""`MovierecOptunaSweeper`: each trial = ask Optuna, launch one training, tell the result.
+
+The objective is `selection` (conf/train.yaml): a trial's value is its best epoch's
+`selection.metric`, and the study minimizes or maximizes it as `selection.mode` says.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ from optuna.distributions import FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
 from movierec.errors import ConfigError
+from movierec.training.selection import Selection, SelectionError
 from movierec.tuning.best_config import experiment_yaml, write_experiment
 from movierec.tuning.search_space import parse_search_space
 from movierec.tuning.study import (
@@ -41,7 +46,7 @@ class MovierecOptunaSweeper(Sweeper):
         self,
         study_name: str,
         storage: str,
-        direction: str,
+        direction: str | None,
         n_trials: int,
         sampler: dict,
         pruner: dict,
@@ -88,13 +93,19 @@ class MovierecOptunaSweeper(Sweeper):
         space = parse_search_space({**s["params"], **extra_space}, job_config)
         if not isinstance(s["n_trials"], int) or s["n_trials"] < 1:
             raise ConfigError(f"hydra.sweeper.n_trials={s['n_trials']!r}: expected an integer ≥ 1")
+        self.selection = Selection.from_cfg(job_config)
         study = open_study(
-            s["storage"], s["study_name"], s["direction"], s["sampler"], s["pruner"],
-            s["heartbeat_interval"], s["grace_period"],
+            s["storage"], s["study_name"], _direction(s["direction"], self.selection),
+            s["sampler"], s["pruner"], s["heartbeat_interval"], s["grace_period"],
+            metric=self.selection.metric,
         )  # fmt: skip
         with allocation_lock(s["storage"], s["study_name"]):
             parent = open_study_run(job_config, s["study_name"], s["storage"])
-        log.info("study %r in %s: %d trials wanted", s["study_name"], s["storage"], s["n_trials"])
+        log.info(
+            "study %r in %s: %d trials wanted, %s %s",
+            s["study_name"], s["storage"], s["n_trials"],
+            self.selection.optuna_direction, self.selection.metric,
+        )  # fmt: skip
         failures = 0
         while True:
             trial = self._allocate(study)
@@ -109,7 +120,7 @@ class MovierecOptunaSweeper(Sweeper):
                 )
         best = _best(study)
         if best is not None:
-            close_study_run(parent, study, s["n_trials"])
+            close_study_run(parent, study, s["n_trials"], self.selection)
             self._write_best(study, fixed)
         return best
 
@@ -160,13 +171,20 @@ class MovierecOptunaSweeper(Sweeper):
             _tell(study, trial, state=TrialState.PRUNED)
             log.info("trial %d pruned", trial.number)
             return TrialState.PRUNED
+        except SelectionError as err:
+            # refused before training: a selection the run cannot follow fails every trial
+            _tell(study, trial, state=TrialState.FAIL)
+            if parent is not None:
+                parent.client.set_tag(parent.run_id, "error", str(err))
+                parent.client.set_terminated(parent.run_id, "FAILED")
+            raise
         except Exception as err:  # a failed training fails its trial, not the sweep
             _tell(study, trial, state=TrialState.FAIL)
             log.warning("trial %d failed: %s: %s", trial.number, type(err).__name__, err)
             return TrialState.FAIL
         if not _tell(study, trial, value):
             return TrialState.FAIL
-        log.info("trial %d: %s = %.5f", trial.number, "value", value)
+        log.info("trial %d: %s = %.5f", trial.number, self.selection.metric, value)
         return TrialState.COMPLETE
 
     def _write_best(self, study: optuna.Study, fixed: list[str]) -> None:
@@ -177,9 +195,24 @@ class MovierecOptunaSweeper(Sweeper):
         root = Path(self.config.paths.root_dir) if "paths" in self.config else Path.cwd()
         path = (root / folder / f"{self.settings['study_name']}.yaml").resolve()
         groups = set(self.config.hydra.runtime.choices.keys())
-        text = experiment_yaml(self.settings["study_name"], best.value, best.params, fixed, groups)
+        text = experiment_yaml(
+            self.settings["study_name"], self.selection, best.value, best.params, fixed, groups
+        )
         write_experiment(path, text)
         log.info("best trial %d (%.5f) written to %s", best.number, best.value, path)
+
+
+def _direction(configured: str | None, selection: Selection) -> str:
+    """The study direction: `selection.mode`'s; `hydra.sweeper.direction`, when set, must
+    say the same (one source: a study must not minimize what checkpoints maximize)."""
+    wanted = selection.optuna_direction
+    if configured is not None and configured != wanted:
+        raise ConfigError(
+            f"hydra.sweeper.direction={configured!r} disagrees with "
+            f"selection.mode={selection.mode!r} (which means {wanted}); drop "
+            "hydra.sweeper.direction, the direction follows selection.mode"
+        )
+    return wanted
 
 
 def _tell(study: optuna.Study, trial: optuna.trial.Trial, value=None, state=None) -> bool:

@@ -1,7 +1,7 @@
 """The train task: compose data, model, callbacks, logger and trainer; fit, test, report.
 
-`train(cfg)` returns the metric a sweep optimizes: the best epoch's validation RMSE (the
-mean over folds for `split.fold=all`), never a test metric.
+`train(cfg)` returns the metric a sweep optimizes: the best epoch's value of
+`selection.metric` (the mean over folds for `split.fold=all`), never a test metric.
 """
 
 from __future__ import annotations
@@ -37,19 +37,20 @@ from movierec.tracking.recorder import (
 from movierec.training.callbacks import EpochTimer, ValidationHistory
 from movierec.training.checkpoints import checkpoint_epoch
 from movierec.training.module import RatingPredictor
+from movierec.training.selection import Selection
 from movierec.tuning.pruning import optuna_pruning
 
 log = logging.getLogger(__name__)
 
-SUMMARY_METRICS = ("val/rmse", "val/mae", "test/rmse", "test/mae")
-
 
 def train(cfg: DictConfig) -> float:
-    """Train one split, or every fold when `split.fold=all`; return best val RMSE."""
+    """Train one split, or every fold when `split.fold=all`; return the best epoch's
+    `selection.metric` (the mean over folds)."""
+    selection = Selection.from_cfg(cfg)
     try:
         if cfg.split.get("fold") == "all":
             return cross_validate(cfg)
-        return float(train_fold(cfg)["val/rmse"])
+        return float(train_fold(cfg)[selection.metric])
     except SIGTERMException:
         # Lightning stops cleanly after the current batch but exits with status 0;
         # a killed job must not look like a finished one to a shell or a scheduler.
@@ -64,8 +65,11 @@ def train_fold(cfg: DictConfig, parent_run_id: str | None = None) -> dict[str, A
     """Fit on one split, test the best checkpoint, write `metrics.json`; return the metrics.
 
     With an MLflow logger the training is one MLflow run (a child of `parent_run_id` for a
-    cross-validation fold); it ends FINISHED, FAILED or KILLED whatever happens.
+    cross-validation fold); it ends FINISHED, FAILED or KILLED whatever happens. A
+    `selection` the run cannot follow is refused before any run or training starts.
     """
+    selection = Selection.from_cfg(cfg)
+    selection.check_monitors(cfg.get("callbacks"))
     pl.seed_everything(cfg.seed, workers=True)
     datamodule: MovieLensDataModule = build(cfg.data, "data", split=cfg.split)
     if _is_local_zero():
@@ -76,6 +80,7 @@ def train_fold(cfg: DictConfig, parent_run_id: str | None = None) -> dict[str, A
     model: RatingPredictor = build(
         cfg.model, "model", schema=datamodule.schema.as_dict(), **_ranking_settings(cfg)
     )
+    selection.check(model.validation_metrics())
     resumed_from = _checkpoint_epoch(cfg.get("ckpt_path"))
     sweep = cfg.get("sweep") or {}
     trial_tags = {}
@@ -88,7 +93,7 @@ def train_fold(cfg: DictConfig, parent_run_id: str | None = None) -> dict[str, A
         extra_tags=trial_tags,
     )
     with run if run is not None else nullcontext():
-        metrics = _fit_and_test(cfg, datamodule, model, run, resumed_from)
+        metrics = _fit_and_test(cfg, datamodule, model, run, resumed_from, selection)
         if run is not None:
             checkpoint = metrics["best_checkpoint"]
             record_outputs(run, cfg, datamodule, model, checkpoint, metrics)
@@ -108,6 +113,7 @@ def _fit_and_test(
     model: RatingPredictor,
     run: TrackedRun | None,
     resumed_from: int,
+    selection: Selection,
 ) -> dict[str, Any]:
     loggers = []
     for name, node in (cfg.get("logger") or {}).items():
@@ -140,8 +146,20 @@ def _fit_and_test(
     if trainer.interrupted:
         raise KeyboardInterrupt
     checkpoint = next((c for c in callbacks if isinstance(c, ModelCheckpoint)), None)
-    metrics: dict[str, Any] = {"val/rmse": _best_val_rmse(trainer, checkpoint, history)}
-    last_val_mae = trainer.callback_metrics.get("val/mae")
+    logged = model.validation_metrics()
+    best_epoch, chosen = _chosen_epoch(selection, checkpoint, history)
+    # the selection metric first, then the chosen epoch's other validation metrics (the
+    # benchmark reads val/rmse), then the last epoch's as <name>_last
+    metrics: dict[str, Any] = {
+        selection.metric: chosen.get(selection.metric, math.nan),
+        **{name: chosen.get(name, math.nan) for name in logged},
+    }
+    last = {
+        f"{name}_last": float(trainer.callback_metrics[name])
+        if name in trainer.callback_metrics
+        else math.nan
+        for name in logged
+    }
     if cfg.get("test", True):
         ckpt = "best" if checkpoint is not None and checkpoint.best_model_path else None
         results = trainer.test(
@@ -151,11 +169,12 @@ def _fit_and_test(
     timer = next(c for c in callbacks if isinstance(c, EpochTimer))
     metrics.update(
         {
-            "val/mae_last": float(last_val_mae) if last_val_mae is not None else math.nan,
+            **last,
+            "selection": selection.describe(),
             "epochs": trainer.current_epoch,
             "resumed_from_epoch": resumed_from,
             "epochs_this_run": len(timer.durations),
-            "best_epoch": _best_epoch(checkpoint),
+            "best_epoch": best_epoch,
             "fit_seconds": fit_seconds,
             "seconds_per_epoch": _mean(timer.durations),
             # the first epoch also builds caches (adjacency); the last is the steady state
@@ -169,19 +188,26 @@ def _fit_and_test(
 
 
 def cross_validate(cfg: DictConfig) -> float:
-    """Run every fold of `cfg.split`; print each fold and mean ± std; return mean val RMSE."""
+    """Run every fold of `cfg.split`; print each fold and mean ± std; return the mean of
+    the folds' best `selection.metric`."""
+    selection = Selection.from_cfg(cfg)
+    selection.check_monitors(cfg.get("callbacks"))
     probe = build(OmegaConf.merge(cfg.split, {"fold": 1}), "split")
     base_dir = Path(cfg.paths.output_dir)
     parent = open_cv_parent(cfg, probe.name, len(probe.folds))
     with parent if parent is not None else nullcontext():
-        summary = _run_folds(cfg, probe.folds, base_dir, parent)
+        summary = _run_folds(cfg, probe.folds, base_dir, parent, selection)
         if parent is not None:
-            record_cv_summary(parent, summary, base_dir / "cv_metrics.json")
-    return summary["val/rmse"][0]
+            record_cv_summary(parent, summary, base_dir / "cv_metrics.json", selection)
+    return summary[selection.metric][0]
 
 
 def _run_folds(
-    cfg: DictConfig, folds: list[int], base_dir: Path, parent: TrackedRun | None
+    cfg: DictConfig,
+    folds: list[int],
+    base_dir: Path,
+    parent: TrackedRun | None,
+    selection: Selection,
 ) -> dict[str, tuple[float, float]]:
     rows = []
     for fold in folds:
@@ -192,11 +218,10 @@ def _run_folds(
         log.info("fold %d of %d", fold, len(folds))
         metrics = train_fold(fold_cfg, parent_run_id=parent.run_id if parent else None)
         rows.append({"fold": fold, **metrics})
-    ranking = sorted(k for k in rows[0] if k.startswith("test/") and k not in SUMMARY_METRICS)
     summary = {
         name: (_mean([r[name] for r in rows]), _std([r[name] for r in rows]))
-        for name in (*SUMMARY_METRICS, *ranking)
-        if all(name in r for r in rows)
+        for name in _summary_metrics(rows[0], selection)
+        if all(isinstance(r.get(name), (int, float)) for r in rows)
     }
     if rank_zero_only.rank == 0:
         w = {m: max(10, len(m)) for m in summary}
@@ -220,12 +245,25 @@ def _run_folds(
     return summary
 
 
+def _summary_metrics(row: dict[str, Any], selection: Selection) -> list[str]:
+    """What a cross-validation summarizes: the selection metric, the chosen epoch's other
+    validation metrics, then the test metrics (not the last epoch's `_last` values)."""
+    names = [selection.metric]
+    names += [k for k in row if k.startswith("val/") and not k.endswith("_last")]
+    names += [k for k in row if k.startswith("test/")]
+    return list(dict.fromkeys(names))
+
+
 def _ranking_settings(cfg: DictConfig) -> dict[str, Any]:
     ranking = cfg.get("ranking") or {}
+    selection = cfg.get("selection") or {}
     settings = {
         "ranking_k": ranking.get("k"),
         "relevant_rating": ranking.get("relevant_rating"),
         "validate_ranking": ranking.get("validate"),
+        # the plateau scheduler watches the selection metric
+        "selection_metric": selection.get("metric"),
+        "selection_mode": selection.get("mode"),
     }
     return {k: v for k, v in settings.items() if v is not None}
 
@@ -249,25 +287,22 @@ def _write_json(path: Path, payload: dict) -> None:
     tmp.replace(path)
 
 
-def _best_val_rmse(
-    trainer: pl.Trainer, checkpoint: ModelCheckpoint | None, history: ValidationHistory
-) -> float:
-    """Validation RMSE of the best checkpoint's epoch, whatever metric chose it (else the
-    last epoch's)."""
-    if checkpoint is not None and checkpoint.best_model_score is not None:
-        if checkpoint.monitor == "val/rmse":
-            return float(checkpoint.best_model_score)
-        best = history.history.get(_checkpoint_epoch(checkpoint.best_model_path), {})
-        if "val/rmse" in best:
-            return best["val/rmse"]
-    value = trainer.callback_metrics.get("val/rmse")
-    return float(value) if value is not None else math.nan
+def _chosen_epoch(
+    selection: Selection, checkpoint: ModelCheckpoint | None, history: ValidationHistory
+) -> tuple[int, dict[str, float]]:
+    """The epoch `selection` picked (-1: none) and its validation metrics.
 
-
-def _best_epoch(checkpoint: ModelCheckpoint | None) -> int:
-    if checkpoint is None or not checkpoint.best_model_path:
-        return -1
-    return _checkpoint_epoch(checkpoint.best_model_path)
+    With a best checkpoint, its epoch and score (they survive a resume, which the
+    per-epoch history of this process does not); else the best epoch of the history.
+    """
+    if checkpoint is not None and checkpoint.best_model_path:
+        epoch = _checkpoint_epoch(checkpoint.best_model_path)
+        values = dict(history.history.get(epoch, {}))
+        if checkpoint.best_model_score is not None:
+            values[selection.metric] = float(checkpoint.best_model_score)
+        return epoch, values
+    epoch = selection.best_epoch(history.history)
+    return epoch, dict(history.history.get(epoch, {}))
 
 
 def _checkpoint_epoch(path: str | None) -> int:

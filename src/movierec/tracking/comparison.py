@@ -1,4 +1,9 @@
-"""Side-by-side comparison of finished runs: a sorted table and a bar plot."""
+"""Side-by-side comparison of finished runs: a sorted table and a bar plot.
+
+By default runs are sorted by the best epoch's value of the metric each one selected on
+(`selection`, from the run's tags or params), best first in that metric's direction; runs
+that selected on different metrics are listed in one group per metric.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +14,11 @@ import pandas as pd
 
 from movierec.errors import ConfigError
 from movierec.tracking.plots import plt
+from movierec.training.selection import MODES, Selection
 
-SORT_METRICS = {"val": "metrics.val/rmse_best", "test": "metrics.test/rmse"}
+# val: each run's best selection metric, in its direction; test: test RMSE, lowest first
+SORTS = ("val", "test")
+SELECTED = "selection"  # columns added by load_runs: selection, selection.best
 BASE_COLUMNS = {
     "run_id": "run",
     "tags.mlflow.runName": "name",
@@ -18,8 +26,9 @@ BASE_COLUMNS = {
     "tags.dataset": "dataset",
     "tags.split": "split",
     "tags.fold": "fold",
+    SELECTED: "selected on",
     "status": "status",
-    "metrics.val/rmse_best": "val RMSE",
+    f"{SELECTED}.best": "best val",
     "metrics.test/rmse": "test RMSE",
     "metrics.test/mae": "test MAE",
     "metrics.summary/epochs": "epochs",
@@ -40,12 +49,13 @@ def load_runs(
     tracking_uri: str,
     experiment: str,
     filter_string: str = "",
-    sort: str = "test",
+    sort: str = "val",
     finished_only: bool = True,
 ) -> pd.DataFrame:
-    """Runs of `experiment` (FINISHED ones unless `finished_only=False`), best RMSE first."""
-    if sort not in SORT_METRICS:
-        raise ConfigError(f"sort={sort!r} is not valid; expected one of {', '.join(SORT_METRICS)}")
+    """Runs of `experiment` (FINISHED ones unless `finished_only=False`), best first: by
+    their selection metric's best value (`sort="val"`) or by test RMSE (`"test"`)."""
+    if sort not in SORTS:
+        raise ConfigError(f"sort={sort!r} is not valid; expected one of {', '.join(SORTS)}")
     mlflow.set_tracking_uri(tracking_uri)
     if mlflow.get_experiment_by_name(experiment) is None:
         names = [e.name for e in mlflow.search_experiments()]
@@ -62,10 +72,63 @@ def load_runs(
         raise ConfigError(f"filter {filter_string!r} is not a valid MLflow filter: {err}") from None
     if runs.empty:
         return runs
-    key = SORT_METRICS[sort]
-    if key not in runs:
-        runs[key] = float("nan")
-    return runs.sort_values(key, na_position="last").reset_index(drop=True)
+    runs = with_selection(runs)
+    if sort == "test":
+        key = "metrics.test/rmse"
+        if key not in runs:
+            runs[key] = float("nan")
+        return runs.sort_values(key, na_position="last").reset_index(drop=True)
+    return sort_by_selection(runs)
+
+
+def with_selection(runs: pd.DataFrame) -> pd.DataFrame:
+    """Add `selection` (e.g. `max(val/ndcg_at_10)`, "" when unknown) and `selection.best`
+    (that metric's `<metric>_best`) from each run's tags, else its params; runs logged
+    before `selection` existed are read from their `optimized_metric` param."""
+    runs = runs.copy()
+    described, best = [], []
+    for _, row in runs.iterrows():
+        selection = _run_selection(row)
+        described.append(selection.describe() if selection else "")
+        value = row.get(f"metrics.{selection.best_key}") if selection else None
+        best.append(float(value) if value is not None and pd.notna(value) else float("nan"))
+    runs[SELECTED] = described
+    runs[f"{SELECTED}.best"] = best
+    return runs
+
+
+def sort_by_selection(runs: pd.DataFrame) -> pd.DataFrame:
+    """Each selection's runs together (groups in name order, unknown last), best first in
+    the group's direction, runs without a value last."""
+    groups = []
+    for described, group in runs.groupby(SELECTED, sort=True):
+        ascending = not str(described).startswith("max(")
+        groups.append(
+            (described == "", group.sort_values(f"{SELECTED}.best", ascending=ascending,
+                                                na_position="last"))
+        )  # fmt: skip
+    ordered = [group for _, group in sorted(groups, key=lambda item: item[0])]
+    return pd.concat(ordered).reset_index(drop=True)
+
+
+def _run_selection(row: pd.Series) -> Selection | None:
+    def first(*keys: str) -> str | None:
+        for key in keys:
+            value = row.get(key)
+            if isinstance(value, str) and value:
+                return value
+        return None
+
+    metric = first("tags.selection.metric", "params.selection.metric", "params.optimized_metric")
+    mode = first(
+        "tags.selection.mode", "params.selection.mode", "params.callbacks.model_checkpoint.mode"
+    )
+    if metric is None or mode not in MODES:
+        return None
+    try:
+        return Selection(metric, mode)
+    except ConfigError:
+        return None
 
 
 def comparison_table(runs: pd.DataFrame, max_params: int = 6) -> pd.DataFrame:

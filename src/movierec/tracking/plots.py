@@ -12,20 +12,20 @@ import numpy as np
 
 
 def plot_curves(history: dict[str, list[tuple[int, float]]], path: Path) -> Path:
-    """Loss (left) and validation RMSE/MAE (right) against the training step."""
+    """Loss (left) and the validation metrics (right, every other key) against the step."""
     fig, (loss_ax, metric_ax) = plt.subplots(1, 2, figsize=(10, 4))
     for key, ax in (("train/loss_epoch", loss_ax), ("train/loss_step", loss_ax)):
         points = history.get(key) or []
         if points:
             steps, values = zip(*points, strict=True)
             ax.plot(steps, values, label=key, alpha=0.8 if key.endswith("epoch") else 0.3)
-    for key in ("val/rmse", "val/mae"):
+    for key in (k for k in history if not k.startswith("train/")):
         points = history.get(key) or []
         if points:
             steps, values = zip(*points, strict=True)
             metric_ax.plot(steps, values, label=key)
     loss_ax.set(title="training loss", xlabel="step", ylabel="loss")
-    metric_ax.set(title="validation", xlabel="step", ylabel="stars")
+    metric_ax.set(title="validation", xlabel="step")
     for ax in (loss_ax, metric_ax):
         if ax.lines:
             ax.legend()

@@ -16,11 +16,12 @@ from movierec.tracking.lifecycle import TrackedRun, remember_run_id, run_id_for_
 from movierec.tracking.lineage import ratings_input, split_machine_paths
 from movierec.tracking.params import flatten_config, git_state, library_versions
 from movierec.tracking.plots import plot_curves, plot_predictions
+from movierec.training.selection import Selection
 
 log = logging.getLogger(__name__)
 
 MLFLOW_LOGGER_TARGET = "pytorch_lightning.loggers.MLFlowLogger"
-CURVES = ("train/loss_epoch", "train/loss_step", "val/rmse", "val/mae")
+LOSS_CURVES = ("train/loss_epoch", "train/loss_step")
 
 
 def mlflow_node(cfg: DictConfig) -> DictConfig | None:
@@ -71,6 +72,7 @@ def open_run(
         **git_state(Path(cfg.paths.root_dir)),
         **library_versions(),
         **{f"choice.{k}": v for k, v in picked.items()},
+        **Selection.from_cfg(cfg).as_tags(),
         **(extra_tags or {}),
     }
     if cfg.get("tags"):
@@ -130,10 +132,12 @@ def record_outputs(
     numeric = {
         k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and k != "parameters"
     }
-    # val/rmse and test/* histories come from the Lightning logger; the best epoch's val
-    # RMSE (what sweeps optimize) gets its own name so it does not extend that history.
+    # val/* and test/* histories come from the Lightning logger; the best epoch's value
+    # of the selection metric (what sweeps optimize) gets its own name, <metric>_best, so
+    # it does not extend that history.
+    selection = Selection.from_cfg(cfg)
     summary = {f"summary/{k}": v for k, v in numeric.items() if "/" not in k}
-    summary["val/rmse_best"] = numeric["val/rmse"]
+    summary[selection.best_key] = numeric[selection.metric]
     run.log_metrics(summary)
     run.set_tags({"parameters": str(metrics.get("parameters", ""))})
     with tempfile.TemporaryDirectory() as tmp:
@@ -146,7 +150,8 @@ def record_outputs(
         data.users.rename_axis("user_index").to_csv(maps / "users.csv")
         data.movies.rename_axis("movie_index").to_csv(maps / "movies.csv")
         run.log_artifact(maps, "id_maps")
-        history = {key: run.metric_history(key) for key in CURVES}
+        curves = (*LOSS_CURVES, *model.validation_metrics())
+        history = {key: run.metric_history(key) for key in curves}
         run.log_artifact(plot_curves(history, folder / "curves.png"), "plots")
         user, movie, rating = datamodule.split_data.rows("test")
         if len(rating) and model.net.predicts_ratings:
@@ -198,6 +203,7 @@ def open_cv_parent(cfg: DictConfig, split_name: str, n_folds: int) -> TrackedRun
             "fold": "all",
             "seed": str(cfg.seed),
             "cv.folds": str(n_folds),
+            **Selection.from_cfg(cfg).as_tags(),
             **git_state(Path(cfg.paths.root_dir)),
             **library_versions(),
         },
@@ -206,12 +212,17 @@ def open_cv_parent(cfg: DictConfig, split_name: str, n_folds: int) -> TrackedRun
     return run
 
 
-def record_cv_summary(run: TrackedRun, summary: dict[str, tuple[float, float]], path: Path) -> None:
-    """Mean (under the fold metrics' own names) and std (`<name>_std`) on the parent run."""
+def record_cv_summary(
+    run: TrackedRun, summary: dict[str, tuple[float, float]], path: Path, selection: Selection
+) -> None:
+    """Mean (under the fold metrics' own names) and std (`<name>_std`) on the parent run,
+    and the folds' mean best selection metric as `<metric>_best`."""
     metrics = {}
     for name, (mean, std) in summary.items():
         metrics[name] = mean
         metrics[f"{name}_std"] = std
+    if selection.metric in summary:
+        metrics[selection.best_key] = summary[selection.metric][0]
     run.log_metrics(metrics)
     if path.is_file():
         run.log_artifact(path)

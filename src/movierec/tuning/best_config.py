@@ -9,15 +9,21 @@ from typing import Any
 
 import yaml
 
+from movierec.training.selection import Selection
+
 
 def experiment_yaml(
     study_name: str,
+    selection: Selection,
     best_value: float,
     best_params: dict[str, Any],
     base_overrides: list[str],
     groups: set[str],
 ) -> str:
-    """`# @package _global_` config: the sweep's group choices + the best parameters."""
+    """`# @package _global_` config: the sweep's group choices + the best parameters.
+
+    The header names the value the study optimized (`selection`); a `selection.*` given
+    on the sweep's command line is kept, so the config selects epochs the same way."""
     defaults = []
     values: dict[str, Any] = {}
     for override in base_overrides:
@@ -33,7 +39,8 @@ def experiment_yaml(
         _set(values, key.lstrip("+"), value)
     header = (
         "# @package _global_\n"
-        f"# Best trial of Optuna study {study_name!r}: val/rmse = {best_value:.5f}\n"
+        f"# Best trial of Optuna study {study_name!r}: {selection.metric} = {best_value:.5f} "
+        f"(best epoch; selection.mode={selection.mode})\n"
         f"#   python scripts/train.py experiment=tuned/{study_name}\n"
     )
     body = {"defaults": defaults, **values} if defaults else values

@@ -1,10 +1,12 @@
-"""Report each epoch's validation RMSE to an Optuna trial and stop it when pruned."""
+"""Report each epoch's selection metric to an Optuna trial and stop it when pruned."""
 
 from __future__ import annotations
 
 import optuna
 import pytorch_lightning as pl
 from omegaconf import OmegaConf
+
+from movierec.training.selection import Selection
 
 
 class OptunaPruning(pl.Callback):
@@ -15,7 +17,7 @@ class OptunaPruning(pl.Callback):
     `pytorch_lightning`.
     """
 
-    def __init__(self, trial: optuna.trial.BaseTrial, monitor: str = "val/rmse") -> None:
+    def __init__(self, trial: optuna.trial.BaseTrial, monitor: str) -> None:
         self.trial = trial
         self.monitor = monitor
 
@@ -48,7 +50,8 @@ def trial_from_storage(
 
 
 def optuna_pruning(cfg) -> OptunaPruning | None:
-    """The pruning callback for a sweep trial (`cfg.sweep.trial` set by the sweeper)."""
+    """The pruning callback for a sweep trial (`cfg.sweep.trial` set by the sweeper); it
+    watches `selection.metric` (the study's direction is `selection.mode`)."""
     sweep = cfg.get("sweep") or {}
     if sweep.get("trial") is None:
         return None
@@ -61,4 +64,4 @@ def optuna_pruning(cfg) -> OptunaPruning | None:
         int(sweep.trial),
         OmegaConf.to_container(settings.pruner, resolve=True),
     )
-    return OptunaPruning(trial, monitor=cfg.get("optimized_metric", "val/rmse"))
+    return OptunaPruning(trial, monitor=Selection.from_cfg(cfg).metric)

@@ -98,8 +98,14 @@ def open_study(
     pruner: dict,
     heartbeat_interval: int,
     grace_period: int,
+    metric: str | None = None,
 ) -> optuna.Study:
-    """Create the study or join the existing one of the same name."""
+    """Create the study or join the existing one of the same name.
+
+    An existing study must have the same `direction` and, when it recorded one, the same
+    objective `metric` (user attribute `selection.metric`): trial values of two metrics
+    in one study are not comparable.
+    """
     if direction not in ("minimize", "maximize"):
         raise ConfigError(f"hydra.sweeper.direction={direction!r}; expected minimize or maximize")
     if storage_url.startswith("sqlite:///"):
@@ -119,7 +125,7 @@ def open_study(
             heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
         )
     with allocation_lock(storage_url, study_name):
-        return optuna.create_study(
+        study = optuna.create_study(
             study_name=study_name,
             storage=storage,
             sampler=make_sampler(sampler),
@@ -127,6 +133,23 @@ def open_study(
             direction=direction,
             load_if_exists=True,
         )
+        existing = study.direction.name.lower()
+        if existing != direction:
+            raise ConfigError(
+                f"Optuna study {study_name!r} in {storage_url} was created to {existing}, "
+                f"this sweep would {direction} (selection.mode); use another "
+                "hydra.sweeper.study_name"
+            )
+        if metric is not None:
+            recorded = study.user_attrs.get("selection.metric")
+            if recorded is None:
+                study.set_user_attr("selection.metric", metric)
+            elif recorded != metric:
+                raise ConfigError(
+                    f"Optuna study {study_name!r} in {storage_url} optimizes {recorded}, "
+                    f"this sweep selection.metric={metric}; use another hydra.sweeper.study_name"
+                )
+        return study
 
 
 def counts(study: optuna.Study) -> dict[TrialState, int]:

@@ -11,6 +11,7 @@ from movierec.tracking.lifecycle import TrackedRun
 from movierec.tracking.params import flatten_config
 from movierec.tracking.recorder import mlflow_node
 from movierec.tracking.store import ensure_experiment, prepare_local_store
+from movierec.training.selection import Selection
 
 
 def open_study_run(config: DictConfig, study_name: str, storage: str) -> TrackedRun | None:
@@ -35,20 +36,29 @@ def open_study_run(config: DictConfig, study_name: str, storage: str) -> Tracked
         node.experiment_name,
         artifact_root=node.get("artifact_location"),
         run_name=f"optuna-{study_name}",
-        tags={"optuna.study": study_name, "optuna.role": "study", "optuna.storage": storage},
+        tags={
+            "optuna.study": study_name,
+            "optuna.role": "study",
+            "optuna.storage": storage,
+            **Selection.from_cfg(config).as_tags(),
+        },
     )
     run.log_params(flatten_config(config))
     return run
 
 
-def close_study_run(run: TrackedRun | None, study: optuna.Study, n_trials: int) -> None:
-    """Best value (metric) and params (tags) on the parent; FINISHED once the study is."""
+def close_study_run(
+    run: TrackedRun | None, study: optuna.Study, n_trials: int, selection: Selection
+) -> None:
+    """Best value (metric `best/<selection metric>`, e.g. `best/val_ndcg_at_10`) and params
+    (tags) on the parent; FINISHED once the study is."""
     if run is None:
         return
     best = study.best_trial
     trials = study.get_trials(deepcopy=False)
     states = {state.name.lower(): sum(t.state == state for t in trials) for state in TrialState}
-    run.log_metrics({"best/val_rmse": best.value, **{f"trials/{k}": v for k, v in states.items()}})
+    best_key = "best/" + selection.metric.replace("/", "_")
+    run.log_metrics({best_key: best.value, **{f"trials/{k}": v for k, v in states.items()}})
     run.set_tags(
         {
             "optuna.best_trial": str(best.number),
