@@ -28,12 +28,14 @@ from movierec.data.datamodule import MovieLensDataModule
 from movierec.serving.pyfunc import publish_trained_model
 from movierec.tracking.lifecycle import TrackedRun
 from movierec.tracking.recorder import (
+    choices,
     mlflow_node,
     open_cv_parent,
     open_run,
     record_cv_summary,
     record_outputs,
 )
+from movierec.tracking.registry import CHAMPION, register_model
 from movierec.training.callbacks import EpochTimer, ValidationHistory
 from movierec.training.checkpoints import checkpoint_epoch
 from movierec.training.module import RatingPredictor
@@ -102,9 +104,25 @@ def train_fold(cfg: DictConfig, parent_run_id: str | None = None) -> dict[str, A
                     run.run_id, run.client.tracking_uri, checkpoint, datamodule
                 )
                 run.set_tags({"model_uri": uri})
+                if cfg.get("register"):
+                    run.set_tags(_register(cfg, run, uri, datamodule, selection, metrics))
             metrics["mlflow_run_id"] = run.run_id
     _report(cfg, metrics)
     return metrics
+
+
+def _register(cfg, run: TrackedRun, model_uri: str, datamodule, selection, metrics) -> dict:
+    """Register the run's model (`registry.name`, default movierec-<dataset>-<model>) and
+    move `registry.alias` when the selection metric beats the current holder's."""
+    registry = cfg.get("registry") or {}
+    model = choices(cfg).get("model", str(cfg.model.net._target_).rsplit(".", 1)[-1])
+    name = registry.get("name") or f"movierec-{datamodule.settings.name}-{model}"
+    return register_model(
+        run.client, name, model_uri, run.run_id,
+        metric=selection.metric, mode=selection.mode, value=metrics[selection.metric],
+        dataset=datamodule.settings.name, split=datamodule.split.name,
+        alias=registry.get("alias") or CHAMPION,
+    )  # fmt: skip
 
 
 def _fit_and_test(
