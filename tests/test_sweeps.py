@@ -108,6 +108,14 @@ def test_sweep_records_study_mlflow_parent_children_and_best_config(tmp_path: Pa
     assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
     assert parent.data.metrics["best/val_rmse"] == pytest.approx(study.best_value)
     assert parent.info.status == "FINISHED"
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    plots = {a.path for a in client.list_artifacts(parent.info.run_id, "plots/study")}
+    assert plots == {f"plots/study/{name}" for name in
+                     ("optimization_history.png", "param_importances.png",
+                      "parallel_coordinate.png")}  # fmt: skip
+    assert sorted(c.info.run_name for c in children) == [
+        f"trial-{i} sage synthetic" for i in range(4)
+    ]
     for child in children:  # each trial run carries its sampled params
         trial = study.trials[int(child.data.tags["optuna.trial"])]
         assert float(child.data.params["model.lr"]) == pytest.approx(trial.params["model.lr"])

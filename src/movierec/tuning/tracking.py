@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import optuna
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
@@ -12,6 +15,7 @@ from movierec.tracking.params import flatten_config
 from movierec.tracking.recorder import mlflow_node
 from movierec.tracking.store import ensure_experiment, prepare_local_store
 from movierec.training.selection import Selection
+from movierec.tuning.plots import study_plots
 
 
 def open_study_run(config: DictConfig, study_name: str, storage: str) -> TrackedRun | None:
@@ -65,5 +69,9 @@ def close_study_run(
             **{f"best.{name}": str(value) for name, value in best.params.items()},
         }
     )
+    with tempfile.TemporaryDirectory() as tmp:
+        skipped = study_plots(study, Path(tmp) / "study")
+        run.log_artifact(Path(tmp) / "study", "plots/study")
+        run.set_tags({f"plots.skipped.{name}": why for name, why in skipped.items()})
     if states["complete"] + states["pruned"] >= n_trials:
         run.client.set_terminated(run.run_id, "FINISHED")
