@@ -6,19 +6,9 @@ python scripts/inspect_data.py data=ml_100k [split=predefined] [export=graph.gra
 import os
 from pathlib import Path
 
-import hydra
-from omegaconf import DictConfig
-
 os.environ.setdefault("MOVIEREC_ROOT", str(Path(__file__).resolve().parents[1]))
 
-
-@hydra.main(version_base="1.3", config_path="../conf", config_name="inspect_data")
-def main(cfg: DictConfig) -> None:
-    from movierec.cli import run_reporting_user_errors
-    from movierec.tasks.inspect_data import inspect_data
-
-    run_reporting_user_errors(lambda: inspect_data(cfg))
-
+from movierec.tasks.entry import inspect  # after MOVIEREC_ROOT: configs read it
 
 if __name__ == "__main__":
-    main()
+    inspect()

@@ -8,19 +8,9 @@ python scripts/recommend.py run_id=<id> ratings=[[1,5],[260,4.5]]      # a new u
 import os
 from pathlib import Path
 
-import hydra
-from omegaconf import DictConfig
-
 os.environ.setdefault("MOVIEREC_ROOT", str(Path(__file__).resolve().parents[1]))
 
-
-@hydra.main(version_base="1.3", config_path="../conf", config_name="recommend")
-def main(cfg: DictConfig) -> None:
-    from movierec.cli import run_reporting_user_errors
-    from movierec.tasks.recommend import recommend
-
-    run_reporting_user_errors(lambda: recommend(cfg))
-
+from movierec.tasks.entry import recommend  # after MOVIEREC_ROOT: configs read it
 
 if __name__ == "__main__":
-    main()
+    recommend()

@@ -7,19 +7,9 @@ python scripts/serve.py model=<MLflow run id | runs:/<id>/model | models:/<name>
 import os
 from pathlib import Path
 
-import hydra
-from omegaconf import DictConfig
-
 os.environ.setdefault("MOVIEREC_ROOT", str(Path(__file__).resolve().parents[1]))
 
-
-@hydra.main(version_base="1.3", config_path="../conf", config_name="serve")
-def main(cfg: DictConfig) -> None:
-    from movierec.cli import run_reporting_user_errors
-    from movierec.tasks.serve import serve
-
-    run_reporting_user_errors(lambda: serve(cfg))
-
+from movierec.tasks.entry import serve  # after MOVIEREC_ROOT: configs read it
 
 if __name__ == "__main__":
-    main()
+    serve()

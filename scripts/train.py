@@ -6,24 +6,9 @@ python scripts/train.py [data=ml_100k] [model=gcn] [split=predefined split.fold=
 import os
 from pathlib import Path
 
-import hydra
-from omegaconf import DictConfig
-
 os.environ.setdefault("MOVIEREC_ROOT", str(Path(__file__).resolve().parents[1]))
 
-
-@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
-def main(cfg: DictConfig) -> float:
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    from movierec.cli import run_reporting_user_errors
-    from movierec.tasks.train import train
-
-    if HydraConfig.get().mode == RunMode.MULTIRUN:
-        return train(cfg)  # the sweeper records a failed job and goes on with the next
-    return run_reporting_user_errors(lambda: train(cfg))
-
+from movierec.tasks.entry import train  # after MOVIEREC_ROOT: configs read it
 
 if __name__ == "__main__":
-    main()
+    train()

@@ -29,9 +29,7 @@ FAST = [
 
 
 def _options(group: str) -> list[str]:
-    return sorted(
-        p.stem for p in (PROJECT_ROOT / "conf" / group).glob("*.yaml") if p.stem[0] != "_"
-    )
+    return sorted(p.stem for p in (Path(CONFIG_DIR) / group).glob("*.yaml") if p.stem[0] != "_")
 
 
 @pytest.mark.parametrize("group", ["data", "split", "model", "trainer", "logger", "experiment"])

@@ -11,7 +11,7 @@ from omegaconf import DictConfig, open_dict
 
 from tests.conftest import PROJECT_ROOT
 
-CONFIG_DIR = str(PROJECT_ROOT / "conf")
+CONFIG_DIR = str(PROJECT_ROOT / "src" / "movierec" / "conf")
 TINY_DATA = [
     "data=synthetic",
     "data.synthetic.n_users=40",

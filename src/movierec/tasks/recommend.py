@@ -10,6 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue
 from tqdm.auto import tqdm
 
 from movierec.errors import ConfigError
@@ -20,13 +21,13 @@ TITLE_WIDTH = 60
 
 def recommend(cfg: DictConfig) -> pd.DataFrame:
     """Recommendations for `cfg.user_id` (or a new user's `cfg.ratings`); print them."""
-    chosen = cfg.get("model") or cfg.get("run_id")
-    if not chosen:
+    try:
+        run = str(cfg.run_id)
+    except MissingMandatoryValue:
         raise ConfigError(
-            "model must be set (or run_id): an MLflow run id, models:/<name>@champion, a "
-            "bundle folder or a checkpoint"
-        )
-    run = str(chosen)
+            "model must be set (model= or run_id=): an MLflow run id, "
+            "models:/<name>@champion, a bundle folder or a checkpoint"
+        ) from None
     user_id, ratings = _plain(cfg.get("user_id")), _plain(cfg.get("ratings"))
     if user_id is None and not ratings:
         raise ConfigError("user_id must be set (or ratings=[[movieId,stars],...] for a new user)")

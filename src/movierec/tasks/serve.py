@@ -32,9 +32,11 @@ def model_uri(model: str) -> str:
 def serve_command(cfg: DictConfig) -> tuple[list[str], dict[str, str]]:
     """The server's argv and environment (PATH with this interpreter's folder first)."""
     try:
-        uri = model_uri(cfg.model)
+        uri = model_uri(cfg.run_id)
     except MissingMandatoryValue:
-        raise ConfigError("model must be set: an MLflow run id, runs:/… or models:/… URI") from None
+        raise ConfigError(
+            "model must be set (model= or run_id=): an MLflow run id, runs:/… or models:/… URI"
+        ) from None
     workers = int(cfg.workers)
     if workers < 1:
         raise ConfigError(f"workers={workers}: expected ≥ 1")

@@ -37,10 +37,10 @@ def ratings_input(name: str, source: str, checksum: str, context: str = "trainin
     whole checksum is the input's `sha256` tag)."""
     try:
         dataset_source = resolve_dataset_source(source)
-    except Exception:  # a label MLflow has no source type for: record it as a file path
-        from mlflow.data.filesystem_dataset_source import FileSystemDatasetSource
+    except Exception:  # e.g. "ml-100k.zip:ml-100k/u.data", a member of an archive
+        from mlflow.data.code_dataset_source import CodeDatasetSource
 
-        dataset_source = FileSystemDatasetSource(source)
+        dataset_source = CodeDatasetSource({"source": source})
     dataset = MetaDataset(dataset_source, name=name, digest=checksum[:MAX_DATASET_DIGEST_SIZE])
     tags = [InputTag("mlflow.data.context", context), InputTag("sha256", checksum)]
     return DatasetInput(dataset._to_mlflow_entity(), tags=tags)

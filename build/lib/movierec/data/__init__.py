@@ -1,0 +1,1 @@
+"""MovieLens data: sources, parsing and validation, processed cache, graph, splits, DataModule."""

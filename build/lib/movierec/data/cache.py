@@ -1,0 +1,167 @@
+"""Processed-data cache: parse and validate once, reload in a fraction of a second.
+
+An entry is a folder `<cache_dir>/processed/<dataset>-<key>/` in `RatingsData`'s on-disk
+form. The key hashes the dataset name, the source checksum and every preprocessing
+setting, so changing any of them builds a new entry. Entries are written into a temporary
+folder and renamed into place, so a failed or interrupted build leaves nothing behind.
+
+Either engine builds an entry: pandas (`preprocess`) or Spark (`spark`), which writes the
+same files; this module picks one, and is the only one to import the optional Spark engine.
+
+Integrity: a finished entry records the size and SHA-256 of each of its files in
+`meta.json` (`files`). Every use checks them; an entry that does not match (a file cut
+short, edited or missing) or does not load is moved aside and rebuilt, with a warning
+that says why, instead of failing every later run.
+The engine is part of the key: choosing `data.engine=spark` runs Spark rather than reusing
+what pandas built, so the engines' agreement is tested (tests/test_spark.py), never
+assumed by the cache. pandas keys are unchanged from before engines existed, so existing
+entries stay valid.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from movierec.data.preprocess import build_ratings_data
+from movierec.data.processed import FILES_KEY, META_FILE, RatingsData
+from movierec.data.sources import DataSettings, FetchedSource, fetch_source, has_remote_ratings
+
+log = logging.getLogger(__name__)
+
+#: what reading a damaged Parquet or JSON file raises (pyarrow's errors are OSError/ValueError)
+UNREADABLE = (OSError, ValueError, KeyError)
+
+# Bump when the on-disk form or the preprocessing rules change.
+CACHE_FORMAT_VERSION = 1
+
+
+def cache_key(settings: DataSettings, fetched: FetchedSource) -> str:
+    """16 hex digits identifying the processed output of these settings and inputs."""
+    material = {
+        "version": CACHE_FORMAT_VERSION,
+        "dataset": settings.name,
+        "source": fetched.checksum,
+        "missing_movies": settings.missing_movies,
+        "rating_scale": list(settings.scale),
+        "verify_counts": settings.verify_counts,
+    }
+    if settings.engine != "pandas":
+        material["engine"] = settings.engine
+    return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def prepare_processed(settings: DataSettings) -> Path:
+    """Fetch the source and build its processed entry unless it exists; return its folder."""
+    fetched = _fetch(settings)
+    target = (
+        Path(settings.cache_dir) / "processed" / f"{settings.name}-{cache_key(settings, fetched)}"
+    )
+    if (target / META_FILE).is_file():
+        problem = entry_problem(target)
+        if problem is None:
+            log.info("using cached %s", target)
+            return target
+        log.warning("processed entry %s is damaged (%s); rebuilding it", target, problem)
+        discard(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        _build(settings, fetched, staging)
+        seal(staging)
+        try:
+            Path(staging).rename(target)
+        except OSError:
+            if not (target / META_FILE).is_file():
+                raise
+            # Another process finished the same entry first; theirs is identical.
+        log.info("cached processed %s in %s", settings.name, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _fetch(settings: DataSettings) -> FetchedSource:
+    """The source's files; for the Spark engine, pyspark is checked before any download."""
+    if settings.engine == "spark":
+        from movierec.data import spark  # optional dependency
+
+        spark.require_pyspark()
+        if has_remote_ratings(settings):
+            return spark.fetch_remote_ratings(settings)
+    return fetch_source(settings)
+
+
+def _build(settings: DataSettings, fetched: FetchedSource, staging: Path) -> None:
+    """Write the processed entry of `fetched` into the empty folder `staging`."""
+    if settings.engine == "spark":
+        from movierec.data import spark  # optional dependency
+
+        spark.build_processed(settings, fetched, staging)
+    else:
+        build_ratings_data(settings, fetched).save(staging)
+
+
+def load_ratings_data(settings: DataSettings) -> RatingsData:
+    """The processed dataset for `settings`, built on first use (and rebuilt once if its
+    entry cannot be read)."""
+    target = prepare_processed(settings)
+    try:
+        return RatingsData.load(target)
+    except UNREADABLE as err:
+        log.warning("processed entry %s cannot be read (%s); rebuilding it", target, err)
+        discard(target)
+        return RatingsData.load(prepare_processed(settings))
+
+
+def seal(entry: Path) -> None:
+    """Record the size and SHA-256 of every data file of a built entry in its meta.json."""
+    meta_path = entry / META_FILE
+    meta = json.loads(meta_path.read_text())
+    meta[FILES_KEY] = {
+        path.name: {"bytes": path.stat().st_size, "sha256": _sha256(path)}
+        for path in sorted(entry.glob("*.parquet"))
+    }
+    meta_path.write_text(json.dumps(meta, indent=2, sort_keys=True))
+
+
+def entry_problem(entry: Path) -> str | None:
+    """What is wrong with a finished entry's files (None: they match meta.json)."""
+    try:
+        files = json.loads((entry / META_FILE).read_text()).get(FILES_KEY)
+    except (OSError, ValueError) as err:
+        return f"{META_FILE} unreadable: {err}"
+    if files is None:
+        return None  # an entry from before integrity records; a failed load rebuilds it
+    for name, record in files.items():
+        path = entry / name
+        if not path.is_file():
+            return f"{name} is missing"
+        if path.stat().st_size != record["bytes"]:
+            return f"{name} has {path.stat().st_size:,} bytes, {record['bytes']:,} recorded"
+        if _sha256(path) != record["sha256"]:
+            return f"{name} does not match its recorded SHA-256"
+    return None
+
+
+def discard(entry: Path) -> None:
+    """Move a damaged entry aside (atomically, so no reader sees half of it), then delete."""
+    aside = entry.with_name(f".damaged-{entry.name}-{os.getpid()}")
+    try:
+        entry.rename(aside)
+    except OSError:
+        return  # another process moved it first
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()

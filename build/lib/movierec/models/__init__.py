@@ -1,0 +1,1 @@
+"""Rating models: encoders over the user–movie graph, decoders, and the LightningModule."""

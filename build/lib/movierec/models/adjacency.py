@@ -1,0 +1,84 @@
+"""How encoders pass messages: per-edge (`edge_index`) or as sparse matrix products.
+
+PyG's SAGEConv and GCNConv also accept a transposed adjacency `adj_t` (rows = receiving
+nodes) as a `torch.sparse` CSR tensor; they then aggregate with one sparse × dense product
+(`torch_geometric.utils.spmm`) and never materialise the (E, d) tensor of per-edge
+messages, which is what lets a 25M-rating graph fit in memory. Both paths compute the
+same function (tests compare them).
+
+`model.net.message_passing`:
+    auto    sparse wherever PyG supports the aggregation on the device (everything on
+            CPU; sum and mean on CUDA), else edges.
+    sparse  always sparse; an aggregation the device cannot do sparsely is an error.
+    edges   always per-edge messages (PyG's gather/scatter path).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+from torch_geometric.data import HeteroData
+
+from movierec.data.graph import RATES
+from movierec.errors import ConfigError
+
+MESSAGE_PASSING = ("auto", "sparse", "edges")
+# PyG builds CSR tensors without invariant checks (as is torch's default); saying so
+# explicitly stops torch warning about it in every process.
+torch.sparse.check_sparse_tensor_invariants.disable()
+# torch.sparse.mm can reduce with max/min only on CPU (PyG's spmm raises on CUDA).
+_CUDA_SPARSE_AGGREGATIONS = ("sum", "mean", "add")
+
+
+def use_sparse(mode: str, aggr: str, device: torch.device) -> bool:
+    """Whether to pass messages as sparse products for this aggregation on `device`."""
+    supported = device.type == "cpu" or aggr in _CUDA_SPARSE_AGGREGATIONS
+    if mode == "sparse" and not supported:
+        raise ConfigError(
+            f"model.net.message_passing=sparse cannot aggregate with {aggr!r} on "
+            f"{device.type}; use message_passing=auto|edges or aggr=sum|mean"
+        )
+    return mode == "sparse" or (mode == "auto" and supported)
+
+
+def full_precision(x: torch.Tensor) -> torch.Tensor:
+    """x upcast to at least float32 (bf16/fp16 → float32; float32/float64 unchanged)."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
+@contextlib.contextmanager
+def sparse_messages_in_full_precision(device: torch.device, sparse: bool) -> Iterator[None]:
+    """Autocast off around sparse message passing (callers upcast its inputs with
+    `full_precision`): torch.sparse CSR products have no bf16/fp16 kernels on CPU, and
+    summing thousands of neighbours with 8 mantissa bits loses the signal. The dense
+    decoder over the (much more numerous) rating pairs stays in mixed precision."""
+    if not sparse:
+        yield
+        return
+    with torch.autocast(device.type, enabled=False):
+        yield
+
+
+class GraphCache:
+    """Holds one structure derived from the message graph, rebuilt only when it changes.
+
+    The training graph is fixed while a model trains, so its adjacency (sorting ~E
+    entries, normalising) is built once instead of every step. The key is the edge
+    tensor's storage, length and device, plus whatever `variant` the caller names.
+    """
+
+    def __init__(self) -> None:
+        self._key: tuple | None = None
+        self._value: Any = None
+
+    def get(self, graph: HeteroData, variant: Any, build: Callable[[], Any]) -> Any:
+        edges = graph[RATES].edge_index
+        key = (edges.data_ptr(), edges.shape[1], edges.device, variant)
+        if self._key != key:
+            self._value = None  # free the old structure before building the new one
+            self._value = build()
+            self._key = key
+        return self._value

@@ -1,0 +1,200 @@
+"""The interface every network implements, and what each one declares it can do.
+
+Splitting `encode` from `decode` lets evaluation and recommendation encode the graph once
+and score many (user, movie) pairs, e.g. every movie for one user. Everything outside
+`models/` (the objective, ranking, training, serving) talks to a network only through
+this class: its declared capabilities (`predicts_ratings`, `inductive`,
+`supported_losses`), `score_users` (every movie for a block of users) and
+`embed_new_user` (a user given at request time). No other package names a model class.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch_geometric.data import HeteroData
+
+from movierec.config import build
+from movierec.data.graph import GraphSchema, graph_from_tensors, graph_tensors
+from movierec.errors import ConfigError, MovieRecError
+
+
+@dataclass
+class NodeEmbeddings:
+    """Encoder output: user (n_users, d_user) and movie (n_movies, d_movie) float tensors."""
+
+    user: torch.Tensor
+    movie: torch.Tensor
+
+
+@dataclass
+class RatingScores:
+    """Decoder output for B pairs.
+
+    Attributes:
+        rating: (B,) predicted rating in stars, not clamped (clamping kills gradients).
+        logits: (B, L) scores over `schema.rating_levels` for classification decoders.
+    """
+
+    rating: torch.Tensor
+    logits: torch.Tensor | None = None
+
+
+class ColdStartUnsupported(MovieRecError):
+    """The model cannot embed a user it was not trained with."""
+
+
+class RatingNet(nn.Module):
+    """Base class: `forward(graph, user, movie)` = `decode(encode(graph), user, movie)`.
+
+    A subclass declares what it can do with the class attributes below and overrides
+    `score_users` / `embed_new_user` where it has something better than the defaults.
+    """
+
+    #: losses this network can be trained with (the first is its default).
+    supported_losses: tuple[str, ...] = ("mse", "huber", "l1")
+    #: whether `decode(...).rating` is a rating in stars (RMSE/MAE are meaningful);
+    #: False for networks that only rank (their score orders movies, nothing more).
+    predicts_ratings: bool = True
+    #: whether `encode` works on any subgraph (sampled batches, new nodes), not only the
+    #: full training graph it was built for.
+    inductive: bool = False
+
+    def __init__(self, schema: GraphSchema) -> None:
+        super().__init__()
+        self.schema = schema
+
+    def encode(self, graph: HeteroData) -> NodeEmbeddings:
+        raise NotImplementedError
+
+    def decode(
+        self, embeddings: NodeEmbeddings, user: torch.Tensor, movie: torch.Tensor
+    ) -> RatingScores:
+        raise NotImplementedError
+
+    def forward(self, graph: HeteroData, user: torch.Tensor, movie: torch.Tensor) -> RatingScores:
+        return self.decode(self.encode(graph), user, movie)
+
+    def regularization(self, user: torch.Tensor, movie: torch.Tensor) -> torch.Tensor:
+        """Extra loss term for a batch of pairs (0 unless a model defines one)."""
+        return torch.zeros((), device=user.device)
+
+    def rating_class(self, rating: torch.Tensor) -> torch.Tensor:
+        """Index of each rating in `schema.rating_levels` (for classification losses), (B,)."""
+        levels = self.schema.rating_levels
+        step = levels[1] - levels[0] if len(levels) > 1 else 1.0
+        index = torch.round((rating - levels[0]) / step).long()
+        return index.clamp_(0, len(levels) - 1)
+
+    # ------------------------------------------------------------------ ranking
+
+    @torch.no_grad()
+    def score_users(self, embeddings: NodeEmbeddings, users: torch.Tensor) -> torch.Tensor:
+        """Unclamped score of every movie for each user index, (B, n_movies).
+
+        The default decodes all B × n_movies pairs in one call (callers bound B, see
+        `ranking.scoring.user_chunks`); a model with a cheaper form (a dot product)
+        overrides it. Ranking uses the unclamped value so movies predicted above the top
+        of the scale stay ordered instead of tying at the maximum.
+        """
+        n_movies = embeddings.movie.shape[0]
+        users = users.to(embeddings.user.device)
+        movies = torch.arange(n_movies, device=users.device)
+        pair_user = users.repeat_interleave(n_movies)
+        pair_movie = movies.repeat(len(users))
+        return self.decode(embeddings, pair_user, pair_movie).rating.view(len(users), n_movies)
+
+    # ------------------------------------------------------------------ new users
+
+    @property
+    def accepts_new_users(self) -> bool:
+        """Whether `embed_new_user` works for this instance (its settings may rule it out)."""
+        return self.new_user_refusal() is None
+
+    def new_user_refusal(self) -> str | None:
+        """Why this model cannot embed a user it was not trained with (None: it can).
+
+        The default: an inductive encoder can (the user joins the graph, see
+        `embed_new_user`); a transductive one cannot.
+        """
+        if self.inductive:
+            return None
+        return "its encoder is transductive: it encodes only the graph it was trained on"
+
+    @torch.no_grad()
+    def embed_new_user(
+        self,
+        graph: HeteroData,
+        embeddings: NodeEmbeddings,
+        movies: torch.Tensor,
+        stars: torch.Tensor,
+    ) -> tuple[NodeEmbeddings, int]:
+        """Embeddings with one new user appended, and that user's index.
+
+        The default (inductive models): the user is added to the message graph as a node
+        with the given ratings as edges, its input features the mean of the training
+        users' (an "average user"), and the graph is encoded again.
+
+        Args:
+            graph: the training message graph.
+            embeddings: `self.encode(graph)`.
+            movies: (N,) int64 movie indices the user rated; stars: (N,) their ratings.
+
+        Raises:
+            ColdStartUnsupported: with `new_user_refusal()` as the reason.
+        """
+        reason = self.new_user_refusal()
+        if reason is not None:
+            raise ColdStartUnsupported(
+                f"{type(self).__name__} cannot embed a user it was not trained with ({reason})"
+            )
+        return self.encode(graph_with_user(graph, movies, stars, self.schema.rating_scale)), len(
+            embeddings.user
+        )
+
+
+def graph_with_user(
+    graph: HeteroData, movies: torch.Tensor, stars: torch.Tensor, rating_scale: tuple[float, float]
+) -> HeteroData:
+    """`graph` with one more user node (mean user features) rating `movies` with `stars`."""
+    tensors = graph_tensors(graph)
+    new = len(tensors["user_node_id"])
+    low, high = rating_scale
+    tensors["user_node_id"] = torch.cat([tensors["user_node_id"], torch.tensor([new])])
+    if "user_x" in tensors:
+        mean = tensors["user_x"].mean(dim=0, keepdim=True)
+        tensors["user_x"] = torch.cat([tensors["user_x"], mean])
+    edges = torch.stack([torch.full_like(movies, new), movies])
+    tensors["edge_index"] = torch.cat([tensors["edge_index"], edges], dim=1)
+    label = stars.to(tensors["edge_label"].dtype)
+    tensors["edge_label"] = torch.cat([tensors["edge_label"], label])
+    norm = ((label - low) / (high - low)).unsqueeze(1).to(tensors["edge_attr"].dtype)
+    tensors["edge_attr"] = torch.cat([tensors["edge_attr"], norm])
+    return graph_from_tensors(tensors)
+
+
+def build_net(net_cfg: dict, schema: GraphSchema) -> RatingNet:
+    """The network `net_cfg` names by `_target_` (any importable `RatingNet` subclass),
+    built for `schema`; a wrong target or argument is a `ConfigError` naming model.net."""
+    net = build(net_cfg, "model.net", schema=schema)
+    if not isinstance(net, RatingNet):
+        raise ConfigError(f"model.net._target_ must build a RatingNet, got {type(net).__name__}")
+    return net
+
+
+def check_positive(key: str, value: int | float) -> None:
+    """Refuse zero/negative sizes with the config key in the message."""
+    if not isinstance(value, (int, float)) or value <= 0:
+        raise ConfigError(f"{key}={value!r}: expected a positive number")
+
+
+def check_fraction(key: str, value: float) -> None:
+    if not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise ConfigError(f"{key}={value!r}: expected a dropout rate in [0, 1)")
+
+
+def check_choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{key}={value!r} is not valid; expected one of {', '.join(allowed)}")

@@ -1,0 +1,1 @@
+"""Top-K ranking: metric definitions, per-user item sets, block scoring, popularity baseline."""

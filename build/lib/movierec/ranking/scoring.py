@@ -1,0 +1,45 @@
+"""Ranking users in blocks: a `Scorer` maps user indices (B,) to scores (B, n_movies).
+
+A trained network's scorer is its own `RatingNet.score_users` over embeddings encoded
+once; the popularity baseline has one too. This module never asks which it holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import torch
+
+from movierec.ranking.metrics import TopKRanking
+from movierec.ranking.user_items import UserItems
+
+Scorer = Callable[[torch.Tensor], torch.Tensor]
+
+#: (user, movie) pairs decoded per call: bounds the memory of MLP decoders, which
+#: materialise a (pairs, 2·hidden) input (2^18 pairs × 128 floats ≈ 128 MiB).
+PAIR_BUDGET = 2**18
+
+
+def user_chunks(
+    users: torch.Tensor, n_movies: int, pair_budget: int = PAIR_BUDGET
+) -> Iterator[torch.Tensor]:
+    """Consecutive slices of `users` with at most `pair_budget` pairs each (≥ 1 user)."""
+    step = max(1, pair_budget // max(n_movies, 1))
+    for start in range(0, len(users), step):
+        yield users[start : start + step]
+
+
+def evaluate_ranking(
+    scorer: Scorer,
+    users: torch.Tensor,
+    exclude: UserItems,
+    relevant: UserItems,
+    metric: TopKRanking,
+    pair_budget: int = PAIR_BUDGET,
+) -> None:
+    """Update `metric` with `users`' rankings: candidates = movies not in `exclude`."""
+    for chunk in user_chunks(users, exclude.n_movies, pair_budget):
+        scores = scorer(chunk)
+        device = scores.device
+        candidates = ~exclude.mask(chunk, device)
+        metric.update(scores, candidates, relevant.mask(chunk, device))

@@ -1,0 +1,139 @@
+"""From what a user names (`run_id=`) to a loaded `TrainedModel`.
+
+Accepted, in this order:
+    a bundle folder            holds model.ckpt (e.g. a downloaded `model/artifacts/bundle`)
+    a checkpoint file (.ckpt)  the data and split are rebuilt from the run folder's
+                               `.hydra/config.yaml` (`<run dir>/checkpoints/x.ckpt`)
+    a training run folder      its best checkpoint (`checkpoints/best-*.ckpt`), as above
+    models:/<name>@<alias>     a registered model version (models:/movierec-ml_100k-mf@champion)
+                               or models:/<name>/<version>, from `tracking_uri`
+    an MLflow run id           the bundle of its `model` artifact, from `tracking_uri`
+                               (default: $MLFLOW_TRACKING_URI, else the project's store
+                               sqlite:///mlruns/mlflow.db under the working directory)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from movierec.errors import ConfigError, DataError
+from movierec.serving.bundle import CHECKPOINT, TrainedModel
+from movierec.training.checkpoints import load_predictor
+
+log = logging.getLogger(__name__)
+
+RUN_CONFIG = Path(".hydra") / "config.yaml"
+DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
+BUNDLE_PATH = "model/artifacts/bundle"
+
+
+def load_trained_model(run: str, tracking_uri: str | None = None) -> tuple[TrainedModel, str]:
+    """The model `run` names, and a short description of it for messages."""
+    run = str(run).strip()
+    if not run:
+        raise ConfigError("run_id must be an MLflow run id, a bundle folder or a checkpoint")
+    if run.startswith("models:/"):
+        return _from_registry(run, tracking_uri), f"model {run}"
+    path = Path(run).expanduser()
+    if path.is_dir() and (path / CHECKPOINT).is_file():
+        return TrainedModel.load(path), f"bundle {path}"
+    if path.is_dir() and (path / "checkpoints").is_dir():
+        return _from_checkpoint(_best_checkpoint(path)), f"run folder {path}"
+    if path.is_file():
+        return _from_checkpoint(path), f"checkpoint {path}"
+    if os.sep in run or run.endswith(".ckpt") or path.exists():
+        raise DataError(
+            f"run_id={run}: no bundle folder (with {CHECKPOINT}), run folder or checkpoint there"
+        )
+    return _from_mlflow(run, tracking_uri), f"run {run}"
+
+
+def _best_checkpoint(run_dir: Path) -> Path:
+    candidates = sorted((run_dir / "checkpoints").glob("best-*.ckpt"))
+    if not candidates:
+        candidates = sorted((run_dir / "checkpoints").glob("*.ckpt"))
+    if not candidates:
+        raise DataError(f"run_id={run_dir}: no checkpoint in {run_dir / 'checkpoints'}")
+    return candidates[-1]
+
+
+def _from_checkpoint(checkpoint: Path) -> TrainedModel:
+    """Rebuild the training split from the run's composed config and load the weights."""
+    from movierec.config import build
+
+    config_path = checkpoint.resolve().parent.parent / RUN_CONFIG
+    if not config_path.is_file():
+        raise DataError(
+            f"run_id={checkpoint}: the checkpoint's run folder has no {RUN_CONFIG} to rebuild "
+            "its data split from; pass the MLflow run id or a bundle folder instead"
+        )
+    cfg = OmegaConf.load(config_path)
+    datamodule = build(cfg.data, "data", split=cfg.split)
+    datamodule.prepare_data()
+    datamodule.setup()
+    module = load_predictor(checkpoint, key="run_id")
+    return TrainedModel.from_split(module, datamodule.split_data, datamodule.data)
+
+
+def _from_mlflow(run_id: str, tracking_uri: str | None) -> TrainedModel:
+    import mlflow
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(
+        tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    )
+    uri = client.tracking_uri
+    try:
+        client.get_run(run_id)
+    except MlflowException:
+        raise DataError(
+            f"run_id={run_id} is neither a run in the MLflow store {uri} nor a bundle folder "
+            "or checkpoint (set MLFLOW_TRACKING_URI or tracking_uri= for another store)"
+        ) from None
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    try:
+        with tempfile.TemporaryDirectory(prefix="movierec-bundle-") as tmp:
+            try:
+                bundle = mlflow.artifacts.download_artifacts(
+                    artifact_uri=f"runs:/{run_id}/{BUNDLE_PATH}", dst_path=tmp
+                )
+            except (MlflowException, OSError):
+                raise DataError(
+                    f"run {run_id} has no servable model (artifact {BUNDLE_PATH}); it may "
+                    "have failed before testing, or been logged without a checkpoint"
+                ) from None
+            return TrainedModel.load(bundle)
+    finally:
+        mlflow.set_tracking_uri(previous)
+
+
+def _from_registry(model_uri: str, tracking_uri: str | None) -> TrainedModel:
+    """The bundle inside a registered model version's `artifacts/bundle`."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    try:
+        with tempfile.TemporaryDirectory(prefix="movierec-bundle-") as tmp:
+            try:
+                folder = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=tmp)
+            except (MlflowException, OSError) as err:
+                reason = " ".join(str(err).split())[:200]
+                raise DataError(
+                    f"run_id={model_uri}: no such registered model version in {uri} ({reason}); "
+                    "list them with `mlflow models` or the UI's Models page"
+                ) from None
+            return TrainedModel.load(Path(folder) / "artifacts" / "bundle")
+    finally:
+        mlflow.set_tracking_uri(previous)

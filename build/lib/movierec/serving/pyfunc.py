@@ -1,0 +1,179 @@
+"""The MLflow pyfunc model: predicted ratings for (userId, movieId) pairs, or top-K movies.
+
+Two request forms, told apart by their columns:
+
+    rating   userId, movieId                   → one predicted rating per row ("rating")
+    top-K    userId, k [, exclude_rated, genre, fallback]
+                                               → k rows per user: userId, rank, movieId,
+                                                 title, genres, rating, source
+
+    model = mlflow.pyfunc.load_model("runs:/<run_id>/model")
+    model.predict(pd.DataFrame({"userId": [1, 1], "movieId": [31, 1029]}))  # → ratings
+    model.predict(pd.DataFrame({"userId": [1, 2], "k": [10, 5]}))         # → top-K rows
+
+`mlflow models serve -m runs:/<run_id>/model --env-manager local` answers `POST
+/invocations` with `{"dataframe_split": {"columns": ["userId", "movieId"], "data": [[1, 31]]}}`
+→ `{"predictions": [{"rating": …}]}`, and with `{"dataframe_split": {"columns": ["userId",
+"k"], "data": [[1, 10]]}}` → `{"predictions": [{"userId": 1, "rank": 1, "movieId": …}, …]}`.
+In a top-K request `exclude_rated` defaults to true, `genre` (one genre) and `fallback`
+("popular" answers unknown users by popularity) to none; unknown users without a fallback,
+and unknown movie ids, are refused with a message naming them.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.models import ModelSignature
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+from mlflow.types.schema import AnyType, ColSpec, Schema
+
+import movierec
+from movierec.data.split_data import SplitData
+from movierec.errors import MovieRecError
+from movierec.serving.bundle import TrainedModel, save_bundle
+from movierec.serving.requests import check_k, integer_column, request_form
+
+BUNDLE_ARTIFACT = "bundle"
+REQUIREMENTS = [
+    "torch>=2.4",
+    "torch-geometric>=2.5",
+    "pytorch-lightning>=2.4",
+    "torchmetrics>=1.4",
+    "hydra-core>=1.3",
+    "pandas>=2.1",
+    "pyarrow>=15",
+    "numpy>=1.26",
+]
+SIGNATURE = ModelSignature(
+    inputs=Schema(
+        [
+            # ids and k as Any: MLflow casts a long column's 1.5 to 1 before the model
+            # sees it, and refuses ints for a double column; `serving.requests` checks
+            # that they are integers and names the column and row when not
+            ColSpec(AnyType(), "userId"),
+            ColSpec(AnyType(), "movieId", required=False),
+            ColSpec(AnyType(), "k", required=False),
+            ColSpec("boolean", "exclude_rated", required=False),
+            ColSpec("string", "genre", required=False),
+            ColSpec("string", "fallback", required=False),
+        ]
+    )
+)
+
+
+class RatingModel(mlflow.pyfunc.PythonModel):
+    """pyfunc wrapper around `serving.recommender.Recommender` (one load, batch scoring)."""
+
+    def load_context(self, context) -> None:
+        from movierec.serving.recommender import Recommender
+
+        self.recommender = Recommender(
+            TrainedModel.load(context.artifacts[BUNDLE_ARTIFACT]), source="the served model"
+        )
+
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.Series | pd.DataFrame:
+        """Answer one request; a user error becomes MLflow's INVALID_PARAMETER_VALUE (HTTP
+        400) whose message is the project's one line, with no stack trace."""
+        try:
+            return self._answer(model_input)
+        except MovieRecError as err:
+            raise MlflowException(
+                " ".join(str(err).split()), error_code=INVALID_PARAMETER_VALUE
+            ) from None
+
+    def _answer(self, requests: pd.DataFrame) -> pd.Series | pd.DataFrame:
+        form = request_form(requests)
+        users = integer_column(requests, "userId")
+        model = self.recommender.model
+        if form == "rating":
+            ratings = model.predict_ratings(users, integer_column(requests, "movieId"))
+            return pd.Series(ratings, name="rating")
+        k = integer_column(requests, "k")
+        check_k(k, model.n_movies)
+        return self._top_k(requests.assign(userId=users, k=k))
+
+    def _top_k(self, requests: pd.DataFrame) -> pd.DataFrame:
+        """Rows grouped by their options, each group scored as one batch, in request order."""
+        frame = requests.assign(
+            exclude_rated=_column(requests, "exclude_rated", True),
+            genre=_column(requests, "genre", None),
+            fallback=_column(requests, "fallback", None),
+            _order=range(len(requests)),
+        )
+        parts = []
+        for (k, exclude, genre, fallback), group in frame.groupby(
+            ["k", "exclude_rated", "genre", "fallback"], dropna=False, sort=False
+        ):
+            top = self.recommender.recommend(
+                group["userId"].tolist(),
+                int(k),
+                exclude_rated=bool(exclude),
+                genre=None if pd.isna(genre) else str(genre),
+                fallback=None if pd.isna(fallback) else str(fallback),
+            )
+            order = dict(zip(group["userId"], group["_order"], strict=False))
+            parts.append(top.assign(_order=top["userId"].map(order)))
+        result = pd.concat(parts, ignore_index=True).sort_values(["_order", "rank"], kind="stable")
+        return result.drop(columns="_order").reset_index(drop=True)
+
+
+def publish_trained_model(run_id: str, client_uri: str, checkpoint: str, datamodule) -> str:
+    """Bundle the model at `checkpoint` with its split, test-call it and log it as the
+    run's `model` artifact (pyfunc flavor); return its model URI."""
+    split, data = datamodule.split_data, datamodule.data
+    with tempfile.TemporaryDirectory() as tmp:
+        bundle = save_bundle(Path(tmp) / "bundle", checkpoint, split, data)
+        example = _input_example(TrainedModel.load(bundle), split)
+        return log_servable_model(run_id, client_uri, bundle, example)
+
+
+def _input_example(model: TrainedModel, split: SplitData) -> pd.DataFrame:
+    """Two training pairs as a rating request, or two users' top-3 for a ranking-only
+    model."""
+    user, movie, _ = split.rows("train")
+    rows = np.arange(min(2, len(user)))
+    users = model.users["userId"].to_numpy()[user.numpy()[rows]]
+    if not model.module.net.predicts_ratings:
+        return pd.DataFrame({"userId": users, "k": np.full(len(users), 3, dtype=np.int64)})
+    movies = model.movies["movieId"].to_numpy()[movie.numpy()[rows]]
+    return pd.DataFrame({"userId": users, "movieId": movies})
+
+
+def log_servable_model(run_id: str, client_uri: str, bundle: Path, example: pd.DataFrame) -> str:
+    """Log `bundle` as the run's `model` artifact (pyfunc flavor); return its model URI."""
+    wrapper = RatingModel()
+    wrapper.load_context(_Context({BUNDLE_ARTIFACT: str(bundle)}))
+    wrapper.predict(None, example)  # fail here, not at serving time
+    previous_uri = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(client_uri)
+    try:
+        with mlflow.start_run(run_id=run_id):
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=str(Path(__file__).with_name("pyfunc_entry.py")),
+                artifacts={BUNDLE_ARTIFACT: str(bundle)},
+                code_paths=[str(Path(movierec.__file__).parent)],
+                signature=SIGNATURE,
+                input_example=example,
+                pip_requirements=REQUIREMENTS,
+            )
+    finally:
+        mlflow.set_tracking_uri(previous_uri)
+    return info.model_uri
+
+
+def _column(frame: pd.DataFrame, name: str, default) -> pd.Series:
+    if name not in frame.columns:
+        return pd.Series([default] * len(frame), index=frame.index, dtype=object)
+    return frame[name].astype(object).where(frame[name].notna(), default)
+
+
+class _Context:
+    def __init__(self, artifacts: dict[str, str]) -> None:
+        self.artifacts = artifacts

@@ -1,0 +1,67 @@
+"""The `popular` baseline as a task: `Popularity`'s metrics on a dataset's split.
+
+Written to `<output_dir>/metrics.json` under the names a training uses (`test/rmse`,
+`test/ndcg_at_10`, …) so the benchmark lines it up with the trained models: RMSE/MAE of
+the damped mean rating on val and test, ranking metrics of the most-rated movies under
+the protocol of `movierec.ranking.protocol`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import resource
+import time
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from movierec.config import build
+from movierec.ranking.metrics import TopKRanking, metric_name
+from movierec.ranking.popularity import DAMPING, Popularity
+from movierec.ranking.protocol import RELEVANT_RATING, RankingProtocol
+from movierec.ranking.scoring import evaluate_ranking
+
+
+def evaluate_popularity(cfg: DictConfig) -> dict[str, Any]:
+    """Metrics of the popularity baseline on `cfg.data` / `cfg.split`; print and write them."""
+    started = time.perf_counter()
+    datamodule = build(cfg.data, "data", split=cfg.split)
+    datamodule.prepare_data()
+    datamodule.setup()
+    _, movie, rating = datamodule.rows("train")
+    damping = float((cfg.get("popularity") or {}).get("damping", DAMPING))
+    popularity = Popularity.from_ratings(movie, rating, datamodule.data.n_movies, damping)
+    metrics: dict[str, Any] = {}
+    for part in ("val", "test"):
+        _, movie, rating = datamodule.rows(part)
+        error = popularity.rating[movie].double() - rating.double()
+        metrics[f"{part}/rmse"] = math.sqrt(float(error.pow(2).mean())) if len(error) else math.nan
+        metrics[f"{part}/mae"] = float(error.abs().mean()) if len(error) else math.nan
+    ranking_cfg = cfg.get("ranking") or {}
+    protocol = RankingProtocol.from_split(
+        datamodule.split_data, float(ranking_cfg.get("relevant_rating", RELEVANT_RATING))
+    )
+    ranking = TopKRanking(int(ranking_cfg.get("k", 10)))
+    evaluate_ranking(
+        popularity.scorer(), protocol.users, protocol.exclude, protocol.relevant, ranking
+    )
+    metrics.update({metric_name(name, ranking.k): v for name, v in ranking.compute().items()})
+    metrics.update(
+        {
+            "ranked_users": len(protocol.users),
+            "fit_seconds": time.perf_counter() - started,
+            "seconds_per_epoch": math.nan,
+            "epochs": 0,
+            "parameters": 0,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        }
+    )
+    width = max(len(k) for k in metrics)
+    print("\n".join(f"{k:<{width}}  {v:.4f}" if isinstance(v, float) else f"{k:<{width}}  {v}"
+                    for k, v in metrics.items()))  # fmt: skip
+    path = Path(cfg.paths.output_dir) / "metrics.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(metrics, indent=2))
+    return metrics

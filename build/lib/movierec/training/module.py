@@ -1,0 +1,305 @@
+"""`RatingPredictor`: the one LightningModule, and only the training loop.
+
+It steps the objective (`movierec.objective`), logs torchmetrics RMSE/MAE (synced across
+DDP ranks) in stars, and the top-K ranking metrics of `movierec.ranking` on validation
+(optional) and test. The network is rebuilt from its config and the data schema stored in
+the checkpoint, so `RatingPredictor.load_from_checkpoint(path)` needs no datamodule. What
+it needs from the data reaches it as one `SplitData` (graph, schema, split rows).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from torch_geometric.data import HeteroData
+from torchmetrics import MeanAbsoluteError, MeanSquaredError
+
+from movierec.data.graph import RATES, GraphSchema
+from movierec.data.split_data import SplitData
+from movierec.errors import ConfigError, MovieRecError
+from movierec.models.base import NodeEmbeddings, RatingNet, build_net
+from movierec.objective import Objective
+from movierec.ranking.metrics import METRICS, TopKRanking, metric_name
+from movierec.ranking.protocol import RELEVANT_RATING, RankingProtocol
+from movierec.ranking.scoring import evaluate_ranking
+from movierec.training.optim import (
+    build_optimizer,
+    build_scheduler,
+    is_plateau,
+    optimizer_node,
+    scheduler_node,
+)
+
+MODES = ("min", "max")
+
+
+class RatingPredictor(pl.LightningModule):
+    """Trains `net` on (user, movie, rating) batches over the split's message graph.
+
+    Args:
+        net: config of the network (`_target_` + arguments); built with `schema=`.
+        schema: `GraphSchema.as_dict()` of the training data.
+        loss, huber_delta, decode_chunk_size, bpr_weight, bpr_positive_rating: the
+            `Objective` (see `movierec.objective`).
+        optimizer: a preset (adam | adamw | sgd) or a `_target_` node with `_partial_`.
+        lr: learning rate (> 0); weight_decay: L2 / decoupled weight decay (≥ 0).
+        scheduler: a preset (none | cosine | plateau | step) or a `_target_` node.
+        scheduler_kwargs: extra arguments of the scheduler (e.g. factor, patience).
+        ranking_k: list length K of the ranking metrics (`test/ndcg_at_<K>`, …); 0 = off.
+        relevant_rating: a held-out rating ≥ this many stars makes a movie relevant.
+        validate_ranking: also rank the validation split every epoch (`val/ndcg_at_<K>`,
+            …; candidates exclude the train split), so `selection` can pick on them.
+        selection_metric, selection_mode: the `selection` setting; the plateau scheduler
+            watches it.
+    """
+
+    def __init__(
+        self,
+        net: dict | DictConfig,
+        schema: dict,
+        loss: str = "mse",
+        huber_delta: float = 1.0,
+        optimizer: str | dict = "adam",
+        lr: float = 0.01,
+        weight_decay: float = 0.0,
+        scheduler: str | dict | None = "none",
+        scheduler_kwargs: dict | None = None,
+        decode_chunk_size: int = 0,
+        bpr_weight: float = 0.0,
+        bpr_positive_rating: float | None = None,
+        ranking_k: int = 10,
+        relevant_rating: float = RELEVANT_RATING,
+        validate_ranking: bool = False,
+        selection_metric: str = "val/rmse",
+        selection_mode: str = "min",
+    ) -> None:
+        super().__init__()
+        # Hydra hands over DictConfigs; checkpoints must hold plain containers so they
+        # load with torch.load(weights_only=True).
+        net_cfg, schema = _plain(net), _plain(schema)
+        optimizer, scheduler = _plain(optimizer), _plain(scheduler)
+        scheduler_kwargs = _plain(scheduler_kwargs or {})
+        self.save_hyperparameters(
+            {
+                "net": net_cfg,
+                "schema": schema,
+                "loss": loss,
+                "huber_delta": huber_delta,
+                "optimizer": optimizer,
+                "lr": lr,
+                "weight_decay": weight_decay,
+                "scheduler": scheduler,
+                "scheduler_kwargs": scheduler_kwargs,
+                "decode_chunk_size": decode_chunk_size,
+                "bpr_weight": bpr_weight,
+                "bpr_positive_rating": bpr_positive_rating,
+                "ranking_k": ranking_k,
+                "relevant_rating": relevant_rating,
+                "validate_ranking": validate_ranking,
+                "selection_metric": selection_metric,
+                "selection_mode": selection_mode,
+            },
+            logger=False,  # the tracking layer logs the whole resolved config instead
+        )
+        self.objective = Objective(
+            loss, huber_delta, decode_chunk_size, bpr_weight, bpr_positive_rating
+        )
+        self._optimizer = optimizer_node(optimizer)
+        self._scheduler = scheduler_node(scheduler, scheduler_kwargs)
+        if not isinstance(lr, (int, float)) or lr <= 0:
+            raise ConfigError(f"model.lr={lr!r}: expected a positive learning rate")
+        if not isinstance(weight_decay, (int, float)) or weight_decay < 0:
+            raise ConfigError(f"model.weight_decay={weight_decay!r}: expected ≥ 0")
+        if not isinstance(ranking_k, int) or isinstance(ranking_k, bool) or ranking_k < 0:
+            raise ConfigError(f"ranking.k={ranking_k!r}: expected an integer ≥ 1 (0 = off)")
+        if validate_ranking and not ranking_k:
+            raise ConfigError("ranking.validate=true needs ranking.k ≥ 1 (it is 0: off)")
+        if selection_mode not in MODES:
+            raise ConfigError(f"selection.mode={selection_mode!r}: expected min or max")
+        self.schema = GraphSchema.from_dict(schema)
+        self.net: RatingNet = build_net(net_cfg, self.schema)
+        self.objective.check_suits(self.net)
+        self.val_rmse = MeanSquaredError(squared=False)
+        self.val_mae = MeanAbsoluteError()
+        self.test_rmse = MeanSquaredError(squared=False)
+        self.test_mae = MeanAbsoluteError()
+        self.test_ranking = TopKRanking(ranking_k) if ranking_k else None
+        self.val_ranking = TopKRanking(ranking_k) if validate_ranking else None
+        self._protocols: dict[str, RankingProtocol] = {}
+        self._split: SplitData | None = None
+        self._graph: HeteroData | None = None
+        self._eval_embeddings: NodeEmbeddings | None = None
+
+    # ------------------------------------------------------------------ data
+
+    def use_split(self, split: SplitData) -> None:
+        """Train, validate and test on `split` (its graph is the message graph)."""
+        self._split = split
+        self._graph = split.graph
+        self._protocols = {}
+
+    def set_graph(self, graph: HeteroData) -> None:
+        """Encode `graph` (a training message graph) without a split (serving)."""
+        self._graph = graph
+
+    @property
+    def graph(self) -> HeteroData:
+        if self._graph is None:
+            raise RuntimeError("no graph: call use_split() or set_graph(), or fit a datamodule")
+        if self._graph[RATES].edge_index.device != self.device:
+            self._graph = self._graph.to(self.device)
+        return self._graph
+
+    def validation_metrics(self) -> tuple[str, ...]:
+        """The `val/*` metric names this module logs every epoch (what `selection` may
+        pick)."""
+        names: list[str] = []
+        if self.net.predicts_ratings:
+            names += ["val/rmse", "val/mae"]
+        if self.val_ranking is not None:
+            names += [metric_name(m, self.val_ranking.k, "val") for m in METRICS]
+        return tuple(names)
+
+    # ------------------------------------------------------------------ prediction
+
+    def clamp(self, rating: torch.Tensor) -> torch.Tensor:
+        low, high = self.schema.rating_scale
+        return rating.clamp(low, high)
+
+    @torch.no_grad()
+    def predict_pairs(self, user: torch.Tensor, movie: torch.Tensor) -> torch.Tensor:
+        """Clamped predicted stars for index pairs, (B,), encoding the graph once."""
+        embeddings = self.net.encode(self.graph)
+        return self.clamp(self.net.decode(embeddings, user, movie).rating)
+
+    # ------------------------------------------------------------------ steps
+
+    def setup(self, stage: str) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        split = getattr(datamodule, "split_data", None)
+        if isinstance(split, SplitData) and split is not self._split:
+            self.use_split(split)
+        if self._split is not None and self._split.loader == "neighbor" and not self.net.inductive:
+            raise ConfigError(
+                f"data.loader=neighbor encodes sampled subgraphs, which "
+                f"{type(self.net).__name__} cannot (it is transductive); use an inductive "
+                "model (model=sage) or data.loader=full"
+            )
+
+    def training_step(
+        self, batch: tuple[torch.Tensor, ...] | HeteroData, batch_idx: int
+    ) -> torch.Tensor:
+        if isinstance(batch, HeteroData):  # a sampled subgraph (data.loader=neighbor)
+            loss = self.subgraph_loss(batch)
+            rating = batch[RATES].edge_label
+        else:
+            user, movie, rating = batch
+            loss = self.supervised_loss(user, movie, rating)
+        if not torch.isfinite(loss):
+            raise MovieRecError(
+                f"training diverged: train/loss is {loss.item()} at epoch {self.current_epoch}; "
+                f"lower model.lr (now {self.hparams.lr}) or add model.weight_decay"
+            )
+        self.log(
+            "train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(rating)
+        )
+        return loss
+
+    def supervised_loss(
+        self, user: torch.Tensor, movie: torch.Tensor, rating: torch.Tensor
+    ) -> torch.Tensor:
+        """The objective over B (user, movie, rating) pairs of the full graph, plus the
+        net's regularization."""
+        embeddings = self.net.encode(self.graph)
+        regularization = self.net.regularization(user, movie)
+        loss = self.objective.batch_loss(
+            self.net, embeddings, user, movie, rating, self.schema.n_movies
+        )
+        return loss + regularization
+
+    def subgraph_loss(self, batch: HeteroData) -> torch.Tensor:
+        """The objective over a sampled subgraph's supervision pairs (local indices)."""
+        store = batch[RATES]
+        user, movie = store.edge_label_index
+        embeddings = self.net.encode(batch)
+        loss = self.objective.batch_loss(
+            self.net, embeddings, user, movie, store.edge_label, len(embeddings.movie)
+        )
+        return loss + self.net.regularization(
+            batch["user"].node_id[user], batch["movie"].node_id[movie]
+        )
+
+    def on_validation_epoch_start(self) -> None:
+        self._eval_embeddings = self.net.encode(self.graph)
+
+    def on_test_epoch_start(self) -> None:
+        self._eval_embeddings = self.net.encode(self.graph)
+
+    def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
+        self._evaluate(batch, "val", self.val_rmse, self.val_mae)
+
+    def test_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
+        self._evaluate(batch, "test", self.test_rmse, self.test_mae)
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_ranking("val", self.val_ranking)
+        self._eval_embeddings = None
+
+    def on_test_epoch_end(self) -> None:
+        self._log_ranking("test", self.test_ranking)
+        self._eval_embeddings = None
+
+    def _evaluate(self, batch, stage: str, rmse, mae) -> None:
+        if not self.net.predicts_ratings:
+            return  # its scores only order movies: RMSE would measure nothing
+        user, movie, rating = batch
+        assert self._eval_embeddings is not None
+        predicted = self.clamp(self.net.decode(self._eval_embeddings, user, movie).rating)
+        rmse.update(predicted, rating)
+        mae.update(predicted, rating)
+        self.log(f"{stage}/rmse", rmse, on_epoch=True, prog_bar=True, batch_size=len(rating))
+        self.log(f"{stage}/mae", mae, on_epoch=True, batch_size=len(rating))
+
+    def _log_ranking(self, stage: str, ranking: TopKRanking | None) -> None:
+        """Top-K metrics of `stage`'s users; each DDP rank ranks its own shard of users."""
+        if ranking is None or self._split is None:
+            return  # evaluated on bare dataloaders: no split to rank against
+        assert self._eval_embeddings is not None
+        if stage not in self._protocols:  # the split is fixed: build its lookups once
+            self._protocols[stage] = RankingProtocol.from_split(
+                self._split, self.hparams.relevant_rating, stage
+            )
+        protocol = self._protocols[stage]
+        embeddings = self._eval_embeddings
+        evaluate_ranking(
+            lambda users: self.net.score_users(embeddings, users),
+            protocol.shard(self.global_rank, self.trainer.world_size),
+            protocol.exclude,
+            protocol.relevant,
+            ranking,
+        )
+        for name, metric in ranking.means.items():
+            self.log(metric_name(name, ranking.k, stage), metric)
+
+    # ------------------------------------------------------------------ optimisation
+
+    def configure_optimizers(self) -> Any:
+        hp = self.hparams
+        optimizer = build_optimizer(self._optimizer, self.parameters(), hp.lr, hp.weight_decay)
+        if self._scheduler is None:
+            return optimizer
+        mode = hp.get("selection_mode", "min")
+        scheduler = build_scheduler(self._scheduler, optimizer, self.trainer.max_epochs or 1, mode)
+        settings: dict[str, Any] = {"scheduler": scheduler, "interval": "epoch"}
+        if is_plateau(self._scheduler):
+            settings["monitor"] = hp.get("selection_metric", "val/rmse")
+        return {"optimizer": optimizer, "lr_scheduler": settings}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (DictConfig, ListConfig)):
+        return OmegaConf.to_container(value, resolve=True)
+    return value

@@ -1,0 +1,77 @@
+"""The MLflow side of a study: one parent run per study, trials as its children."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import optuna
+from mlflow.tracking import MlflowClient
+from omegaconf import DictConfig
+from optuna.trial import TrialState
+
+from movierec.tracking.lifecycle import TrackedRun
+from movierec.tracking.params import flatten_config
+from movierec.tracking.recorder import mlflow_node
+from movierec.tracking.store import ensure_experiment, prepare_local_store
+from movierec.training.selection import Selection
+from movierec.tuning.plots import study_plots
+
+
+def open_study_run(config: DictConfig, study_name: str, storage: str) -> TrackedRun | None:
+    """Reopen the study's parent run (a resumed or parallel sweep) or create it."""
+    node = mlflow_node(config)
+    if node is None:
+        return None
+    prepare_local_store(node.tracking_uri)
+    client = MlflowClient(node.tracking_uri)
+    experiment_id = ensure_experiment(client, node.experiment_name, node.get("artifact_location"))
+    found = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.`optuna.study` = '{study_name}' and tags.`optuna.role` = 'study'",
+        max_results=1,
+    )
+    if found:
+        return TrackedRun.open(
+            node.tracking_uri, node.experiment_name, resume_run_id=found[0].info.run_id
+        )
+    run = TrackedRun.open(
+        node.tracking_uri,
+        node.experiment_name,
+        artifact_root=node.get("artifact_location"),
+        run_name=f"optuna-{study_name}",
+        tags={
+            "optuna.study": study_name,
+            "optuna.role": "study",
+            "optuna.storage": storage,
+            **Selection.from_cfg(config).as_tags(),
+        },
+    )
+    run.log_params(flatten_config(config))
+    return run
+
+
+def close_study_run(
+    run: TrackedRun | None, study: optuna.Study, n_trials: int, selection: Selection
+) -> None:
+    """Best value (metric `best/<selection metric>`, e.g. `best/val_ndcg_at_10`) and params
+    (tags) on the parent; FINISHED once the study is."""
+    if run is None:
+        return
+    best = study.best_trial
+    trials = study.get_trials(deepcopy=False)
+    states = {state.name.lower(): sum(t.state == state for t in trials) for state in TrialState}
+    best_key = "best/" + selection.metric.replace("/", "_")
+    run.log_metrics({best_key: best.value, **{f"trials/{k}": v for k, v in states.items()}})
+    run.set_tags(
+        {
+            "optuna.best_trial": str(best.number),
+            **{f"best.{name}": str(value) for name, value in best.params.items()},
+        }
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        skipped = study_plots(study, Path(tmp) / "study")
+        run.log_artifact(Path(tmp) / "study", "plots/study")
+        run.set_tags({f"plots.skipped.{name}": why for name, why in skipped.items()})
+    if states["complete"] + states["pruned"] >= n_trials:
+        run.client.set_terminated(run.run_id, "FINISHED")
