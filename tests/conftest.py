@@ -9,7 +9,7 @@ import pytest
 
 from movierec.data.cache import load_ratings_data
 from movierec.data.sources import DataSettings
-from tests import movielens_layouts
+from tests.helpers import movielens_layouts
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_MIRROR = PROJECT_ROOT.parent / "shared" / "data" / "movielens"

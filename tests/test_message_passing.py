@@ -9,7 +9,7 @@ from movierec.errors import ConfigError
 from movierec.models.adjacency import use_sparse
 from movierec.models.gcn import GcnNet
 from movierec.models.sage import SageNet
-from tests.test_datamodule import synthetic_train_graph
+from tests.helpers.graphs import synthetic_train_graph
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +114,7 @@ def test_chunked_decoding_gives_the_same_loss_and_gradients(graph_and_schema, mo
     from hydra.core.global_hydra import GlobalHydra
 
     from movierec.training.module import RatingPredictor
-    from tests.training_configs import CONFIG_DIR
+    from tests.helpers.configs import CONFIG_DIR
 
     graph, schema = graph_and_schema
     GlobalHydra.instance().clear()

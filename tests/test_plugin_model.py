@@ -18,7 +18,7 @@ from movierec.data.graph import GraphSchema
 from movierec.models.base import NodeEmbeddings, RatingNet, RatingScores
 from movierec.serving.recommender import Recommender
 from movierec.tasks.train import train_fold
-from tests.training_configs import TINY_DATA, compose_train
+from tests.helpers.configs import TINY_DATA, compose_train
 
 
 class TinyDotNet(RatingNet):

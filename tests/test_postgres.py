@@ -24,11 +24,9 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from tests.conftest import PROJECT_ROOT
-from tests.test_sweeps import STUDY, _env, _sweep_command
-from tests.test_tracking import _free_port, _wait_for
-from tests.training_configs import TINY_DATA
-
-QUIET = ["callbacks.progress_bar=null", "trainer.enable_progress_bar=false"]
+from tests.helpers.configs import QUIET, TINY_DATA
+from tests.helpers.servers import free_port, wait_for
+from tests.helpers.sweeps import STUDY, sweep_command, sweep_env
 
 
 @pytest.fixture(scope="session")
@@ -58,7 +56,7 @@ def postgres_db(postgres_base: str):
 @pytest.fixture
 def tracking_server(postgres_db: str, tmp_path: Path):
     """`mlflow server` on 127.0.0.1 with its runs in PostgreSQL; its http URI."""
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     server = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", postgres_db,
@@ -68,7 +66,7 @@ def tracking_server(postgres_db: str, tmp_path: Path):
         start_new_session=True,
     )  # fmt: skip
     try:
-        _wait_for(f"http://127.0.0.1:{port}/health", 180, server)
+        wait_for(f"http://127.0.0.1:{port}/health", 180, server)
         yield f"http://127.0.0.1:{port}"
     finally:
         os.killpg(server.pid, signal.SIGTERM)
@@ -76,7 +74,7 @@ def tracking_server(postgres_db: str, tmp_path: Path):
 
 
 def test_training_logs_to_a_tracking_server_on_postgres(tracking_server: str, tmp_path: Path):
-    env = dict(_env(tmp_path), MLFLOW_TRACKING_URI=tracking_server)
+    env = dict(sweep_env(tmp_path), MLFLOW_TRACKING_URI=tracking_server)
     command = [sys.executable, str(PROJECT_ROOT / "scripts" / "train.py"), *TINY_DATA, *QUIET,
                "model=mf", "trainer.max_epochs=2", f"hydra.run.dir={tmp_path / 'run'}"]  # fmt: skip
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
@@ -103,10 +101,10 @@ def _pg_study(storage: str) -> optuna.Study:
 
 def _workers(tmp_path: Path, storage: str, args: tuple[str, ...]) -> list[subprocess.Popen]:
     def start(i: int) -> subprocess.Popen:
-        command = _sweep_command(tmp_path, *args, f"hydra.sweeper.storage={storage}",
+        command = sweep_command(tmp_path, *args, f"hydra.sweeper.storage={storage}",
                                  f"hydra.sweep.dir={tmp_path / f'sweep{i}'}", grace=20)  # fmt: skip
         return subprocess.Popen(
-            command, env=_env(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            command, env=sweep_env(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             text=True,
         )  # fmt: skip
 

@@ -26,7 +26,7 @@ from movierec.ranking.scoring import evaluate_ranking, user_chunks
 from movierec.ranking.user_items import UserItems
 from movierec.tasks.popular_baseline import evaluate_popularity
 from tests.conftest import PROJECT_ROOT
-from tests.training_configs import TINY_DATA, compose_train
+from tests.helpers.configs import TINY_DATA, compose_train
 
 LOG2_3 = math.log2(3)
 

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from movierec.data.graph import RATES
 from movierec.objective import Objective
 from movierec.training.module import RatingPredictor
-from tests.test_datamodule import synthetic_train_graph
+from tests.helpers.graphs import synthetic_train_graph
 
 MF = {"_target_": "movierec.models.mf.BiasedMF", "dim": 8, "init_std": 0.1, "reg": 0.0}
 

@@ -9,7 +9,7 @@ import pytest
 
 from movierec.data.cache import load_ratings_data
 from movierec.data.sources import DataSettings
-from tests.movielens_layouts import MOVIES, RATINGS
+from tests.helpers.movielens_layouts import MOVIES, RATINGS
 
 # (dataset, has timestamps with half stars, has user side features)
 LAYOUTS = [
@@ -78,7 +78,7 @@ def test_ml100k_layout_has_19_genre_flags_and_folds(tiny_mirror: Path, tmp_path:
 
 
 def test_ratings_csv_source_with_and_without_movies(tmp_path: Path):
-    from tests.movielens_layouts import write_movies_csv, write_ratings_csv
+    from tests.helpers.movielens_layouts import write_movies_csv, write_ratings_csv
 
     ratings = write_ratings_csv(tmp_path / "r.csv")
     movies = write_movies_csv(tmp_path / "m.csv")

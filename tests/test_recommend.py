@@ -20,7 +20,7 @@ from movierec.serving.bundle import TrainedModel
 from movierec.serving.cold_start import ColdStartUnsupported, embed_new_user
 from movierec.serving.recommender import Recommender, UnknownUserError
 from movierec.tasks.train import train_fold
-from tests.training_configs import TINY_DATA, compose_train
+from tests.helpers.configs import TINY_DATA, compose_train
 
 QUIET = ["logger=none", "callbacks.progress_bar=null", "trainer.enable_progress_bar=false"]
 

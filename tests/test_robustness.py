@@ -19,10 +19,10 @@ from mlflow.tracking import MlflowClient
 from movierec.data.cache import entry_problem
 from movierec.tracking.lifecycle import end_orphaned_runs, process_tags
 from tests.conftest import PROJECT_ROOT
-from tests.training_configs import TINY_DATA
+from tests.helpers.configs import QUIET, TINY_DATA
+from tests.helpers.servers import free_port, wait_for
 
 TRAIN = [sys.executable, str(PROJECT_ROOT / "scripts" / "train.py")]
-QUIET = ["callbacks.progress_bar=null", "trainer.enable_progress_bar=false"]
 
 
 def _env(tmp_path: Path) -> dict[str, str]:
@@ -135,7 +135,7 @@ def test_serve_script_answers_without_the_venv_on_path(trained_run):
     tmp_path, run_id = trained_run
     env = _env(tmp_path)
     env["PATH"] = "/usr/bin:/bin"  # no venv: `uvicorn` is not on PATH
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [sys.executable, str(PROJECT_ROOT / "scripts" / "serve.py"), f"model={run_id}",
          f"port={port}", "workers=1"],
@@ -143,7 +143,7 @@ def test_serve_script_answers_without_the_venv_on_path(trained_run):
         start_new_session=True,
     )  # fmt: skip
     try:
-        _wait_for(f"http://127.0.0.1:{port}/ping", 120, server)
+        wait_for(f"http://127.0.0.1:{port}/ping", 120, server)
         frame = {"columns": ["userId", "k", "fallback"], "data": [[1, 3, "popular"]]}
         body = json.dumps({"dataframe_split": frame})
         request = urllib.request.Request(
@@ -166,27 +166,6 @@ def test_serve_script_refuses_a_missing_model_in_one_line(tmp_path: Path):
     )  # fmt: skip
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == "error: workers=0: expected ≥ 1"
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_for(url: str, seconds: float, process: subprocess.Popen) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"server exited: {process.stderr.read()[-2000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except OSError:
-            time.sleep(1)
-    raise AssertionError(f"{url} did not answer within {seconds} s")
 
 
 INSPECT = [sys.executable, str(PROJECT_ROOT / "scripts" / "inspect_data.py")]

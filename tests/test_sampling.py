@@ -14,8 +14,8 @@ from movierec.data.sampling import check_loader
 from movierec.errors import ConfigError
 from movierec.tasks.train import train_fold
 from movierec.training.module import RatingPredictor
-from tests.test_datamodule import synthetic_train_graph
-from tests.training_configs import TINY_DATA, compose_train
+from tests.helpers.configs import TINY_DATA, compose_train
+from tests.helpers.graphs import synthetic_train_graph
 
 
 def _sampler_libraries(monkeypatch, installed: bool) -> None:

@@ -27,9 +27,8 @@ from movierec.data.splits import KFoldSplit, RandomSplit
 from movierec.errors import ConfigError, DataError
 from movierec.tasks.train import train_fold
 from tests.conftest import PROJECT_ROOT
-from tests.movielens_layouts import write_movies_csv, write_ratings_csv
-from tests.test_training import FAST
-from tests.training_configs import TINY_DATA, compose_train
+from tests.helpers.configs import FAST, TINY_DATA, compose_train
+from tests.helpers.movielens_layouts import write_movies_csv, write_ratings_csv
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import pytest
 
 from movierec.data.splits import KFoldSplit, PredefinedSplit, RandomSplit, TemporalSplit
 from movierec.errors import ConfigError
-from tests.test_datamodule import synthetic_ratings
+from tests.helpers.graphs import synthetic_ratings
 
 
 @pytest.fixture(scope="module")

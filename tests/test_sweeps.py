@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import signal
 import sqlite3
 import subprocess
@@ -21,37 +20,8 @@ from optuna.trial import TrialState
 from movierec.errors import ConfigError
 from movierec.tuning.study import open_study
 from tests.conftest import PROJECT_ROOT
-from tests.training_configs import TINY_DATA
-
-QUIET = ["callbacks.progress_bar=null", "trainer.enable_progress_bar=false"]
-STUDY = "sage_synthetic"
-
-
-def _env(tmp_path: Path) -> dict[str, str]:
-    return dict(
-        os.environ,
-        MOVIEREC_DATA_DIR=str(tmp_path / "data"),
-        MOVIEREC_LOG_DIR=str(tmp_path / "logs"),
-        MOVIEREC_MLRUNS_DIR=str(tmp_path / "mlruns"),
-    )
-
-
-def _sweep_command(tmp_path: Path, *extra: str, grace: int = 3) -> list[str]:
-    """A sweep with 1 s heartbeats; a trial silent for `grace` s counts as dead. 3 s keeps
-    resume tests short; workers running side by side need more on a loaded CI host."""
-    return [
-        sys.executable, str(PROJECT_ROOT / "scripts" / "train.py"), "-m",
-        "hparams_search=sage_optuna", *TINY_DATA, *QUIET,
-        f"hydra.sweeper.best_config_dir={tmp_path / 'tuned'}",
-        "hydra.sweeper.heartbeat_interval=1", f"hydra.sweeper.grace_period={grace}", *extra,
-    ]  # fmt: skip
-
-
-def _run(tmp_path: Path, *extra: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        _sweep_command(tmp_path, *extra),
-        env=_env(tmp_path), capture_output=True, text=True, timeout=timeout,
-    )  # fmt: skip
+from tests.helpers.configs import QUIET, TINY_DATA
+from tests.helpers.sweeps import STUDY, run_sweep, sweep_command, sweep_env
 
 
 def _study(tmp_path: Path) -> optuna.Study:
@@ -95,7 +65,7 @@ def _mlflow_runs(tmp_path: Path):
 
 
 def test_sweep_records_study_mlflow_parent_children_and_best_config(tmp_path: Path):
-    done = _run(tmp_path, "hydra.sweeper.n_trials=4", "trainer.max_epochs=3")
+    done = run_sweep(tmp_path, "hydra.sweeper.n_trials=4", "trainer.max_epochs=3")
     assert done.returncode == 0, done.stderr[-3000:]
     study = _study(tmp_path)
     assert len(study.trials) == 4
@@ -128,7 +98,7 @@ def test_sweep_records_study_mlflow_parent_children_and_best_config(tmp_path: Pa
 def test_sweep_maximizes_the_selection_metric(tmp_path: Path):
     # selection max(val/ndcg_at_10): the study maximizes, each trial's value is its best
     # epoch's val/ndcg_at_10, and pruning saw that metric every epoch
-    done = _run(
+    done = run_sweep(
         tmp_path, "hydra.sweeper.n_trials=3", "trainer.max_epochs=3", "ranking.validate=true",
         "selection.metric=val/ndcg_at_10", "selection.mode=max",
     )  # fmt: skip
@@ -175,7 +145,7 @@ def test_sweep_maximizes_the_selection_metric(tmp_path: Path):
     ],
 )
 def test_invalid_selection_stops_the_sweep_before_training(tmp_path: Path, entries, message):
-    done = _run(tmp_path, "hydra.sweeper.n_trials=3", *entries, timeout=300)
+    done = run_sweep(tmp_path, "hydra.sweeper.n_trials=3", *entries, timeout=300)
     assert done.returncode == 2, done.stderr[-3000:]
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and message in errors[0], done.stderr[-3000:]
@@ -204,7 +174,7 @@ def test_study_refuses_another_direction_or_metric(tmp_path: Path):
 
 def test_pruned_trials_are_pruned_in_optuna_and_mlflow(tmp_path: Path):
     # one good and one hopeless learning rate; the median pruner stops the hopeless ones
-    done = _run(
+    done = run_sweep(
         tmp_path,
         "hydra.sweeper.n_trials=6",
         "trainer.max_epochs=8",
@@ -229,7 +199,7 @@ def test_pruned_trials_are_pruned_in_optuna_and_mlflow(tmp_path: Path):
 def test_killed_sweep_resumes_the_same_study(tmp_path: Path):
     args = ("hydra.sweeper.n_trials=3", "trainer.max_epochs=60", "callbacks.early_stopping=null")
     process = subprocess.Popen(
-        _sweep_command(tmp_path, *args), env=_env(tmp_path),
+        sweep_command(tmp_path, *args), env=sweep_env(tmp_path),
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     storage = tmp_path / "mlruns" / "optuna.db"
@@ -243,7 +213,7 @@ def test_killed_sweep_resumes_the_same_study(tmp_path: Path):
     before = _study(tmp_path)
     assert TrialState.RUNNING in _states(before)
     finished_before = {t.number: t.params for t in before.trials if t.state == TrialState.COMPLETE}
-    done = _run(tmp_path, *args, timeout=400)
+    done = run_sweep(tmp_path, *args, timeout=400)
     assert done.returncode == 0, done.stderr[-3000:]
     after = _study(tmp_path)
     counted = [t for t in after.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
@@ -264,7 +234,7 @@ def test_trial_orphaned_before_its_first_heartbeat_is_failed_and_retried(tmp_pat
     storage = f"sqlite:///{tmp_path / 'mlruns' / 'optuna.db'}"
     orphan = open_study(storage, STUDY, "minimize", {"name": "tpe"}, {"name": "none"}, 1, 3).ask()
     time.sleep(3.5)  # older than the grace period
-    done = _run(tmp_path, "hydra.sweeper.n_trials=2", "trainer.max_epochs=2", timeout=300)
+    done = run_sweep(tmp_path, "hydra.sweeper.n_trials=2", "trainer.max_epochs=2", timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     study = _study(tmp_path)
     assert study.trials[orphan.number].state == TrialState.FAIL
@@ -275,8 +245,8 @@ def test_two_workers_share_one_study(tmp_path: Path):
     args = ("hydra.sweeper.n_trials=4", "trainer.max_epochs=3")
     workers = [
         subprocess.Popen(
-            _sweep_command(tmp_path, *args, f"hydra.sweep.dir={tmp_path / f'sweep{i}'}", grace=30),
-            env=_env(tmp_path),
+            sweep_command(tmp_path, *args, f"hydra.sweep.dir={tmp_path / f'sweep{i}'}", grace=30),
+            env=sweep_env(tmp_path),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
@@ -302,7 +272,7 @@ def test_two_workers_share_one_study(tmp_path: Path):
     ],
 )
 def test_invalid_search_space_is_rejected_before_any_trial(tmp_path: Path, entry, message):
-    done = _run(tmp_path, "hydra.sweeper.n_trials=2", entry, timeout=120)
+    done = run_sweep(tmp_path, "hydra.sweeper.n_trials=2", entry, timeout=120)
     assert done.returncode == 2
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and message in errors[0]
@@ -322,7 +292,7 @@ def test_plain_grid_multirun_runs_every_combination(tmp_path: Path):
     done = subprocess.run(
         [sys.executable, str(PROJECT_ROOT / "scripts" / "train.py"), "-m", *TINY_DATA, *QUIET,
          "model=mf,sage", "seed=1,2", "trainer.max_epochs=2"],
-        env=_env(tmp_path), capture_output=True, text=True, timeout=600,
+        env=sweep_env(tmp_path), capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     runs = _mlflow_runs(tmp_path)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -21,9 +20,8 @@ from mlflow.tracking import MlflowClient
 from movierec.config import build
 from movierec.tasks.train import train, train_fold
 from tests.conftest import PROJECT_ROOT
-from tests.training_configs import TINY_DATA, compose_train
-
-QUIET = ["callbacks.progress_bar=null", "trainer.enable_progress_bar=false"]
+from tests.helpers.configs import QUIET, TINY_DATA, compose_train
+from tests.helpers.servers import free_port, wait_for
 
 
 def _tracked(tmp_path: Path, extra: list[str], uri: str | None = None) -> list[str]:
@@ -42,25 +40,6 @@ def _known_pairs(tmp_path: Path, run_id: str) -> list[list[int]]:
     users = pd.read_csv(Path(folder) / "users.csv")["userId"].tolist()
     movies = pd.read_csv(Path(folder) / "movies.csv")["movieId"].tolist()
     return [[users[0], movies[0]], [users[-1], movies[-1]]]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_for(url: str, seconds: float, process: subprocess.Popen) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"server exited: {process.stderr.read()[-2000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except OSError:
-            time.sleep(0.5)
-    raise AssertionError(f"{url} did not answer within {seconds} s")
 
 
 @pytest.fixture(scope="module")
@@ -186,7 +165,7 @@ def test_recommend_cli_by_mlflow_run_id(finished_run):
 
 def test_served_model_answers_over_http(finished_run):
     tmp, metrics = finished_run
-    port = _free_port()
+    port = free_port()
     env = dict(
         os.environ,
         MLFLOW_TRACKING_URI=f"sqlite:///{tmp / 'mlruns' / 'mlflow.db'}",
@@ -200,7 +179,7 @@ def test_served_model_answers_over_http(finished_run):
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        _wait_for(f"http://127.0.0.1:{port}/ping", 90, server)
+        wait_for(f"http://127.0.0.1:{port}/ping", 90, server)
         body = json.dumps(
             {
                 "dataframe_split": {
@@ -274,7 +253,7 @@ def test_failing_training_leaves_run_failed(tmp_path: Path):
     cfg = compose_train(
         tmp_path,
         _tracked(tmp_path, ["model=mf", "trainer.max_epochs=3",
-                            "+callbacks.boom._target_=tests.failing_callbacks.RaiseAtEpoch"]),
+                            "+callbacks.boom._target_=tests.helpers.failing_callbacks.RaiseAtEpoch"]),
     )  # fmt: skip
     with pytest.raises(RuntimeError, match="bad value"):
         train_fold(cfg)
@@ -288,7 +267,7 @@ def test_interrupted_training_is_killed_and_resume_continues_the_run(tmp_path: P
     cfg = compose_train(
         tmp_path,
         _tracked(tmp_path, [*base, "trainer.max_epochs=4",
-                            "+callbacks.stop._target_=tests.failing_callbacks.RaiseAtEpoch",
+                            "+callbacks.stop._target_=tests.helpers.failing_callbacks.RaiseAtEpoch",
                             "+callbacks.stop.epoch=2", "+callbacks.stop.error=interrupt"]),
     )  # fmt: skip
     with pytest.raises(SystemExit):  # Lightning turns Ctrl-C into a clean exit(1)
@@ -341,7 +320,7 @@ def test_cross_validation_has_parent_and_children(tmp_path: Path):
 
 
 def test_remote_tracking_server(tmp_path: Path):
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
          "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
@@ -349,7 +328,7 @@ def test_remote_tracking_server(tmp_path: Path):
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        _wait_for(f"http://127.0.0.1:{port}/health", 120, server)
+        wait_for(f"http://127.0.0.1:{port}/health", 120, server)
         uri = f"http://127.0.0.1:{port}"
         cfg = compose_train(tmp_path, _tracked(tmp_path, ["model=mf", "trainer.max_epochs=2"], uri))
         metrics = train_fold(cfg)

@@ -17,15 +17,9 @@ from movierec.config import build
 from movierec.errors import ConfigError
 from movierec.tasks.train import train, train_fold
 from tests.conftest import PROJECT_ROOT
-from tests.training_configs import CONFIG_DIR, TINY_DATA, compose_train
+from tests.helpers.configs import CONFIG_DIR, FAST, TINY_DATA, compose_train
 
 MODELS = ["sage", "gcn", "mf", "gcmc"]
-FAST = [
-    "logger=none",
-    "callbacks.progress_bar=null",
-    "trainer.enable_progress_bar=false",
-    "trainer.enable_model_summary=false",
-]
 
 
 def _options(group: str) -> list[str]:

@@ -13,7 +13,7 @@ from movierec.data.cache import load_ratings_data
 from movierec.data.sources import DataSettings
 from movierec.errors import ConfigError, DataError
 from tests.conftest import PROJECT_ROOT
-from tests.movielens_layouts import write_movies_csv, write_ratings_csv
+from tests.helpers.movielens_layouts import write_movies_csv, write_ratings_csv
 
 
 def _load(tmp_path: Path, ratings: Path, **kwargs):

@@ -53,7 +53,7 @@ def _project_configs() -> None:
     folder = Path(os.environ.get("MOVIEREC_ROOT") or ".").resolve() / "conf"
     given = any(arg.startswith(("hydra.searchpath", "--config-dir", "-cd")) for arg in sys.argv)
     if folder.is_dir() and not given:
-        sys.argv.append(f"hydra.searchpath=[file://{folder}]")
+        sys.argv.insert(1, f"hydra.searchpath=[file://{folder}]")  # before any --flag
 
 
 def _model_means_run_id() -> None:

@@ -30,6 +30,8 @@ CONFIG_PATH = "pkg://movierec.conf"
 
 
 def _app(config_name: str, task: Callable[[DictConfig], Any]) -> Callable[[], Any]:
+    _project_configs()
+
     @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name=config_name)
     def main(cfg: DictConfig) -> Any:
         from hydra.core.hydra_config import HydraConfig
@@ -42,6 +44,16 @@ def _app(config_name: str, task: Callable[[DictConfig], Any]) -> Callable[[], An
         return run_reporting_user_errors(lambda: task(cfg))
 
     return main
+
+
+def _project_configs() -> None:
+    """Put the project folder's `conf/` (under $MOVIEREC_ROOT, else the working directory)
+    on Hydra's search path when it exists: its files add to or override the packaged
+    configs (e.g. experiment/tuned/<study>.yaml written by a sweep)."""
+    folder = Path(os.environ.get("MOVIEREC_ROOT") or ".").resolve() / "conf"
+    given = any(arg.startswith(("hydra.searchpath", "--config-dir", "-cd")) for arg in sys.argv)
+    if folder.is_dir() and not given:
+        sys.argv.append(f"hydra.searchpath=[file://{folder}]")
 
 
 def _model_means_run_id() -> None:

@@ -1,4 +1,4 @@
-"""Compose the real `conf/train.yaml` for tests, with every path inside a temporary folder."""
+"""Compose the real `train.yaml` (the packaged configs) for tests, every path in a temp folder."""
 
 from __future__ import annotations
 
@@ -12,6 +12,10 @@ from omegaconf import DictConfig, open_dict
 from tests.conftest import PROJECT_ROOT
 
 CONFIG_DIR = str(PROJECT_ROOT / "src" / "movierec" / "conf")
+#: no progress bar (its refresh spams CI logs)
+QUIET = ["callbacks.progress_bar=null", "trainer.enable_progress_bar=false"]
+#: QUIET, no logger and no model summary: the fastest way through a training
+FAST = ["logger=none", *QUIET, "trainer.enable_model_summary=false"]
 TINY_DATA = [
     "data=synthetic",
     "data.synthetic.n_users=40",

@@ -1,0 +1,40 @@
+"""Optuna sweeps run for real: the command, its environment, and running it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import PROJECT_ROOT
+from tests.helpers.configs import QUIET, TINY_DATA
+
+STUDY = "sage_synthetic"
+
+
+def sweep_env(tmp_path: Path) -> dict[str, str]:
+    return dict(
+        os.environ,
+        MOVIEREC_DATA_DIR=str(tmp_path / "data"),
+        MOVIEREC_LOG_DIR=str(tmp_path / "logs"),
+        MOVIEREC_MLRUNS_DIR=str(tmp_path / "mlruns"),
+    )
+
+
+def sweep_command(tmp_path: Path, *extra: str, grace: int = 3) -> list[str]:
+    """A sweep with 1 s heartbeats; a trial silent for `grace` s counts as dead. 3 s keeps
+    resume tests short; workers running side by side need more on a loaded CI host."""
+    return [
+        sys.executable, str(PROJECT_ROOT / "scripts" / "train.py"), "-m",
+        "hparams_search=sage_optuna", *TINY_DATA, *QUIET,
+        f"hydra.sweeper.best_config_dir={tmp_path / 'tuned'}",
+        "hydra.sweeper.heartbeat_interval=1", f"hydra.sweeper.grace_period={grace}", *extra,
+    ]  # fmt: skip
+
+
+def run_sweep(tmp_path: Path, *extra: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        sweep_command(tmp_path, *extra),
+        env=sweep_env(tmp_path), capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
