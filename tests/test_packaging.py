@@ -5,6 +5,7 @@ outside the checkout, through its console scripts."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,9 +21,12 @@ def installed(tmp_path_factory) -> Path:
     """`pip wheel` of the project, installed with `--target` (its dependencies come from
     this environment); the folder holding the package and its `bin/` console scripts."""
     tmp = tmp_path_factory.mktemp("wheel")
+    source = tmp / "source"  # a copy: setuptools writes build/ into the tree it builds
+    skip = (".venv", ".git", "data", "mlruns", "outputs", "multirun", "build", "dist", "*.egg-info")
+    shutil.copytree(PROJECT_ROOT, source, ignore=shutil.ignore_patterns(*skip))
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp / "dist"),
-         str(PROJECT_ROOT)],
+         str(source)],
         check=True, capture_output=True, timeout=600,
     )  # fmt: skip
     (wheel,) = (tmp / "dist").glob("movierec-*.whl")

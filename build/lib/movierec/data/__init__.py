@@ -1,1 +1,0 @@
-"""MovieLens data: sources, parsing and validation, processed cache, graph, splits, DataModule."""

@@ -1,1 +1,0 @@
-"""Rating models: encoders over the user–movie graph, decoders, and the LightningModule."""

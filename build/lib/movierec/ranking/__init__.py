@@ -1,1 +1,0 @@
-"""Top-K ranking: metric definitions, per-user item sets, block scoring, popularity baseline."""

@@ -1,1 +1,0 @@
-"""MLflow tracking: run lifecycle, params and tags, plots, and the servable pyfunc model."""

@@ -1,1 +1,0 @@
-"""Hyperparameter search with Optuna: search spaces, shared studies, pruning, best configs."""
