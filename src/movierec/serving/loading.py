@@ -81,7 +81,6 @@ def _from_checkpoint(checkpoint: Path) -> TrainedModel:
 
 
 def _from_mlflow(run_id: str, tracking_uri: str | None) -> TrainedModel:
-    import mlflow
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
@@ -96,44 +95,40 @@ def _from_mlflow(run_id: str, tracking_uri: str | None) -> TrainedModel:
             f"run_id={run_id} is neither a run in the MLflow store {uri} nor a bundle folder "
             "or checkpoint (set MLFLOW_TRACKING_URI or tracking_uri= for another store)"
         ) from None
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(uri)
-    try:
-        with tempfile.TemporaryDirectory(prefix="movierec-bundle-") as tmp:
-            try:
-                bundle = mlflow.artifacts.download_artifacts(
-                    artifact_uri=f"runs:/{run_id}/{BUNDLE_PATH}", dst_path=tmp
-                )
-            except (MlflowException, OSError):
-                raise DataError(
-                    f"run {run_id} has no servable model (artifact {BUNDLE_PATH}); it may "
-                    "have failed before testing, or been logged without a checkpoint"
-                ) from None
-            return TrainedModel.load(bundle)
-    finally:
-        mlflow.set_tracking_uri(previous)
+    with tempfile.TemporaryDirectory(prefix="movierec-bundle-") as tmp:
+        try:
+            bundle = _download(f"runs:/{run_id}/{BUNDLE_PATH}", uri, tmp)
+        except (MlflowException, OSError):
+            raise DataError(
+                f"run {run_id} has no servable model (artifact {BUNDLE_PATH}); it may have "
+                "failed before testing, or been logged without a checkpoint"
+            ) from None
+        return TrainedModel.load(bundle)
 
 
 def _from_registry(model_uri: str, tracking_uri: str | None) -> TrainedModel:
     """The bundle inside a registered model version's `artifacts/bundle`."""
-    import mlflow
     from mlflow.exceptions import MlflowException
 
     uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    with tempfile.TemporaryDirectory(prefix="movierec-bundle-") as tmp:
+        try:
+            folder = _download(model_uri, uri, tmp)
+        except (MlflowException, OSError) as err:
+            reason = " ".join(str(err).split())[:200]
+            raise DataError(
+                f"run_id={model_uri}: no such registered model version in {uri} ({reason}); "
+                "list them with `mlflow models` or the UI's Models page"
+            ) from None
+        return TrainedModel.load(Path(folder) / "artifacts" / "bundle")
+
+
+def _download(artifact_uri: str, tracking_uri: str, folder: str) -> str:
+    """`artifact_uri` (runs:/… or models:/…) from the store at `tracking_uri`, into `folder`."""
+    import mlflow
+
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(uri)
-    try:
-        with tempfile.TemporaryDirectory(prefix="movierec-bundle-") as tmp:
-            try:
-                folder = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=tmp)
-            except (MlflowException, OSError) as err:
-                reason = " ".join(str(err).split())[:200]
-                raise DataError(
-                    f"run_id={model_uri}: no such registered model version in {uri} ({reason}); "
-                    "list them with `mlflow models` or the UI's Models page"
-                ) from None
-            return TrainedModel.load(Path(folder) / "artifacts" / "bundle")
-    finally:
-        mlflow.set_tracking_uri(previous)
+    return mlflow.artifacts.download_artifacts(
+        artifact_uri=artifact_uri, dst_path=folder, tracking_uri=tracking_uri,
+        registry_uri=tracking_uri,
+    )  # fmt: skip
