@@ -22,8 +22,14 @@ def installed(tmp_path_factory) -> Path:
     this environment); the folder holding the package and its `bin/` console scripts."""
     tmp = tmp_path_factory.mktemp("wheel")
     source = tmp / "source"  # a copy: setuptools writes build/ into the tree it builds
-    skip = (".venv", ".git", "data", "mlruns", "outputs", "multirun", "build", "dist", "*.egg-info")
-    shutil.copytree(PROJECT_ROOT, source, ignore=shutil.ignore_patterns(*skip))
+    top_level = {".venv", ".git", "data", "mlruns", "outputs", "multirun", "build", "dist"}
+
+    def skip(folder: str, names: list[str]) -> set[str]:  # only the checkout's own folders
+        if Path(folder) == PROJECT_ROOT:
+            return {n for n in names if n in top_level or n.endswith(".egg-info")}
+        return {n for n in names if n.endswith(".egg-info")}
+
+    shutil.copytree(PROJECT_ROOT, source, ignore=skip)
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp / "dist"),
          str(source)],

@@ -8,10 +8,10 @@
     movierec-baseline   python scripts/popular_baseline.py
     movierec-compare    python scripts/compare_runs.py (argparse)
 
-The configs ship inside the package (`pkg://movierec.conf`); a project folder adds or
-overrides configs in its own `conf/` (found on Hydra's search path from the working
-directory, or $MOVIEREC_ROOT), or with Hydra's `--config-dir`. Each program turns a user
-error into one `error:` line and exit status 2 (`movierec.cli`).
+The configs ship inside the package (`pkg://movierec.conf`); a project folder adds to them
+in its own `conf/` (put on Hydra's search path by the `movierec_project_configs` plugin
+when it exists, under $MOVIEREC_ROOT or the working directory), or with `--config-dir`.
+Each program turns a user error into one `error:` line and exit status 2 (`movierec.cli`).
 """
 
 from __future__ import annotations
@@ -30,8 +30,6 @@ CONFIG_PATH = "pkg://movierec.conf"
 
 
 def _app(config_name: str, task: Callable[[DictConfig], Any]) -> Callable[[], Any]:
-    _project_configs()
-
     @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name=config_name)
     def main(cfg: DictConfig) -> Any:
         from hydra.core.hydra_config import HydraConfig
@@ -44,16 +42,6 @@ def _app(config_name: str, task: Callable[[DictConfig], Any]) -> Callable[[], An
         return run_reporting_user_errors(lambda: task(cfg))
 
     return main
-
-
-def _project_configs() -> None:
-    """Put the project folder's `conf/` (under $MOVIEREC_ROOT, else the working directory)
-    on Hydra's search path when it exists: its files add to or override the packaged
-    configs (e.g. experiment/tuned/<study>.yaml written by a sweep)."""
-    folder = Path(os.environ.get("MOVIEREC_ROOT") or ".").resolve() / "conf"
-    given = any(arg.startswith(("hydra.searchpath", "--config-dir", "-cd")) for arg in sys.argv)
-    if folder.is_dir() and not given:
-        sys.argv.insert(1, f"hydra.searchpath=[file://{folder}]")  # before any --flag
 
 
 def _model_means_run_id() -> None:
