@@ -124,11 +124,18 @@ def _from_registry(model_uri: str, tracking_uri: str | None) -> TrainedModel:
 
 
 def _download(artifact_uri: str, tracking_uri: str, folder: str) -> str:
-    """`artifact_uri` (runs:/… or models:/…) from the store at `tracking_uri`, into `folder`."""
+    """`artifact_uri` (runs:/… or models:/…) from the store at `tracking_uri`, into `folder`.
+
+    MLflow 3 resolves `runs:/<id>/model/…` through the run's logged model, which it looks up
+    in the global tracking store, whatever `tracking_uri=` says; so the global URI is set
+    for the download and restored after.
+    """
     import mlflow
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    return mlflow.artifacts.download_artifacts(
-        artifact_uri=artifact_uri, dst_path=folder, tracking_uri=tracking_uri,
-        registry_uri=tracking_uri,
-    )  # fmt: skip
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(tracking_uri)
+    try:
+        return mlflow.artifacts.download_artifacts(artifact_uri=artifact_uri, dst_path=folder)
+    finally:
+        mlflow.set_tracking_uri(previous)
