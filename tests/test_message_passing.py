@@ -52,7 +52,10 @@ def _outputs_and_grads(net, graph):
         (SageNet, {"aggr": "max"}),
         (SageNet, {"aggr": "min", "id_embeddings": True}),
         (GcnNet, {"dropout": 0.0}),
-        (GcnNet, {"dropout": 0.0, "edge_weight": False}),
+        (GcnNet, {"dropout": 0.0, "relations": "single"}),
+        (SageNet, {"relations": "per_rating", "combine": "concat", "id_embeddings": True}),
+        (SageNet, {"relations": "per_rating", "aggr": "max", "combine": "residual"}),
+        (GcnNet, {"dropout": 0.0, "relations": "per_rating", "combine": "mean"}),
     ],
 )
 def test_sparse_and_edge_paths_agree(graph_and_schema, cls, kwargs):
@@ -70,7 +73,7 @@ def test_sparse_and_edge_paths_agree(graph_and_schema, cls, kwargs):
         torch.testing.assert_close(g_s, g_e, rtol=1e-9, atol=1e-9)
     # the sparse path really is sparse: its cached adjacency holds CSR matrices
     cache = sparse._adjacency._value if cls is SageNet else sparse._adjacency_cache._value
-    layouts = [a.layout for a in cache.values()] if cls is SageNet else [cache[0].layout]
+    layouts = [a.layout for a in cache.values()] if cls is SageNet else [a.layout for a, _ in cache]
     assert set(layouts) == {torch.sparse_csr}
 
 

@@ -118,6 +118,17 @@ def test_seed_makes_runs_identical(tmp_path: Path):
     assert other["test/rmse"] != first["test/rmse"]
 
 
+def test_same_seed_same_metrics_where_threads_split_the_work(tmp_path: Path):
+    """A graph large enough for torch's parallel CPU kernels (2 threads here and in CI);
+    test_model_families checks the gradients bit for bit."""
+    data = ["data=synthetic", "data.synthetic.n_users=900", "data.synthetic.n_movies=1600",
+            "data.synthetic.n_ratings=60000"]  # fmt: skip
+    overrides = [*data, "model=gcn", "trainer.max_epochs=3", "ranking.k=0", *FAST]
+    runs = [train_fold(compose_train(tmp_path / name, overrides)) for name in "ab"]
+    for key in ("test/rmse", "test/mae", "val/rmse", "best_epoch"):
+        assert runs[0][key] == runs[1][key], key
+
+
 def test_resume_continues_the_epoch_count(tmp_path: Path):
     base = [*TINY_DATA, "model=mf", "callbacks.early_stopping=null", *FAST]
     first = train_fold(compose_train(tmp_path / "a", [*base, "trainer.max_epochs=3"]))

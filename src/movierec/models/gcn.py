@@ -1,13 +1,21 @@
-"""`GcnNet`: the Spark design — three GCNConv layers, each followed by BatchNorm1d, ReLU and
-Dropout, over the bipartite graph with the normalized rating as edge weight, and fully
-connected layers that regress the rating (trained with Huber loss).
+"""`GcnNet`: the GCN family — input embeddings, GCNConv blocks over users and movies as
+one node set, a pair decoder.
 
-Users and movies form one node set (movies offset by n_users) so GCNConv's symmetric
-normalization D^-1/2 (A + I) D^-1/2 runs over the bipartite adjacency. A rating at the
-bottom of the scale has weight 0 (the design's min-max normalization); the self loop
-still keeps every node's own state. The normalized adjacency is computed once per graph
-and reused by every layer and step, as per-edge weights or as a sparse CSR matrix
-(`model.net.message_passing`, see `adjacency`).
+Users and movies form one node set (movies offset by n_users), so GCNConv's symmetric
+normalization runs over the bipartite adjacency:
+
+    single / weighted:  h' = Â h W,  Â = D^-1/2 (A + I) D^-1/2, A's entries 1 or the
+                        normalized rating (a bottom-of-scale rating then has weight 0;
+                        the self loop still keeps every node's own state);
+    per_rating:         h' = Σ_r Â_r h W_r + h W_0,  Â_r = D^-1/2 A_r D^-1/2 with the
+                        level-r ratings A_r and D the degree over all levels (GC-MC's
+                        normalization), W_0 the node's own state.
+
+Each block is GCNConv → [BatchNorm1d] → ReLU → Dropout (the Spark design: 3 blocks, with
+batch norm). The normalized adjacency is built once per graph and reused by every layer
+and step, as per-edge weights or as a sparse CSR matrix (`model.net.message_passing`,
+see `adjacency`). The defaults are the Spark design (`experiment=seed_spark_gcn`);
+conf/model/gcn.yaml holds the strongest variant found.
 """
 
 from __future__ import annotations
@@ -35,8 +43,38 @@ from movierec.models.base import (
     check_fraction,
     check_positive,
 )
-from movierec.models.decoders import MlpDecoder
+from movierec.models.decoders import PairBias, build_decoder, check_bias
 from movierec.models.inputs import NodeInput
+from movierec.models.layers import (
+    COMBINE,
+    RELATIONS,
+    combine_layers,
+    combined_width,
+    node_dropout,
+    relation_edges,
+)
+
+# One relation's normalized adjacency: (edge_index, weight) or (CSR matrix, None).
+Adjacency = tuple[torch.Tensor, torch.Tensor | None]
+
+
+class LevelGCNConv(nn.Module):
+    """h' = Σ_r GCNConv_r(h, Â_r) + Linear(h): one GCNConv per relation plus the node's
+    own state; x (N, d_in) → (N, d_out)."""
+
+    def __init__(self, in_channels: int, out_channels: int, n_relations: int) -> None:
+        super().__init__()
+        self.convs = nn.ModuleList(
+            GCNConv(in_channels, out_channels, normalize=False, bias=False)
+            for _ in range(n_relations)
+        )
+        self.root = nn.Linear(in_channels, out_channels)
+
+    def forward(self, x: torch.Tensor, adjacency: list[Adjacency]) -> torch.Tensor:
+        out = self.root(x)
+        for conv, (edges, weight) in zip(self.convs, adjacency, strict=True):
+            out = out + conv(x, edges, weight)
+        return out
 
 
 class GcnNet(RatingNet):
@@ -45,12 +83,21 @@ class GcnNet(RatingNet):
     Args:
         schema: data sizes.
         hidden: width of the input embeddings and GCN layers.
-        num_layers: GCNConv → BatchNorm1d → ReLU → Dropout blocks (the design uses 3).
+        num_layers: GCNConv blocks (the design uses 3).
         dropout: dropout after every block.
-        edge_weight: use the normalized rating as edge weight (else 1 per edge).
+        edge_weight: deprecated spelling of relations=weighted (true) | single (false);
+            used only when `relations` is not given.
         id_embeddings: add learned per-node embeddings to the feature projections.
-        decoder_hidden: widths of the fully connected regression head.
+        decoder_hidden: widths of the MLP decoder's hidden layers.
         message_passing: auto | sparse | edges (see `movierec.models.adjacency`).
+        relations: single | weighted | per_rating (see `movierec.models.layers`).
+        combine: last | residual | mean | concat (see `movierec.models.layers`).
+        batch_norm: BatchNorm1d in every block (the Spark design).
+        node_dropout: rate of GC-MC node dropout on the input embeddings.
+        decoder: mlp | dot | bilinear | softmax (over rating levels, train with
+            loss=cross_entropy).
+        bias: add learned user and movie offsets b_u + b_m to the predicted rating.
+        n_basis: shared bases of the softmax decoder.
     """
 
     supported_losses = ("huber", "mse", "l1")
@@ -65,74 +112,140 @@ class GcnNet(RatingNet):
         id_embeddings: bool = False,
         decoder_hidden: list[int] | None = None,
         message_passing: str = "auto",
+        relations: str | None = None,
+        combine: str = "last",
+        batch_norm: bool = True,
+        node_dropout: float = 0.0,
+        decoder: str = "mlp",
+        bias: bool = False,
+        n_basis: int = 2,
     ) -> None:
         super().__init__(schema)
+        relations = relations or ("weighted" if edge_weight else "single")
         check_positive("model.net.hidden", hidden)
         check_choice("model.net.message_passing", message_passing, MESSAGE_PASSING)
         check_positive("model.net.num_layers", num_layers)
         check_fraction("model.net.dropout", dropout)
+        check_fraction("model.net.node_dropout", node_dropout)
+        check_choice("model.net.relations", relations, RELATIONS)
+        check_choice("model.net.combine", combine, COMBINE)
+        check_bias(bias, decoder)
         self.input = NodeInput(schema, hidden, id_embeddings, key="model.net")
+        n_levels = len(schema.rating_levels)
         # normalization happens once per graph in `_adjacency`, not in every layer call
         self.convs = nn.ModuleList(
-            GCNConv(hidden, hidden, normalize=False) for _ in range(num_layers)
+            LevelGCNConv(hidden, hidden, n_levels)
+            if relations == "per_rating"
+            else GCNConv(hidden, hidden, normalize=False)
+            for _ in range(num_layers)
         )
-        self.norms = nn.ModuleList(nn.BatchNorm1d(hidden) for _ in range(num_layers))
+        self.norms = nn.ModuleList(
+            nn.BatchNorm1d(hidden) if batch_norm else nn.Identity() for _ in range(num_layers)
+        )
         self.dropout = nn.Dropout(dropout)
-        self.edge_weight = edge_weight
+        self.relations = relations
+        self.combine = combine
+        self.node_dropout = node_dropout
         self.message_passing = message_passing
         self._adjacency_cache = GraphCache()
-        self.decoder = MlpDecoder(
-            2 * hidden,
-            list(decoder_hidden) if decoder_hidden is not None else [hidden, hidden // 2 or 1],
+        self.decoder = build_decoder(
+            decoder,
+            combined_width(hidden, num_layers, combine),
             schema.mean_rating,
+            schema.rating_levels,
+            list(decoder_hidden) if decoder_hidden is not None else [hidden, hidden // 2 or 1],
+            n_basis,
         )
+        self.bias = PairBias(schema.n_users, schema.n_movies) if bias else None
+        if decoder == "softmax":
+            self.supported_losses = ("cross_entropy", "mse", "huber")
 
     def new_user_refusal(self) -> str:
         return (
-            "it is transductive: its normalized adjacency D^-1/2 (A + I) D^-1/2 is built "
-            "over the training graph's node counts, so it encodes only that graph"
+            "it is transductive: its normalized adjacency is built over the training "
+            "graph's node counts, so it encodes only that graph"
         )
 
     def encode(self, graph: HeteroData) -> NodeEmbeddings:
         x = self.input(graph)
         n_users = x["user"].shape[0]
-        h = torch.cat([x["user"], x["movie"]])
+        h = node_dropout(torch.cat([x["user"], x["movie"]]), self.node_dropout, self.training)
         device = h.device
         sparse = use_sparse(self.message_passing, "sum", device)
         with sparse_messages_in_full_precision(device, sparse):
             h = full_precision(h) if sparse else h
-            edges, weight = self._adjacency(graph, sparse, h.dtype)
+            adjacency = self._adjacency(graph, sparse, h.dtype)
+            outputs = [h]
             for conv, norm_layer in zip(self.convs, self.norms, strict=True):
-                h = self.dropout(norm_layer(conv(h, edges, weight)).relu())
-        return NodeEmbeddings(h[:n_users], h[n_users:])
+                if self.relations == "per_rating":
+                    out = conv(h, adjacency)
+                else:
+                    out = conv(h, *adjacency[0])
+                out = self.dropout(norm_layer(out).relu())
+                h = h + out if self.combine == "residual" else out
+                outputs.append(h)
+        z = combine_layers(outputs, self.combine)
+        return NodeEmbeddings(z[:n_users], z[n_users:])
 
-    def _adjacency(
-        self, graph: HeteroData, sparse: bool, dtype: torch.dtype
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """D^-1/2 (A + I) D^-1/2 over users ∪ movies (movies offset by n_users): either
-        ((2, 2E + N) edge_index, (2E + N,) weights) or (sparse CSR (N, N), None), in `dtype`."""
+    def _adjacency(self, graph: HeteroData, sparse: bool, dtype: torch.dtype) -> list[Adjacency]:
+        """Per relation, the normalized adjacency over users ∪ movies (built once per
+        graph): ((2, E') edge_index, (E',) weights) or (sparse CSR (N, N), None)."""
         return self._adjacency_cache.get(
             graph, (sparse, dtype), lambda: self._normalized(graph, sparse, dtype)
         )
 
-    def _normalized(
-        self, graph: HeteroData, sparse: bool, dtype: torch.dtype
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _normalized(self, graph: HeteroData, sparse: bool, dtype: torch.dtype) -> list[Adjacency]:
         n_users, n_nodes = self.schema.n_users, self.schema.n_users + self.schema.n_movies
+        parts = relation_edges(
+            graph, RATES, self.relations, self.rating_class, len(self.schema.rating_levels)
+        )
+        if self.relations != "per_rating":
+            ((edges, weight),) = parts
+            return [_gcn_normalized(_symmetric(edges, weight, n_users), n_nodes, sparse, dtype)]
+        # D over all levels: a node's level-r messages are scaled by its total degree
         users, movies = graph[RATES].edge_index
-        movies = movies + n_users
-        edge_index = torch.stack([torch.cat([users, movies]), torch.cat([movies, users])])
-        weight = None
-        if self.edge_weight:
-            norm = graph[RATES].edge_attr[:, 0]
-            weight = torch.cat([norm, norm])
-        if sparse:  # the graph is symmetric, so A = A^T and no flip is needed
-            adj = to_torch_csr_tensor(edge_index, weight, size=(n_nodes, n_nodes))
-            return gcn_norm(adj, None, n_nodes, add_self_loops=True)[0].to(dtype), None
-        edge_index, weight = gcn_norm(edge_index, weight, n_nodes, add_self_loops=True)
-        return edge_index, weight.to(dtype)
+        degree = torch.bincount(torch.cat([users, movies + n_users]), minlength=n_nodes)
+        scale = degree.clamp(min=1).float().rsqrt()
+        adjacency = []
+        for edges, _ in parts:
+            edge_index, _ = _symmetric(edges, None, n_users)
+            weight = scale[edge_index[0]] * scale[edge_index[1]]
+            adjacency.append(_as_adjacency(edge_index, weight, n_nodes, sparse, dtype))
+        return adjacency
 
     def decode(
         self, embeddings: NodeEmbeddings, user: torch.Tensor, movie: torch.Tensor
     ) -> RatingScores:
-        return RatingScores(self.decoder(embeddings.user[user], embeddings.movie[movie]))
+        rating, logits = self.decoder(embeddings.user, embeddings.movie, user, movie)
+        if self.bias is not None:
+            rating = rating + self.bias(user, movie)
+        return RatingScores(rating, logits)
+
+
+def _symmetric(
+    edges: torch.Tensor, weight: torch.Tensor | None, n_users: int
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(2, E) user→movie ratings as both directions over users ∪ movies, (2, 2E)."""
+    users, movies = edges[0], edges[1] + n_users
+    edge_index = torch.stack([torch.cat([users, movies]), torch.cat([movies, users])])
+    return edge_index, None if weight is None else torch.cat([weight, weight])
+
+
+def _gcn_normalized(
+    symmetric: tuple[torch.Tensor, torch.Tensor | None], n_nodes: int, sparse: bool, dtype
+) -> Adjacency:
+    """D^-1/2 (A + I) D^-1/2 by PyG's `gcn_norm`."""
+    edge_index, weight = symmetric
+    if sparse:  # the graph is symmetric, so A = A^T and no flip is needed
+        adj = to_torch_csr_tensor(edge_index, weight, size=(n_nodes, n_nodes))
+        return gcn_norm(adj, None, n_nodes, add_self_loops=True)[0].to(dtype), None
+    edge_index, weight = gcn_norm(edge_index, weight, n_nodes, add_self_loops=True)
+    return edge_index, weight.to(dtype)
+
+
+def _as_adjacency(
+    edge_index: torch.Tensor, weight: torch.Tensor, n_nodes: int, sparse: bool, dtype
+) -> Adjacency:
+    if sparse:
+        return to_torch_csr_tensor(edge_index, weight, size=(n_nodes, n_nodes)).to(dtype), None
+    return edge_index, weight.to(dtype)

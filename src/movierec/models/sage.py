@@ -1,9 +1,20 @@
-"""`SageNet`: the notebook design — per-type input embeddings, two SAGEConv layers over the
-heterogeneous user–movie graph, an MLP edge decoder.
+"""`SageNet`: the GraphSAGE family — input embeddings, SAGEConv layers over the
+heterogeneous user–movie graph (HeteroConv), a pair decoder.
 
-h_movie' = W_1 h_movie + W_2 · mean_{u ∈ N(movie)} h_u (and symmetrically for users),
-over edge types (user, rates, movie) and (movie, rev_rates, user). Messages are sparse
-matrix products or per-edge gathers (`model.net.message_passing`, see `adjacency`).
+h_movie' = W_1 h_movie + W_2 · aggr_{u ∈ N(movie)} h_u (and symmetrically for users), over
+edge types (user, rates, movie) and (movie, rev_rates, user), or one pair of edge types per
+rating level (`relations=per_rating`), whose outputs sum. With per-level relations the mean
+runs over all of a node's neighbours, each message weighted by its level's W_2^r:
+
+    h_u' = W_1 h_u + 1/|N(u)| Σ_r Σ_{m ∈ N_r(u)} W_2^r h_m
+
+(a mean per level would give a user's one 1-star rating the weight of their hundred
+4-star ones). Messages are sparse matrix products or per-edge gathers
+(`model.net.message_passing`, see `adjacency`).
+
+The design choices are arguments (see `models.layers` and `models.decoders`); the defaults
+are the notebook design (`experiment=seed_notebook_sage`), conf/model/sage.yaml the
+strongest variant found.
 """
 
 from __future__ import annotations
@@ -16,6 +27,7 @@ from torch_geometric.nn import HeteroConv, SAGEConv
 from torch_geometric.utils import to_torch_csr_tensor
 
 from movierec.data.graph import RATES, REV_RATES, GraphSchema
+from movierec.errors import ConfigError
 from movierec.models.adjacency import (
     MESSAGE_PASSING,
     GraphCache,
@@ -31,14 +43,23 @@ from movierec.models.base import (
     check_fraction,
     check_positive,
 )
-from movierec.models.decoders import MlpDecoder
+from movierec.models.decoders import PairBias, build_decoder, check_bias
 from movierec.models.inputs import NodeInput
+from movierec.models.layers import (
+    COMBINE,
+    RELATIONS,
+    combine_layers,
+    combined_width,
+    node_dropout,
+    relation_edges,
+)
 
 SAGE_AGGREGATIONS = ("mean", "max", "sum", "min")
+EdgeType = tuple[str, str, str]
 
 
 class SageNet(RatingNet):
-    """GraphSAGE rating model (inductive: encodes sampled subgraphs too).
+    """GraphSAGE rating model (inductive: encodes sampled subgraphs and new users too).
 
     Args:
         schema: data sizes (see `GraphSchema`).
@@ -49,6 +70,13 @@ class SageNet(RatingNet):
         id_embeddings: add learned per-node embeddings to the feature projections.
         decoder_hidden: hidden widths of the MLP decoder (the notebook: [hidden]).
         message_passing: auto | sparse | edges (see `movierec.models.adjacency`).
+        relations: single | weighted | per_rating (see `movierec.models.layers`).
+        combine: last | residual | mean | concat (see `movierec.models.layers`).
+        node_dropout: rate of GC-MC node dropout on the input embeddings.
+        decoder: mlp | dot | bilinear | softmax (over rating levels, train with
+            loss=cross_entropy).
+        bias: add learned user and movie offsets b_u + b_m to the predicted rating.
+        n_basis: shared bases of the softmax decoder.
     """
 
     inductive = True
@@ -63,6 +91,12 @@ class SageNet(RatingNet):
         id_embeddings: bool = False,
         decoder_hidden: list[int] | None = None,
         message_passing: str = "auto",
+        relations: str = "single",
+        combine: str = "last",
+        node_dropout: float = 0.0,
+        decoder: str = "mlp",
+        bias: bool = False,
+        n_basis: int = 2,
     ) -> None:
         super().__init__(schema)
         check_positive("model.net.hidden", hidden)
@@ -70,12 +104,30 @@ class SageNet(RatingNet):
         check_positive("model.net.num_layers", num_layers)
         check_choice("model.net.aggr", aggr, SAGE_AGGREGATIONS)
         check_fraction("model.net.dropout", dropout)
+        check_fraction("model.net.node_dropout", node_dropout)
+        check_choice("model.net.relations", relations, RELATIONS)
+        check_choice("model.net.combine", combine, COMBINE)
+        # the per-level mean is a degree-weighted sum: the weights ride on sparse values
+        self.weighted_sum = relations == "weighted" or (relations, aggr) == ("per_rating", "mean")
+        if self.weighted_sum and message_passing == "edges":
+            raise ConfigError(
+                f"model.net.relations={relations} with aggr={aggr} needs sparse messages "
+                "(SAGEConv takes no edge weights on the per-edge path): set "
+                "model.net.message_passing=auto|sparse"
+            )
+        check_bias(bias, decoder)
         self.input = NodeInput(schema, hidden, id_embeddings, key="model.net")
+        self.edge_types = _edge_types(relations, len(schema.rating_levels))
         self.convs = nn.ModuleList(
             HeteroConv(
                 {
-                    RATES: SAGEConv((hidden, hidden), hidden, aggr=aggr),
-                    REV_RATES: SAGEConv((hidden, hidden), hidden, aggr=aggr),
+                    kind: SAGEConv(
+                        (hidden, hidden),
+                        hidden,
+                        aggr="sum" if relations == "per_rating" and aggr == "mean" else aggr,
+                        root_weight=i < 2,
+                    )
+                    for i, kind in enumerate(self.edge_types)
                 },
                 aggr="sum",
             )
@@ -84,54 +136,102 @@ class SageNet(RatingNet):
         self.dropout = dropout
         self.aggr = aggr
         self.message_passing = message_passing
+        self.relations = relations
+        self.combine = combine
+        self.node_dropout = node_dropout
         self._adjacency = GraphCache()
-        self.decoder = MlpDecoder(
-            2 * hidden,
-            list(decoder_hidden) if decoder_hidden is not None else [hidden],
+        width = combined_width(hidden, num_layers, combine)
+        self.decoder = build_decoder(
+            decoder,
+            width,
             schema.mean_rating,
+            schema.rating_levels,
+            list(decoder_hidden) if decoder_hidden is not None else [hidden],
+            n_basis,
         )
+        self.bias = PairBias(schema.n_users, schema.n_movies) if bias else None
+        if decoder == "softmax":
+            self.supported_losses = ("cross_entropy", "mse", "huber")
 
     def new_user_refusal(self) -> str | None:
         """Inductive, so a new user joins the graph, unless users have learned ID embeddings
-        (an unseen user has no row in that table)."""
+        or biases (an unseen user has no row in those tables)."""
         if self.input.has_ids("user"):
             return "it learns an ID embedding per training user, model.net.id_embeddings=true"
+        if self.bias is not None:
+            return "it learns a rating offset per training user, model.net.bias=true"
         return None
 
     def encode(self, graph: HeteroData) -> NodeEmbeddings:
         x = self.input(graph)
+        x = {kind: node_dropout(v, self.node_dropout, self.training) for kind, v in x.items()}
         device = graph[RATES].edge_index.device
         sparse = use_sparse(self.message_passing, self.aggr, device)
         with sparse_messages_in_full_precision(device, sparse):
             if sparse:
                 x = {kind: full_precision(value) for kind, value in x.items()}
             edges = self._edges(graph, sparse, x["user"].dtype)
+            outputs = [x]
             for i, conv in enumerate(self.convs):
-                x = conv(x, edges)
+                h = conv(x, edges)
+                if self.combine == "residual":
+                    h = {kind: h[kind] + x[kind] for kind in h}
                 if i < len(self.convs) - 1:
-                    x = {k: F.dropout(v.relu(), self.dropout, self.training) for k, v in x.items()}
-        return NodeEmbeddings(x["user"], x["movie"])
-
-    def _edges(
-        self, graph: HeteroData, sparse: bool, dtype: torch.dtype
-    ) -> dict[tuple[str, str, str], torch.Tensor]:
-        """Per edge type: (2, E) edge_index, or the sparse CSR `adj_t` (receivers × senders)
-        with `dtype` values (built once per graph, see `GraphCache`)."""
-        edge_index = {RATES: graph[RATES].edge_index, REV_RATES: graph[REV_RATES].edge_index}
-        if not sparse:
-            return edge_index
-        sizes = {RATES: (graph["movie"].num_nodes, graph["user"].num_nodes)}
-        sizes[REV_RATES] = sizes[RATES][::-1]
-        return self._adjacency.get(
-            graph,
-            dtype,
-            lambda: {
-                kind: to_torch_csr_tensor(edges.flip(0), size=sizes[kind]).to(dtype)
-                for kind, edges in edge_index.items()
-            },
+                    h = {k: F.dropout(v.relu(), self.dropout, self.training) for k, v in h.items()}
+                x = h
+                outputs.append(x)
+        return NodeEmbeddings(
+            combine_layers([o["user"] for o in outputs], self.combine),
+            combine_layers([o["movie"] for o in outputs], self.combine),
         )
+
+    def _edges(self, graph: HeteroData, sparse: bool, dtype: torch.dtype) -> dict:
+        """Per edge type: (2, E_r) edge_index, or the sparse CSR `adj_t` (receivers ×
+        senders) with `dtype` values (built once per graph, see `GraphCache`)."""
+        return self._adjacency.get(
+            graph, (sparse, dtype), lambda: self._build(graph, sparse, dtype)
+        )
+
+    def _build(self, graph: HeteroData, sparse: bool, dtype: torch.dtype) -> dict:
+        sizes = {"user": graph["user"].num_nodes, "movie": graph["movie"].num_nodes}
+        n_levels = len(self.schema.rating_levels)
+        edges: dict[EdgeType, torch.Tensor] = {}
+        for direction, kinds in (
+            (RATES, self.edge_types[0::2]),
+            (REV_RATES, self.edge_types[1::2]),
+        ):
+            parts = relation_edges(graph, direction, self.relations, self.rating_class, n_levels)
+            if self.relations == "per_rating" and self.aggr == "mean":
+                parts = _mean_over_all_levels(parts, sizes[direction[2]])
+            for (edge_index, weight), kind in zip(parts, kinds, strict=True):
+                if not sparse:
+                    edges[kind] = edge_index
+                    continue
+                size = (sizes[kind[2]], sizes[kind[0]])  # receivers × senders
+                edges[kind] = to_torch_csr_tensor(edge_index.flip(0), weight, size=size).to(dtype)
+        return edges
 
     def decode(
         self, embeddings: NodeEmbeddings, user: torch.Tensor, movie: torch.Tensor
     ) -> RatingScores:
-        return RatingScores(self.decoder(embeddings.user[user], embeddings.movie[movie]))
+        rating, logits = self.decoder(embeddings.user, embeddings.movie, user, movie)
+        if self.bias is not None:
+            rating = rating + self.bias(user, movie)
+        return RatingScores(rating, logits)
+
+
+def _mean_over_all_levels(parts: list, n_receivers: int) -> list:
+    """Per-level (edge_index, None) with weight 1 / (receiver's degree over all levels)."""
+    receivers = torch.cat([edge_index[1] for edge_index, _ in parts])
+    degree = torch.bincount(receivers, minlength=n_receivers).clamp_(min=1).float()
+    return [(edge_index, degree[edge_index[1]].reciprocal()) for edge_index, _ in parts]
+
+
+def _edge_types(relations: str, n_levels: int) -> list[EdgeType]:
+    """[to-movie, to-user] edge types per relation, interleaved."""
+    if relations != "per_rating":
+        return [RATES, REV_RATES]
+    kinds: list[EdgeType] = []
+    for r in range(n_levels):
+        kinds += [("user", f"rates_{r}", "movie"), ("movie", f"rev_rates_{r}", "user")]
+    return kinds
