@@ -175,10 +175,11 @@ def test_mf_fold_in_recovers_a_users_factors():
 
 
 def test_sage_embeds_a_new_user_like_a_trained_user_with_the_same_ratings(tmp_path):
-    """SAGE (placeholder features, mean aggregation) is inductive: a new user with user u's
-    training ratings gets u's embedding, hence u's scores for every movie u did not rate
-    (the movies u rated see one more neighbour, so theirs move slightly)."""
-    model, datamodule = _untrained(tmp_path, "sage")
+    """SAGE without user ID embeddings (placeholder features, mean aggregation over per-level
+    relations) is inductive: a new user with user u's training ratings gets u's embedding,
+    hence u's scores for every movie u did not rate (the movies u rated see one more
+    neighbour, so theirs move slightly)."""
+    model, datamodule = _untrained(tmp_path, "sage", ["model.net.id_embeddings=false"])
     rec = Recommender(model)
     net = model.module.net
     assert net.accepts_new_users and net.inductive
@@ -218,7 +219,7 @@ def test_transductive_models_cannot_embed_new_users(tmp_path, model_name, reason
 
 
 def test_sage_with_user_id_embeddings_cannot_embed_new_users(tmp_path):
-    model, _ = _untrained(tmp_path, "sage", ["model.net.id_embeddings=true"])
+    model, _ = _untrained(tmp_path, "sage")  # the default variant learns user IDs
     assert not model.module.net.accepts_new_users
     empty = NodeEmbeddings(torch.zeros(1, 1), torch.zeros(1, 1))
     with pytest.raises(ColdStartUnsupported, match="SageNet .*, model.net.id_embeddings=true"):
