@@ -179,7 +179,9 @@ def test_sage_embeds_a_new_user_like_a_trained_user_with_the_same_ratings(tmp_pa
     relations) is inductive: a new user with user u's training ratings gets u's embedding,
     hence u's scores for every movie u did not rate (the movies u rated see one more
     neighbour, so theirs move slightly)."""
-    model, datamodule = _untrained(tmp_path, "sage", ["model.net.id_embeddings=false"])
+    model, datamodule = _untrained(
+        tmp_path, "sage", ["model.net.id_embeddings=false", "model.net.bias=false"]
+    )
     rec = Recommender(model)
     net = model.module.net
     assert net.accepts_new_users and net.inductive

@@ -73,6 +73,9 @@ class SageNet(RatingNet):
         relations: single | weighted | per_rating (see `movierec.models.layers`).
         combine: last | residual | mean | concat (see `movierec.models.layers`).
         node_dropout: rate of GC-MC node dropout on the input embeddings.
+        norm: with per-level relations and aggr=mean, each message's weight: left
+            1/|N(receiver)| (the mean) | symmetric 1/sqrt(|N(receiver)|·|N(sender)|)
+            (GC-MC's, which damps what a rarely rated movie says).
         decoder: mlp | dot | bilinear | softmax (over rating levels, train with
             loss=cross_entropy).
         bias: add learned user and movie offsets b_u + b_m to the predicted rating.
@@ -94,6 +97,7 @@ class SageNet(RatingNet):
         relations: str = "single",
         combine: str = "last",
         node_dropout: float = 0.0,
+        norm: str = "left",
         decoder: str = "mlp",
         bias: bool = False,
         n_basis: int = 2,
@@ -107,6 +111,7 @@ class SageNet(RatingNet):
         check_fraction("model.net.node_dropout", node_dropout)
         check_choice("model.net.relations", relations, RELATIONS)
         check_choice("model.net.combine", combine, COMBINE)
+        check_choice("model.net.norm", norm, ("left", "symmetric"))
         # the per-level mean is a degree-weighted sum: the weights ride on sparse values
         self.weighted_sum = relations == "weighted" or (relations, aggr) == ("per_rating", "mean")
         if self.weighted_sum and message_passing == "edges":
@@ -139,6 +144,7 @@ class SageNet(RatingNet):
         self.relations = relations
         self.combine = combine
         self.node_dropout = node_dropout
+        self.norm = norm
         self._adjacency = GraphCache()
         width = combined_width(hidden, num_layers, combine)
         self.decoder = build_decoder(
@@ -202,7 +208,9 @@ class SageNet(RatingNet):
         ):
             parts = relation_edges(graph, direction, self.relations, self.rating_class, n_levels)
             if self.relations == "per_rating" and self.aggr == "mean":
-                parts = _mean_over_all_levels(parts, sizes[direction[2]])
+                parts = _mean_over_all_levels(
+                    parts, sizes[direction[2]], sizes[direction[0]], self.norm
+                )
             for (edge_index, weight), kind in zip(parts, kinds, strict=True):
                 if not sparse:
                     edges[kind] = edge_index
@@ -220,11 +228,15 @@ class SageNet(RatingNet):
         return RatingScores(rating, logits)
 
 
-def _mean_over_all_levels(parts: list, n_receivers: int) -> list:
-    """Per-level (edge_index, None) with weight 1 / (receiver's degree over all levels)."""
-    receivers = torch.cat([edge_index[1] for edge_index, _ in parts])
-    degree = torch.bincount(receivers, minlength=n_receivers).clamp_(min=1).float()
-    return [(edge_index, degree[edge_index[1]].reciprocal()) for edge_index, _ in parts]
+def _mean_over_all_levels(parts: list, n_receivers: int, n_senders: int, norm: str) -> list:
+    """Per-level (edge_index, None) with weight 1 / (receiver's degree over all levels), or
+    1 / sqrt(receiver's · sender's degree) for norm=symmetric."""
+    edges = torch.cat([edge_index for edge_index, _ in parts], dim=1)
+    to_degree = torch.bincount(edges[1], minlength=n_receivers).clamp_(min=1).float()
+    if norm == "left":
+        return [(e, to_degree[e[1]].reciprocal()) for e, _ in parts]
+    from_degree = torch.bincount(edges[0], minlength=n_senders).clamp_(min=1).float()
+    return [(e, (to_degree[e[1]] * from_degree[e[0]]).rsqrt()) for e, _ in parts]
 
 
 def _edge_types(relations: str, n_levels: int) -> list[EdgeType]:
