@@ -8,6 +8,7 @@ import math
 import sys
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from omegaconf import OmegaConf
@@ -415,7 +416,7 @@ def test_popularity_on_ml100k_matches_torchmetrics(real_mirror, real_cache):
 def test_popular_baseline_task_writes_what_the_benchmark_reads(tmp_path):
     sys.path.insert(0, str(PROJECT_ROOT / "scripts"))
     try:
-        from benchmark import COLUMNS
+        from benchmark import COLUMNS, RANKING, summarize, to_markdown
     finally:
         sys.path.remove(str(PROJECT_ROOT / "scripts"))
     cfg = compose_train(tmp_path, TINY_DATA, config_name="popular_baseline")
@@ -424,6 +425,13 @@ def test_popular_baseline_task_writes_what_the_benchmark_reads(tmp_path):
     assert set(COLUMNS) <= set(written)
     # every ranking metric at every K of ranking.k ([10, 20] by default), as a training logs
     assert {metric_name(m, k) for m in METRICS for k in (10, 20)} <= set(written)
+    # the benchmark table shows them: Recall/NDCG/MAP at 10 and 20, coverage at 10
+    row = {"dataset": "synthetic", "model": "popular", "seed": 0, **written}
+    header, _, line = to_markdown(summarize(pd.DataFrame([row]))).splitlines()
+    cells = dict(zip(header.split("|"), line.split("|"), strict=True))
+    for metric, title in RANKING:
+        assert float(cells[f" {title} "]) == pytest.approx(written[metric], abs=5e-5)
+    assert {" MAP@20 ", " coverage@10 "} <= set(cells)
     assert written["test/ndcg_at_10"] == pytest.approx(returned["test/ndcg_at_10"])
     # its rating is each movie's damped mean over the training ratings
     datamodule = build(cfg.data, "data", split=cfg.split)
