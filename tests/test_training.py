@@ -257,6 +257,11 @@ def test_kfold_all_runs_every_fold(tmp_path: Path, capsys):
             None,  # logged: accepted (trains one epoch)
         ),
         (
+            ["selection.metric=val/ndcg_at_5", "ranking.validate=true"],  # ranking.k=[10, 20]
+            "a ranking metric's K must be one of ranking.k",
+        ),
+        (["selection.metric=val/mrr_at_20", "ranking.validate=true"], None),
+        (
             ["callbacks.early_stopping.monitor=val/mae"],
             "callbacks.early_stopping.monitor='val/mae' differs from selection.metric='val/rmse'",
         ),
