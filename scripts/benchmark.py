@@ -1,4 +1,7 @@
-"""Benchmark table: models × datasets × seeds → RMSE, MAE, Recall/NDCG@10, time, memory, size.
+"""Benchmark table: models × datasets × seeds → RMSE, MAE, ranking metrics, time, memory, size.
+
+Ranking columns: Recall, NDCG and MAP at 10 and 20 and catalogue coverage at 10 (the
+default `ranking.k=[10, 20]`; README "Ranking metrics").
 
     python scripts/benchmark.py                      # every model × dataset × 3 seeds
     python scripts/benchmark.py --single-seed sage gcn   # the README table
@@ -50,10 +53,14 @@ DATASET_OVERRIDES = {
 }
 # The popularity baseline: deterministic and untrained, so one run per dataset.
 BASELINE = "popular"
+#: (metric, header) of the ranking columns, in table order
+RANKING = [("test/recall_at_10", "Recall@10"), ("test/ndcg_at_10", "NDCG@10"),
+           ("test/map_at_10", "MAP@10"), ("test/recall_at_20", "Recall@20"),
+           ("test/ndcg_at_20", "NDCG@20"), ("test/map_at_20", "MAP@20"),
+           ("test/coverage_at_10", "coverage@10")]  # fmt: skip
 COLUMNS = ["test/rmse", "test/mae", "val/rmse", "fit_seconds", "seconds_per_epoch",
-           "peak_rss_mb", "epochs", "parameters",
-           "test/recall_at_10", "test/ndcg_at_10"]  # fmt: skip
-SPREAD = ("test/rmse", "test/mae", "test/recall_at_10", "test/ndcg_at_10")
+           "peak_rss_mb", "epochs", "parameters", *(m for m, _ in RANKING)]  # fmt: skip
+SPREAD = ("test/rmse", "test/mae", *(m for m, _ in RANKING))
 
 
 def run_one(model: str, dataset: str, seed: int, out: Path, extra: list[str]) -> dict:
@@ -124,22 +131,23 @@ def summarize(rows: pd.DataFrame) -> pd.DataFrame:
 def to_markdown(summary: pd.DataFrame) -> str:
     header = (
         "| dataset | model | test RMSE | test MAE | val RMSE | train s | s/epoch | epochs "
-        "| peak RSS MB | parameters | seeds | Recall@10 | NDCG@10 |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+        "| peak RSS MB | parameters | seeds | " + " | ".join(h for _, h in RANKING) + " |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|" + "---|" * len(RANKING)
     )
     lines = [header]
     for _, r in summary.iterrows():
 
-        def spread(metric: str, row=r) -> str:  # no std from a single seed
-            return f" ± {row[f'{metric} std']:.4f}" if row["seeds"] > 1 else ""
+        def spread(metric: str, row=r) -> str:  # no std from a single seed or no value
+            shown = row["seeds"] > 1 and not pd.isna(row[metric])
+            return f" ± {row[f'{metric} std']:.4f}" if shown else ""
 
         lines.append(
             f"| {r['dataset']} | {r['model']} | {r['test/rmse']:.4f}{spread('test/rmse')} "
             f"| {r['test/mae']:.4f}{spread('test/mae')} | {r['val/rmse']:.4f} "
             f"| {r['fit_seconds']:.0f} | {_or_dash(r['seconds_per_epoch'], '.3f')} "
             f"| {r['epochs']:.0f} | {r['peak_rss_mb']:.0f} | {r['parameters']:,.0f} | {r['seeds']} "
-            f"| {r['test/recall_at_10']:.4f}{spread('test/recall_at_10')} "
-            f"| {r['test/ndcg_at_10']:.4f}{spread('test/ndcg_at_10')} |"
+            + "".join(f"| {_or_dash(r[m], '.4f')}{spread(m)} " for m, _ in RANKING)
+            + "|"
         )
     return "\n".join(lines)
 

@@ -2,15 +2,29 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import sys
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
+from omegaconf import OmegaConf
+from torch_geometric.metrics import (
+    LinkPredCoverage,
+    LinkPredHitRatio,
+    LinkPredMAP,
+    LinkPredMRR,
+    LinkPredNDCG,
+    LinkPredPrecision,
+    LinkPredRecall,
+)
 from torchmetrics.retrieval import (
     RetrievalHitRate,
+    RetrievalMAP,
+    RetrievalMRR,
     RetrievalNormalizedDCG,
     RetrievalPrecision,
     RetrievalRecall,
@@ -19,7 +33,8 @@ from torchmetrics.retrieval import (
 from movierec.config import build
 from movierec.data.datamodule import MovieLensDataModule
 from movierec.data.splits import PredefinedSplit, RandomSplit
-from movierec.ranking.metrics import TopKRanking, metric_name, topk_metrics
+from movierec.errors import ConfigError
+from movierec.ranking.metrics import METRICS, TopKRanking, metric_name, parse_ks
 from movierec.ranking.popularity import Popularity
 from movierec.ranking.protocol import RankingProtocol
 from movierec.ranking.scoring import evaluate_ranking, user_chunks
@@ -32,7 +47,7 @@ LOG2_3 = math.log2(3)
 
 
 def _hand_example():
-    """3 users × 6 movies, K = 3 (worked out in `test_metrics_on_a_hand_computed_example`)."""
+    """3 users × 6 movies (worked out in `test_metrics_on_a_hand_computed_example`)."""
     scores = torch.tensor(
         [
             [0.9, 0.8, 0.7, 0.6, 0.5, 0.4],
@@ -51,94 +66,247 @@ def _hand_example():
 
 def test_metrics_on_a_hand_computed_example():
     scores, candidates, relevant = _hand_example()
-    values = topk_metrics(scores, candidates, relevant, k=3)
-    # user 0: top-3 candidates 1, 2, 3 (movie 0 excluded); relevant {2, 5}: one hit at rank 2
-    #   P = 1/3, R = 1/2, HR = 1, DCG = 1/log2(3), IDCG = 1 + 1/log2(3)
-    # user 1: top-3 candidates 4, 3, 2; relevant {0} (5 is not a candidate): no hit
-    # user 2: no relevant movie: all zero (and skipped by the means)
-    expected = {
-        "precision": [1 / 3, 0.0, 0.0],
-        "recall": [1 / 2, 0.0, 0.0],
-        "hit_rate": [1.0, 0.0, 0.0],
-        "ndcg": [(1 / LOG2_3) / (1 + 1 / LOG2_3), 0.0, 0.0],
-    }
-    for name, want in expected.items():
-        assert values[name].tolist() == pytest.approx(want), name
-    ranking = TopKRanking(k=3)
+    ranking = TopKRanking([3, 1], n_movies=6)
     ranking.update(scores, candidates, relevant)
     means = ranking.compute()
-    # the means skip user 2, who has nothing relevant: (user 0 + user 1) / 2
-    assert means["precision"] == pytest.approx(1 / 6)
-    assert means["recall"] == pytest.approx(1 / 4)
-    assert means["hit_rate"] == pytest.approx(1 / 2)
-    assert means["ndcg"] == pytest.approx(0.5 * (1 / LOG2_3) / (1 + 1 / LOG2_3))
+    # user 0: ranked candidates 1, 2, 3, 4, 5 (movie 0 excluded); relevant {2, 5}
+    #   @3: one hit at rank 2: P = 1/3, R = 1/2, HR = 1, NDCG = (1/log2 3) / (1 + 1/log2 3),
+    #       AP = (1/2 · P@2) / min(3, 2) = (1/2) / 2, RR = 1/2;  @1: movie 1, no hit
+    # user 1: ranked candidates 4, 3, 2, 1, 0; relevant {0} (5 is not a candidate): no hit
+    # user 2: nothing relevant: not evaluated (neither in the means nor in coverage)
+    assert means["precision_at_3"] == pytest.approx((1 / 3) / 2)
+    assert means["recall_at_3"] == pytest.approx((1 / 2) / 2)
+    assert means["hit_rate_at_3"] == pytest.approx(1 / 2)
+    assert means["ndcg_at_3"] == pytest.approx((1 / LOG2_3) / (1 + 1 / LOG2_3) / 2)
+    assert means["map_at_3"] == pytest.approx((1 / 2 / 2) / 2)
+    assert means["mrr_at_3"] == pytest.approx((1 / 2) / 2)
+    for name in ("precision", "recall", "hit_rate", "ndcg", "map", "mrr"):
+        assert means[f"{name}_at_1"] == 0.0, name
+    # coverage: top-3 {1, 2, 3} ∪ {4, 3, 2} = 4 of 6 movies; top-1 {1} ∪ {4} = 2 of 6
+    # (user 2's top movie 3 would not add to the top-1 union: user 2 is not evaluated)
+    assert means["coverage_at_3"] == pytest.approx(4 / 6)
+    assert means["coverage_at_1"] == pytest.approx(2 / 6)
+    assert ranking.compute("val")["val/map_at_3"] == means["map_at_3"]
 
 
-def test_ndcg_ideal_list_is_cut_at_k_and_short_lists_count_k():
+def test_ndcg_and_map_cut_the_ideal_list_at_k_and_short_lists_count_k():
     scores = torch.tensor([[0.9, 0.8, 0.7, 0.6, 0.5]])
     relevant = torch.tensor([[True, False, True, True, True]])
-    values = topk_metrics(scores, torch.ones_like(relevant), relevant, k=2)
-    # hits at ranks 1 (movie 0) only; IDCG over min(K, |R|) = 2 positions
-    assert values["ndcg"].item() == pytest.approx(1 / (1 + 1 / LOG2_3))
-    assert values["recall"].item() == pytest.approx(1 / 4)
-    # two candidates but K = 5: precision still divides by K
+    ranking = TopKRanking(2, n_movies=5)
+    ranking.update(scores, torch.ones_like(relevant), relevant)
+    values = ranking.compute()
+    # one hit at rank 1 (movie 0); IDCG and MAP's normaliser over min(K, |R|) = 2 positions
+    assert values["ndcg_at_2"] == pytest.approx(1 / (1 + 1 / LOG2_3))
+    assert values["map_at_2"] == pytest.approx(1 / 2)
+    assert values["recall_at_2"] == pytest.approx(1 / 4)
+    assert values["mrr_at_2"] == 1.0
+    # two candidates but K = 5: precision still divides by K, coverage counts only the two
     few = torch.tensor([[True, True, False, False, False]])
-    values = topk_metrics(scores, few, relevant, k=5)
-    assert values["precision"].item() == pytest.approx(1 / 5)
-    assert values["hit_rate"].item() == 1.0
+    ranking = TopKRanking(5, n_movies=5)
+    ranking.update(scores, few, relevant)
+    values = ranking.compute()
+    assert values["precision_at_5"] == pytest.approx(1 / 5)
+    assert values["hit_rate_at_5"] == 1.0
+    assert values["map_at_5"] == pytest.approx(1 / 1)  # |R ∩ C| = 1 (movie 0), hit at rank 1
+    assert values["coverage_at_5"] == pytest.approx(2 / 5)
+    # PyG's coverage would count the padded tail of the short list: all 5 movies
+    pyg = LinkPredCoverage(5, 5)
+    pyg.update(scores.masked_fill(~few, -1.0).topk(5).indices, relevant.nonzero().t())
+    assert float(pyg.compute()) == 1.0
 
 
-@pytest.mark.parametrize("k", [1, 5, 10])
-def test_definitions_match_torchmetrics_retrieval(k: int):
-    generator = torch.Generator().manual_seed(k)
-    n_users, n_movies = 40, 30
-    scores = torch.rand(n_users, n_movies, generator=generator) + 0.01  # positive, no ties
+def test_map_normaliser_is_pygs_not_torchmetrics():
+    """MAP@K divides by min(K, |R|) (PyG, RecBole); torchmetrics' RetrievalMAP(top_k=K)
+    divides by the hits in the top K. One user, |R| = 3, K = 2, a hit at rank 1 only."""
+    scores = torch.tensor([[0.9, 0.8, 0.7, 0.6, 0.5]])
+    relevant = torch.tensor([[True, False, True, True, False]])
+    ranking = TopKRanking(2, n_movies=5)
+    ranking.update(scores, torch.ones_like(relevant), relevant)
+    assert ranking.compute()["map_at_2"] == pytest.approx(1 / 2)
+    index = torch.zeros(5, dtype=torch.long)
+    torchmetrics_map = RetrievalMAP(top_k=2)(scores[0], relevant[0], indexes=index)
+    assert float(torchmetrics_map) == pytest.approx(1.0)
+
+
+def _reference(scores, candidates, relevant, k: int) -> dict[str, float]:
+    """The module docstring's definitions, one user at a time in plain Python."""
+    per_user: dict[str, list[float]] = {m: [] for m in METRICS if m != "coverage"}
+    shown: set[int] = set()
+    for row in range(len(scores)):
+        pool = [m for m in range(scores.shape[1]) if candidates[row, m]]
+        liked = {m for m in pool if relevant[row, m]}
+        if not liked:
+            continue
+        top = sorted(pool, key=lambda m: -float(scores[row, m]))[:k]
+        shown.update(top)
+        rel = [m in liked for m in top]
+        hits = sum(rel)
+        per_user["precision"].append(hits / k)
+        per_user["recall"].append(hits / len(liked))
+        per_user["hit_rate"].append(float(hits > 0))
+        dcg = sum(1 / math.log2(i + 2) for i, r in enumerate(rel) if r)
+        idcg = sum(1 / math.log2(i + 2) for i in range(min(k, len(liked))))
+        per_user["ndcg"].append(dcg / idcg)
+        precision_at = [sum(rel[: i + 1]) / (i + 1) for i in range(len(rel))]
+        ap = sum(p for p, r in zip(precision_at, rel, strict=True) if r)
+        per_user["map"].append(ap / min(k, len(liked)))
+        per_user["mrr"].append(next((1 / (i + 1) for i, r in enumerate(rel) if r), 0.0))
+    means = {m: sum(v) / len(v) for m, v in per_user.items()}
+    return {**means, "coverage": len(shown) / scores.shape[1]}
+
+
+def _random_case(seed: int, n_users: int = 40, n_movies: int = 60):
+    """Random scores (no ties), ~30 % excluded movies, users with nothing relevant and
+    users with fewer candidates than the largest K."""
+    generator = torch.Generator().manual_seed(seed)
+    scores = torch.rand(n_users, n_movies, generator=generator) + 0.01  # > 0 for torchmetrics
     candidates = torch.rand(n_users, n_movies, generator=generator) > 0.3
-    relevant = (torch.rand(n_users, n_movies, generator=generator) > 0.8) & candidates
-    ours = TopKRanking(k)
-    for chunk in torch.arange(n_users).split(7):  # in blocks, as training does
+    candidates[:4] = False
+    candidates[:4, :3] = True  # 3 candidates, fewer than K = 5 or 10
+    relevant = torch.rand(n_users, n_movies, generator=generator) > 0.8
+    relevant[4:8] = False  # nothing relevant: not evaluated
+    relevant[:4, 0] = True
+    return scores, candidates, relevant
+
+
+KS = (1, 5, 10)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_blocked_metrics_at_several_k_match_the_definitions(seed: int):
+    scores, candidates, relevant = _random_case(seed)
+    ours = TopKRanking(list(KS), n_movies=scores.shape[1])
+    for chunk in torch.arange(len(scores)).split(7):  # in blocks, as training does
         ours.update(scores[chunk], candidates[chunk], relevant[chunk])
+    computed = ours.compute()
+    for k in KS:
+        want = _reference(scores, candidates, relevant & candidates, k)
+        for name in METRICS:
+            assert computed[f"{name}_at_{k}"] == pytest.approx(want[name], abs=1e-6), (name, k)
+
+
+@pytest.mark.parametrize("k", KS)
+def test_definitions_match_torchmetrics_retrieval(k: int):
+    scores, candidates, relevant = _random_case(k)
+    relevant &= candidates
+    ours = TopKRanking(list(KS), n_movies=scores.shape[1])
+    ours.update(scores, candidates, relevant)
     # torchmetrics sees each user's candidates only, grouped by the user index
-    user = torch.arange(n_users).unsqueeze(1).expand(-1, n_movies)
+    user = torch.arange(len(scores)).unsqueeze(1).expand_as(scores)
     preds, target, indexes = scores[candidates], relevant[candidates], user[candidates]
     reference = {
-        "precision": RetrievalPrecision(top_k=k, empty_target_action="skip"),
+        "precision": RetrievalPrecision(top_k=k, empty_target_action="skip", adaptive_k=False),
         "recall": RetrievalRecall(top_k=k, empty_target_action="skip"),
         "ndcg": RetrievalNormalizedDCG(top_k=k, empty_target_action="skip"),
         "hit_rate": RetrievalHitRate(top_k=k, empty_target_action="skip"),
+        "mrr": RetrievalMRR(top_k=k, empty_target_action="skip"),
     }
     computed = ours.compute()
     for name, metric in reference.items():
         want = float(metric(preds, target, indexes=indexes))
-        assert computed[name] == pytest.approx(want, abs=1e-6), name
+        assert computed[f"{name}_at_{k}"] == pytest.approx(want, abs=1e-6), name
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_pyg_link_pred_metrics_on_whole_lists_agree(seed: int):
+    """PyG's classes, fed one unblocked top-K list per K (non-candidates ranked last),
+    give the blocked top-max(K) values. PyG's coverage counts every index of the lists,
+    so it is fed the candidates only (its padded lists count non-candidates)."""
+    scores, candidates, relevant = _random_case(seed)
+    relevant &= candidates
+    ours = TopKRanking(list(KS), n_movies=scores.shape[1])
+    for chunk in torch.arange(len(scores)).split(9):
+        ours.update(scores[chunk], candidates[chunk], relevant[chunk])
+    computed = ours.compute()
+    evaluated = relevant.any(dim=1)
+    label = relevant.nonzero().t()
+    pyg = {"precision": LinkPredPrecision, "recall": LinkPredRecall, "ndcg": LinkPredNDCG,
+           "hit_rate": LinkPredHitRatio, "map": LinkPredMAP, "mrr": LinkPredMRR}  # fmt: skip
+    for k in KS:
+        top = scores.masked_fill(~candidates, -1.0).topk(k, dim=1).indices
+        for name, cls in pyg.items():
+            metric = cls(k)
+            metric.update(top, label)
+            assert computed[f"{name}_at_{k}"] == pytest.approx(float(metric.compute())), name
+        # PyG's coverage over each evaluated user's candidates in the top K (one per row)
+        shown = top[evaluated][candidates[evaluated].gather(1, top[evaluated])]
+        coverage = LinkPredCoverage(k, scores.shape[1])
+        coverage.update(shown.unsqueeze(1), label)
+        assert computed[f"coverage_at_{k}"] == pytest.approx(float(coverage.compute()))
+        padded = LinkPredCoverage(k, scores.shape[1])  # the padded lists: never fewer
+        padded.update(top[evaluated], label)
+        assert computed[f"coverage_at_{k}"] <= float(padded.compute())
 
 
 def test_sharded_users_merge_to_the_whole():
-    """DDP: ranks rank disjoint user shards; summed states equal one process's."""
-    generator = torch.Generator().manual_seed(0)
-    scores = torch.rand(23, 15, generator=generator)
-    candidates = torch.ones(23, 15, dtype=torch.bool)
-    relevant = torch.rand(23, 15, generator=generator) > 0.7
-    whole = TopKRanking(5)
+    """DDP: ranks rank disjoint user shards; states reduced as torchmetrics does across
+    ranks (sums, and max for coverage's per-movie flags) equal one process's."""
+    scores, candidates, relevant = _random_case(5, n_users=23, n_movies=15)
+    whole = TopKRanking([5, 10], 15)
     whole.update(scores, candidates, relevant)
-    shards = [TopKRanking(5) for _ in range(3)]
+    shards = [TopKRanking([5, 10], 15) for _ in range(3)]
     users = torch.arange(23)
     for rank, shard in enumerate(shards):
         mine = users[rank::3]
         shard.update(scores[mine], candidates[mine], relevant[mine])
-    for name, metric in shards[0].means.items():
+    for name, metric in shards[0].metrics.items():
         for other in shards[1:]:
-            metric.merge_state(other.means[name])
+            metric.merge_state(other.metrics[name])
     merged = shards[0].compute()
     assert merged == pytest.approx(whole.compute())
+
+
+def test_coverage_is_a_union_across_two_shards():
+    """Two ranks whose top-2 lists overlap: coverage is |{0, 1} ∪ {1, 2}| / 5, not the
+    sum of the ranks' own coverages (2/5 + 2/5)."""
+    scores = torch.tensor([[0.9, 0.8, 0.1, 0.0, 0.0], [0.0, 0.9, 0.8, 0.1, 0.0]])
+    candidates = torch.ones(2, 5, dtype=torch.bool)
+    relevant = torch.tensor(
+        [[False, False, True, False, False], [True, False, False, False, False]]
+    )
+    ranks = [TopKRanking(2, 5), TopKRanking(2, 5)]
+    for rank, metric in enumerate(ranks):
+        metric.update(
+            scores[rank : rank + 1], candidates[rank : rank + 1], relevant[rank : rank + 1]
+        )
+        # (on a copy: compute() caches its value until the next update or reset)
+        assert copy.deepcopy(metric).compute()["coverage_at_2"] == pytest.approx(2 / 5)
+    ranks[0].metrics["coverage_at_2"].merge_state(ranks[1].metrics["coverage_at_2"])
+    assert ranks[0].compute()["coverage_at_2"] == pytest.approx(3 / 5)
+
+
+def test_a_mean_over_no_user_is_nan():
+    ranking = TopKRanking(3, 6)
+    scores, candidates, _ = _hand_example()
+    ranking.update(scores, candidates, torch.zeros_like(candidates))
+    values = ranking.compute()
+    assert math.isnan(values["ndcg_at_3"]) and math.isnan(values["map_at_3"])
+    assert values["coverage_at_3"] == 0.0
+
+
+@pytest.mark.parametrize(
+    ("value", "ks"), [(10, (10,)), ([20, 10], (10, 20)), ([5, 5], (5,)), (0, ()), ([], ())]
+)
+def test_ranking_k_is_an_int_or_a_list(value, ks):
+    assert parse_ks(value) == ks
+    assert parse_ks(OmegaConf.create({"k": value}).k) == ks
+
+
+@pytest.mark.parametrize("value", [[10, -1], "a", -1, True, 2.5, [10, "a"], [0]])
+def test_invalid_ranking_k_names_the_key(value):
+    with pytest.raises(ConfigError, match=r"^ranking\.k=.*expected an integer ≥ 1"):
+        parse_ks(value)
 
 
 def test_metric_names_are_valid_mlflow_names():
     from mlflow.utils.validation import _validate_metric_name
 
-    for name in ("precision", "recall", "ndcg", "hit_rate"):
-        _validate_metric_name(metric_name(name, 10))
+    for name in TopKRanking([10, 20], 5).names("test"):
+        _validate_metric_name(name)
     assert metric_name("ndcg", 10) == "test/ndcg_at_10"
+    assert set(TopKRanking([10, 20], 5).names("val")) == {
+        metric_name(m, k, "val") for m in METRICS for k in (10, 20)
+    }
 
 
 def test_user_items_masks_match_a_dense_matrix():
@@ -222,7 +390,7 @@ def test_popularity_on_ml100k_matches_torchmetrics(real_mirror, real_cache):
     protocol = RankingProtocol.from_split(datamodule.split_data)
     _, train_movie, train_rating = datamodule.rows("train")
     popularity = Popularity.from_ratings(train_movie, train_rating, ml100k.n_movies)
-    ours = TopKRanking(10)
+    ours = TopKRanking([10, 20], ml100k.n_movies)
     evaluate_ranking(popularity.scorer(), protocol.users, protocol.exclude, protocol.relevant, ours)
     computed = ours.compute()
     users = protocol.users
@@ -237,22 +405,33 @@ def test_popularity_on_ml100k_matches_torchmetrics(real_mirror, real_cache):
         scores[candidates], relevant[candidates], indexes=index[candidates]
     )
     assert len(users) == 456  # u1.test users with a rating ≥ 4
-    assert computed["ndcg"] == pytest.approx(float(reference), abs=1e-5)
-    assert computed["recall"] == pytest.approx(float(recall), abs=1e-5)
-    assert 0.1 < computed["ndcg"] < 0.5  # most-popular is a strong baseline on ml-100k
+    assert computed["ndcg_at_10"] == pytest.approx(float(reference), abs=1e-5)
+    assert computed["recall_at_10"] == pytest.approx(float(recall), abs=1e-5)
+    assert 0.1 < computed["ndcg_at_10"] < 0.5  # most-popular is a strong baseline on ml-100k
+    # the same list for everyone: its top 10 and top 20 plus what users had already rated
+    assert 10 / ml100k.n_movies <= computed["coverage_at_10"] < computed["coverage_at_20"] < 0.1
     assert np.isfinite(list(computed.values())).all()
 
 
 def test_popular_baseline_task_writes_what_the_benchmark_reads(tmp_path):
     sys.path.insert(0, str(PROJECT_ROOT / "scripts"))
     try:
-        from benchmark import COLUMNS
+        from benchmark import COLUMNS, RANKING, summarize, to_markdown
     finally:
         sys.path.remove(str(PROJECT_ROOT / "scripts"))
     cfg = compose_train(tmp_path, TINY_DATA, config_name="popular_baseline")
     returned = evaluate_popularity(cfg)
     written = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert set(COLUMNS) <= set(written)
+    # every ranking metric at every K of ranking.k ([10, 20] by default), as a training logs
+    assert {metric_name(m, k) for m in METRICS for k in (10, 20)} <= set(written)
+    # the benchmark table shows them: Recall/NDCG/MAP at 10 and 20, coverage at 10
+    row = {"dataset": "synthetic", "model": "popular", "seed": 0, **written}
+    header, _, line = to_markdown(summarize(pd.DataFrame([row]))).splitlines()
+    cells = dict(zip(header.split("|"), line.split("|"), strict=True))
+    for metric, title in RANKING:
+        assert float(cells[f" {title} "]) == pytest.approx(written[metric], abs=5e-5)
+    assert {" MAP@20 ", " coverage@10 "} <= set(cells)
     assert written["test/ndcg_at_10"] == pytest.approx(returned["test/ndcg_at_10"])
     # its rating is each movie's damped mean over the training ratings
     datamodule = build(cfg.data, "data", split=cfg.split)

@@ -18,6 +18,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from movierec.config import build
+from movierec.ranking.metrics import TopKRanking
 from movierec.tasks.train import train, train_fold
 from tests.conftest import PROJECT_ROOT
 from tests.helpers.configs import QUIET, TINY_DATA, compose_train
@@ -75,8 +76,7 @@ def test_run_records_params_tags_metrics_and_artifacts(finished_run):
     assert tags["selection.metric"] == "val/rmse" and tags["selection.mode"] == "min"
     assert params["selection.metric"] == "val/rmse" and params["selection.mode"] == "min"
     assert {"train/loss_epoch", "test/mae", "time/epoch_s"} <= set(run.data.metrics)
-    for name in ("precision", "recall", "ndcg", "hit_rate"):  # ranking metrics of the test
-        key = f"test/{name}_at_10"
+    for key in TopKRanking([10, 20], 1).names("test"):  # ranking metrics, both default K
         assert run.data.metrics[key] == pytest.approx(metrics[key])
     assert any(k.startswith("lr-") for k in run.data.metrics)
     paths = {a.path for a in client.list_artifacts(run.info.run_id)}
@@ -455,9 +455,11 @@ def test_ddp_two_cpu_processes_log_one_run_and_match_one_process(tmp_path: Path)
     # full-batch MF: the two ranks' half-batch gradients average to the full-batch one,
     # so only float summation order differs
     assert results["ddp"]["test/rmse"] == pytest.approx(results["single"]["test/rmse"], abs=1e-3)
-    # each rank ranks its own shard of the test users; the synced means match one process
-    for key in ("test/ndcg_at_10", "test/recall_at_10", "test/hit_rate_at_10"):
+    # each rank ranks its own shard of the test users; the synced means match one process,
+    # and so does coverage, a union of the ranks' top-K lists (per-movie flags, max-reduced)
+    for key in TopKRanking([10, 20], 1).names("test"):
         assert results["ddp"][key] == pytest.approx(results["single"][key], abs=1e-3), key
+    assert results["ddp"]["test/coverage_at_10"] > 0
 
 
 def test_register_moves_champion_only_to_a_better_model(tmp_path: Path):
@@ -492,3 +494,25 @@ def test_register_moves_champion_only_to_a_better_model(tmp_path: Path):
     served = mlflow.pyfunc.load_model("models:/movierec-synthetic-mf@champion")
     top = served.predict(pd.DataFrame({"userId": [user], "k": [3]}))
     assert top["movieId"].tolist() == rec.recommend([user], k=3)["movieId"].tolist()
+
+
+def test_compare_table_shows_ranking_metrics_at_each_k():
+    from movierec.tracking.comparison import comparison_table
+
+    runs = pd.DataFrame(
+        {
+            "run_id": ["a" * 32, "b" * 32],
+            "metrics.test/rmse": [0.9, 1.0],
+            "metrics.test/ndcg_at_20": [0.31, 0.2],
+            "metrics.test/ndcg_at_10": [0.25, float("nan")],  # b logged only K = 20
+            "metrics.test/map_at_10": [0.12, float("nan")],
+            "metrics.test/coverage_at_10": [0.4, float("nan")],
+            "metrics.summary/epochs": [3, 4],
+        }
+    )
+    table = comparison_table(runs)
+    assert list(table.columns) == [
+        "run", "test RMSE", "test NDCG@10", "test MAP@10", "test NDCG@20", "epochs"
+    ]  # fmt: skip
+    assert table["test NDCG@20"].tolist() == [0.31, 0.2]
+    assert table["test MAP@10"].isna().tolist() == [False, True]

@@ -15,6 +15,7 @@ from hydra.core.global_hydra import GlobalHydra
 
 from movierec.config import build
 from movierec.errors import ConfigError
+from movierec.ranking.metrics import METRICS
 from movierec.tasks.train import train, train_fold
 from tests.conftest import PROJECT_ROOT
 from tests.helpers.configs import CONFIG_DIR, FAST, TINY_DATA, compose_train
@@ -43,16 +44,38 @@ def test_fast_dev_run_every_model(tmp_path: Path, model: str, precision: str):
     metrics = train_fold(cfg)
     assert 0 < metrics["test/rmse"] < 5
     assert metrics["parameters"] > 0
-    for name in ("precision", "recall", "ndcg", "hit_rate"):  # ranking metrics, every model
-        assert 0 <= metrics[f"test/{name}_at_10"] <= 1
+    for name in METRICS:  # ranking metrics at both default K, every model
+        for k in (10, 20):
+            assert 0 <= metrics[f"test/{name}_at_{k}"] <= 1, (name, k)
 
 
 def test_ranking_metrics_are_on_by_default_and_can_be_turned_off(tmp_path: Path):
     base = [*TINY_DATA, "model=mf", "trainer.fast_dev_run=true", *FAST]
     on = train_fold(compose_train(tmp_path / "on", [*base, "ranking.k=5"]))
-    assert {"test/ndcg_at_5", "test/recall_at_5", "test/precision_at_5"} <= set(on)
-    off = train_fold(compose_train(tmp_path / "off", [*base, "ranking.k=0"]))
-    assert "test/rmse" in off and not any("_at_" in key for key in off)
+    assert {k for k in on if "_at_" in k} == {f"test/{m}_at_5" for m in METRICS}
+    for off_value in ("0", "[]"):
+        off = train_fold(compose_train(tmp_path / off_value, [*base, f"ranking.k={off_value}"]))
+        assert "test/rmse" in off and not any("_at_" in key for key in off)
+
+
+def test_a_list_of_k_logs_every_metric_at_each_k_test_and_val(tmp_path: Path):
+    overrides = [
+        *TINY_DATA, "model=mf", "trainer.max_epochs=2", "callbacks.early_stopping=null",
+        "ranking.k=[3,7]", "ranking.validate=true",
+        "selection.metric=val/map_at_7", "selection.mode=max", *FAST, "logger=csv",
+    ]  # fmt: skip
+    cfg = compose_train(tmp_path, overrides)
+    assert list(cfg.ranking.k) == [3, 7]
+    metrics = train_fold(cfg)
+    for stage in ("val", "test"):
+        for name in METRICS:
+            low, high = metrics[f"{stage}/{name}_at_3"], metrics[f"{stage}/{name}_at_7"]
+            assert 0 <= low <= 1 and 0 <= high <= 1, (stage, name)
+            if name in ("recall", "hit_rate", "coverage"):  # can only grow with K
+                assert low <= high, (stage, name)
+    epochs = _epochs(tmp_path / "run", "val/map_at_7")
+    assert len(epochs) == 2 and "val/coverage_at_3" in epochs
+    assert metrics["val/map_at_7"] == pytest.approx(epochs["val/map_at_7"].max())
 
 
 def _epochs(run_dir: Path, metric: str) -> pd.DataFrame:
@@ -225,7 +248,10 @@ def test_kfold_all_runs_every_fold(tmp_path: Path, capsys):
             ["model.optimizer={_target_:torch.optim.Nope,_partial_:true}"],
             "model.optimizer._target_='torch.optim.Nope': cannot import it",
         ),
-        (["ranking.k=-1"], "ranking.k=-1: expected an integer ≥ 1 (0 = off)"),
+        (["ranking.k=-1"], "ranking.k=-1: expected an integer ≥ 1 or a list of them"),
+        (["ranking.k=[10,-1]"], "ranking.k=[10, -1]: expected an integer ≥ 1 or a list"),
+        (["ranking.k=a"], "ranking.k='a': expected an integer ≥ 1 or a list"),
+        (["ranking.k=[]", "ranking.validate=true"], "ranking.validate=true needs ranking.k"),
         (["model.bpr_weight=-0.5"], "model.bpr_weight=-0.5: expected ≥ 0 (0 = off)"),
         (["ranking.k=0", "ranking.validate=true"], "ranking.validate=true needs ranking.k ≥ 1"),
         (["model.bpr_positive_rating=high"], "model.bpr_positive_rating='high': expected"),
@@ -241,6 +267,11 @@ def test_kfold_all_runs_every_fold(tmp_path: Path, capsys):
             ["selection.metric=val/ndcg_at_5", "ranking.k=5", "ranking.validate=true"],
             None,  # logged: accepted (trains one epoch)
         ),
+        (
+            ["selection.metric=val/ndcg_at_5", "ranking.validate=true"],  # ranking.k=[10, 20]
+            "a ranking metric's K must be one of ranking.k",
+        ),
+        (["selection.metric=val/mrr_at_20", "ranking.validate=true"], None),
         (
             ["callbacks.early_stopping.monitor=val/mae"],
             "callbacks.early_stopping.monitor='val/mae' differs from selection.metric='val/rmse'",

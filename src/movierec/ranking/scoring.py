@@ -1,7 +1,8 @@
 """Ranking users in blocks: a `Scorer` maps user indices (B,) to scores (B, n_movies).
 
 A trained network's scorer is its own `RatingNet.score_users` over embeddings encoded
-once; the popularity baseline has one too. This module never asks which it holds.
+once; the popularity baseline has one too. This module never asks which it holds. Each
+block is scored once; `TopKRanking.update` ranks it once, to the largest K of `ranking.k`.
 """
 
 from __future__ import annotations
@@ -37,7 +38,10 @@ def evaluate_ranking(
     metric: TopKRanking,
     pair_budget: int = PAIR_BUDGET,
 ) -> None:
-    """Update `metric` with `users`' rankings: candidates = movies not in `exclude`."""
+    """Update `metric` with `users`' rankings: candidates = movies not in `exclude`.
+
+    At most `pair_budget` scores (one block of users × every movie) exist at a time.
+    """
     for chunk in user_chunks(users, exclude.n_movies, pair_budget):
         scores = scorer(chunk)
         device = scores.device

@@ -1,9 +1,10 @@
 """The `popular` baseline as a task: `Popularity`'s metrics on a dataset's split.
 
 Written to `<output_dir>/metrics.json` under the names a training uses (`test/rmse`,
-`test/ndcg_at_10`, …) so the benchmark lines it up with the trained models: RMSE/MAE of
-the damped mean rating on val and test, ranking metrics of the most-rated movies under
-the protocol of `movierec.ranking.protocol`.
+`test/ndcg_at_10`, `test/map_at_20`, …) so the benchmark lines it up with the trained
+models: RMSE/MAE of the damped mean rating on val and test, and every ranking metric of
+`movierec.ranking.metrics` at every K of `ranking.k` for the most-rated movies under the
+protocol of `movierec.ranking.protocol`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from movierec.config import build
-from movierec.ranking.metrics import TopKRanking, metric_name
+from movierec.ranking.metrics import TopKRanking, parse_ks
 from movierec.ranking.popularity import DAMPING, Popularity
 from movierec.ranking.protocol import RELEVANT_RATING, RankingProtocol
 from movierec.ranking.scoring import evaluate_ranking
@@ -43,11 +44,13 @@ def evaluate_popularity(cfg: DictConfig) -> dict[str, Any]:
     protocol = RankingProtocol.from_split(
         datamodule.split_data, float(ranking_cfg.get("relevant_rating", RELEVANT_RATING))
     )
-    ranking = TopKRanking(int(ranking_cfg.get("k", 10)))
-    evaluate_ranking(
-        popularity.scorer(), protocol.users, protocol.exclude, protocol.relevant, ranking
-    )
-    metrics.update({metric_name(name, ranking.k): v for name, v in ranking.compute().items()})
+    ks = parse_ks(ranking_cfg.get("k", [10, 20]))
+    if ks:
+        ranking = TopKRanking(ks, datamodule.data.n_movies)
+        evaluate_ranking(
+            popularity.scorer(), protocol.users, protocol.exclude, protocol.relevant, ranking
+        )
+        metrics.update(ranking.compute("test"))
     metrics.update(
         {
             "ranked_users": len(protocol.users),

@@ -7,6 +7,7 @@ that selected on different metrics are listed in one group per metric.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import mlflow
@@ -33,6 +34,8 @@ BASE_COLUMNS = {
     "metrics.test/mae": "test MAE",
     "metrics.summary/epochs": "epochs",
 }
+#: ranking metrics shown for every K the runs logged (`test/ndcg_at_10` → test NDCG@10)
+RANKING_COLUMNS = {"recall": "Recall", "ndcg": "NDCG", "map": "MAP"}
 NOISY_PARAMS = (
     "paths.",
     "hydra",
@@ -134,6 +137,12 @@ def _run_selection(row: pd.Series) -> Selection | None:
 def comparison_table(runs: pd.DataFrame, max_params: int = 6) -> pd.DataFrame:
     """Run identity, metrics and the params that differ between the runs."""
     present = {k: v for k, v in BASE_COLUMNS.items() if k in runs}
+    ranking = ranking_columns(runs.columns)
+    if ranking:  # after the test RMSE/MAE, before the epochs
+        items = list(present.items())
+        at = next((i for i, (k, _) in enumerate(items) if k == "metrics.summary/epochs"), None)
+        at = len(items) if at is None else at
+        present = dict([*items[:at], *ranking.items(), *items[at:]])
     table = runs[list(present)].rename(columns=present)
     table["run"] = table["run"].str[:8]
     params = [
@@ -146,6 +155,19 @@ def comparison_table(runs: pd.DataFrame, max_params: int = 6) -> pd.DataFrame:
     for column in params[:max_params]:
         table[column.removeprefix("params.")] = runs[column]
     return table
+
+
+def ranking_columns(columns) -> dict[str, str]:
+    """`metrics.test/<recall|ndcg|map>_at_<K>` columns → titles, K by K (`ranking.k` may
+    be a list, so a run has several)."""
+    found = {}
+    names = list(RANKING_COLUMNS)
+    for column in columns:
+        match = re.fullmatch(r"metrics\.test/([a-z_]+)_at_(\d+)", str(column))
+        if match and match[1] in RANKING_COLUMNS:
+            k, metric = int(match[2]), match[1]
+            found[k, names.index(metric)] = (column, f"test {RANKING_COLUMNS[metric]}@{k}")
+    return dict(found[key] for key in sorted(found))
 
 
 def plot_comparison(runs: pd.DataFrame, path: Path, metric: str = "metrics.test/rmse") -> Path:

@@ -22,7 +22,7 @@ from movierec.data.split_data import SplitData
 from movierec.errors import ConfigError, MovieRecError
 from movierec.models.base import NodeEmbeddings, RatingNet, build_net
 from movierec.objective import Objective
-from movierec.ranking.metrics import METRICS, TopKRanking, metric_name
+from movierec.ranking.metrics import TopKRanking, parse_ks
 from movierec.ranking.protocol import RELEVANT_RATING, RankingProtocol
 from movierec.ranking.scoring import evaluate_ranking
 from movierec.training.optim import (
@@ -48,7 +48,8 @@ class RatingPredictor(pl.LightningModule):
         lr: learning rate (> 0); weight_decay: L2 / decoupled weight decay (≥ 0).
         scheduler: a preset (none | cosine | plateau | step) or a `_target_` node.
         scheduler_kwargs: extra arguments of the scheduler (e.g. factor, patience).
-        ranking_k: list length K of the ranking metrics (`test/ndcg_at_<K>`, …); 0 = off.
+        ranking_k: list length(s) K of the ranking metrics: an int or a list
+            (`test/ndcg_at_<K>`, … for each K); 0 or [] = off.
         relevant_rating: a held-out rating ≥ this many stars makes a movie relevant.
         validate_ranking: also rank the validation split every epoch (`val/ndcg_at_<K>`,
             …; candidates exclude the train split), so `selection` can pick on them.
@@ -70,7 +71,7 @@ class RatingPredictor(pl.LightningModule):
         decode_chunk_size: int = 0,
         bpr_weight: float = 0.0,
         bpr_positive_rating: float | None = None,
-        ranking_k: int = 10,
+        ranking_k: int | list[int] | tuple[int, ...] = (10, 20),
         relevant_rating: float = RELEVANT_RATING,
         validate_ranking: bool = False,
         selection_metric: str = "val/rmse",
@@ -82,6 +83,7 @@ class RatingPredictor(pl.LightningModule):
         net_cfg, schema = _plain(net), _plain(schema)
         optimizer, scheduler = _plain(optimizer), _plain(scheduler)
         scheduler_kwargs = _plain(scheduler_kwargs or {})
+        ks = parse_ks(_plain(ranking_k))  # ConfigError naming ranking.k
         self.save_hyperparameters(
             {
                 "net": net_cfg,
@@ -96,7 +98,7 @@ class RatingPredictor(pl.LightningModule):
                 "decode_chunk_size": decode_chunk_size,
                 "bpr_weight": bpr_weight,
                 "bpr_positive_rating": bpr_positive_rating,
-                "ranking_k": ranking_k,
+                "ranking_k": list(ks),
                 "relevant_rating": relevant_rating,
                 "validate_ranking": validate_ranking,
                 "selection_metric": selection_metric,
@@ -113,10 +115,8 @@ class RatingPredictor(pl.LightningModule):
             raise ConfigError(f"model.lr={lr!r}: expected a positive learning rate")
         if not isinstance(weight_decay, (int, float)) or weight_decay < 0:
             raise ConfigError(f"model.weight_decay={weight_decay!r}: expected ≥ 0")
-        if not isinstance(ranking_k, int) or isinstance(ranking_k, bool) or ranking_k < 0:
-            raise ConfigError(f"ranking.k={ranking_k!r}: expected an integer ≥ 1 (0 = off)")
-        if validate_ranking and not ranking_k:
-            raise ConfigError("ranking.validate=true needs ranking.k ≥ 1 (it is 0: off)")
+        if validate_ranking and not ks:
+            raise ConfigError("ranking.validate=true needs ranking.k ≥ 1 (it is 0 or []: off)")
         if selection_mode not in MODES:
             raise ConfigError(f"selection.mode={selection_mode!r}: expected min or max")
         self.schema = GraphSchema.from_dict(schema)
@@ -126,8 +126,9 @@ class RatingPredictor(pl.LightningModule):
         self.val_mae = MeanAbsoluteError()
         self.test_rmse = MeanSquaredError(squared=False)
         self.test_mae = MeanAbsoluteError()
-        self.test_ranking = TopKRanking(ranking_k) if ranking_k else None
-        self.val_ranking = TopKRanking(ranking_k) if validate_ranking else None
+        n_movies = self.schema.n_movies
+        self.test_ranking = TopKRanking(ks, n_movies) if ks else None
+        self.val_ranking = TopKRanking(ks, n_movies) if validate_ranking else None
         self._protocols: dict[str, RankingProtocol] = {}
         self._split: SplitData | None = None
         self._graph: HeteroData | None = None
@@ -160,7 +161,7 @@ class RatingPredictor(pl.LightningModule):
         if self.net.predicts_ratings:
             names += ["val/rmse", "val/mae"]
         if self.val_ranking is not None:
-            names += [metric_name(m, self.val_ranking.k, "val") for m in METRICS]
+            names += self.val_ranking.names("val")
         return tuple(names)
 
     # ------------------------------------------------------------------ prediction
@@ -281,8 +282,8 @@ class RatingPredictor(pl.LightningModule):
             protocol.relevant,
             ranking,
         )
-        for name, metric in ranking.means.items():
-            self.log(metric_name(name, ranking.k, stage), metric)
+        for name, metric in ranking.items(stage):
+            self.log(name, metric)
 
     # ------------------------------------------------------------------ optimisation
 

@@ -62,6 +62,8 @@ class Selection:
         hint = ""
         if "_at_" in self.metric and not any("_at_" in name for name in logged):
             hint = " (validation ranking metrics need ranking.validate=true)"
+        elif "_at_" in self.metric:
+            hint = " (a ranking metric's K must be one of ranking.k)"
         raise SelectionError(
             f"selection.metric={self.metric!r} is not logged by this run; expected one of "
             f"{', '.join(logged) or 'none (the run logs no validation metric)'}{hint}"
