@@ -38,6 +38,8 @@ MODEL_OVERRIDES = {
     "gcmc": {"ml_100k": ["experiment=best_ml100k"],
              "ml_latest_small": ["experiment=best_ml_latest_small"]},
     "gcmc_bpr": ["experiment=best_ml100k_ranking"],
+    # ranking only (no RMSE/MAE: shown as "–"); its epoch is chosen on val NDCG@10
+    "lightgcn": ["model=lightgcn"],
 }  # fmt: skip
 DATASET_OVERRIDES = {
     "ml_100k": ["data=ml_100k", "split=predefined", "split.fold=1"],
@@ -88,8 +90,8 @@ def run_one(model: str, dataset: str, seed: int, out: Path, extra: list[str]) ->
     row = {"dataset": dataset, "model": model, "seed": seed, **{c: metrics.get(c) for c in COLUMNS}}
     row["wall_seconds"] = time.perf_counter() - started
     print(
-        f"{dataset:>16} {model:>6} seed {seed}: test RMSE {row['test/rmse']:.4f} "
-        f"MAE {row['test/mae']:.4f} NDCG@10 {row['test/ndcg_at_10']:.4f}  "
+        f"{dataset:>16} {model:>6} seed {seed}: test RMSE {_or_dash(row['test/rmse'], '.4f')} "
+        f"MAE {_or_dash(row['test/mae'], '.4f')} NDCG@10 {row['test/ndcg_at_10']:.4f}  "
         f"{row['fit_seconds']:.0f}s",
         flush=True,
     )
@@ -130,16 +132,19 @@ def to_markdown(summary: pd.DataFrame) -> str:
     lines = [header]
     for _, r in summary.iterrows():
 
-        def spread(metric: str, row=r) -> str:  # no std from a single seed
-            return f" ± {row[f'{metric} std']:.4f}" if row["seeds"] > 1 else ""
+        def spread(metric: str, row=r) -> str:  # no std from a single seed; – for no value
+            if pd.isna(row[metric]):
+                return "–"
+            std = f" ± {row[f'{metric} std']:.4f}" if row["seeds"] > 1 else ""
+            return f"{row[metric]:.4f}{std}"
 
         lines.append(
-            f"| {r['dataset']} | {r['model']} | {r['test/rmse']:.4f}{spread('test/rmse')} "
-            f"| {r['test/mae']:.4f}{spread('test/mae')} | {r['val/rmse']:.4f} "
+            f"| {r['dataset']} | {r['model']} | {spread('test/rmse')} "
+            f"| {spread('test/mae')} | {_or_dash(r['val/rmse'], '.4f')} "
             f"| {r['fit_seconds']:.0f} | {_or_dash(r['seconds_per_epoch'], '.3f')} "
             f"| {r['epochs']:.0f} | {r['peak_rss_mb']:.0f} | {r['parameters']:,.0f} | {r['seeds']} "
-            f"| {r['test/recall_at_10']:.4f}{spread('test/recall_at_10')} "
-            f"| {r['test/ndcg_at_10']:.4f}{spread('test/ndcg_at_10')} |"
+            f"| {spread('test/recall_at_10')} "
+            f"| {spread('test/ndcg_at_10')} |"
         )
     return "\n".join(lines)
 
@@ -157,7 +162,7 @@ def plot(summary: pd.DataFrame, path: Path) -> None:
     datasets = list(dict.fromkeys(summary["dataset"]))
     fig, axes = plt.subplots(1, len(datasets), figsize=(5 * len(datasets), 4), squeeze=False)
     for ax, dataset in zip(axes[0], datasets, strict=True):
-        part = summary[summary["dataset"] == dataset]
+        part = summary[summary["dataset"] == dataset].dropna(subset=["test/rmse"])
         ax.bar(part["model"], part["test/rmse"], yerr=part["test/rmse std"], capsize=4)
         low = part["test/rmse"].min()
         ax.set_ylim(low - 0.05, part["test/rmse"].max() + 0.03)
