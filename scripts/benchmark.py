@@ -4,7 +4,7 @@ Ranking columns: Recall, NDCG and MAP at 10 and 20 and catalogue coverage at 10 
 default `ranking.k=[10, 20]`; README "Ranking metrics").
 
     python scripts/benchmark.py                      # every model × dataset × 3 seeds
-    python scripts/benchmark.py --single-seed sage gcn   # the README table
+    python scripts/benchmark.py --single-seed seed_sage seed_gcn   # the README table
     python scripts/benchmark.py --seeds 0 --models mf sage --datasets ml_100k
     python scripts/benchmark.py --fresh ...          # drop the rows of earlier invocations
 
@@ -29,18 +29,22 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# How each model is run: the seed experiments for the two seed designs, the tuned config
-# for the strongest model (its own per dataset), plain defaults for MF; the `_bpr` rows
+# How each model is run: the seed experiments for the two seed designs, the families'
+# defaults for sage and gcn, GC-MC's tuned config (its own per dataset), plain defaults for MF; the `_bpr` rows
 # add the BPR ranking term (README, Ranking objective) at the weight that beat the
 # popularity baseline's NDCG@10 on ml-100k.
 MODEL_OVERRIDES = {
-    "sage": ["experiment=seed_notebook_sage"],
-    "gcn": ["experiment=seed_spark_gcn"],
     "mf": ["model=mf"],
     "mf_bpr": ["model=mf", "model.bpr_weight=2"],
+    "seed_sage": ["experiment=seed_notebook_sage"],
+    "seed_gcn": ["experiment=seed_spark_gcn"],
+    "sage": ["model=sage"],  # the family's default variant (README, Models)
+    "gcn": ["model=gcn"],
     "gcmc": {"ml_100k": ["experiment=best_ml100k"],
              "ml_latest_small": ["experiment=best_ml_latest_small"]},
     "gcmc_bpr": ["experiment=best_ml100k_ranking"],
+    # ranking only (no RMSE/MAE: shown as "–"); its epoch is chosen on val NDCG@10
+    "lightgcn": ["model=lightgcn"],
 }  # fmt: skip
 DATASET_OVERRIDES = {
     "ml_100k": ["data=ml_100k", "split=predefined", "split.fold=1"],
@@ -95,8 +99,8 @@ def run_one(model: str, dataset: str, seed: int, out: Path, extra: list[str]) ->
     row = {"dataset": dataset, "model": model, "seed": seed, **{c: metrics.get(c) for c in COLUMNS}}
     row["wall_seconds"] = time.perf_counter() - started
     print(
-        f"{dataset:>16} {model:>6} seed {seed}: test RMSE {row['test/rmse']:.4f} "
-        f"MAE {row['test/mae']:.4f} NDCG@10 {row['test/ndcg_at_10']:.4f}  "
+        f"{dataset:>16} {model:>6} seed {seed}: test RMSE {_or_dash(row['test/rmse'], '.4f')} "
+        f"MAE {_or_dash(row['test/mae'], '.4f')} NDCG@10 {row['test/ndcg_at_10']:.4f}  "
         f"{row['fit_seconds']:.0f}s",
         flush=True,
     )
@@ -137,16 +141,18 @@ def to_markdown(summary: pd.DataFrame) -> str:
     lines = [header]
     for _, r in summary.iterrows():
 
-        def spread(metric: str, row=r) -> str:  # no std from a single seed or no value
-            shown = row["seeds"] > 1 and not pd.isna(row[metric])
-            return f" ± {row[f'{metric} std']:.4f}" if shown else ""
+        def spread(metric: str, row=r) -> str:  # no std from a single seed; – for no value
+            if pd.isna(row[metric]):
+                return "–"
+            std = f" ± {row[f'{metric} std']:.4f}" if row["seeds"] > 1 else ""
+            return f"{row[metric]:.4f}{std}"
 
         lines.append(
-            f"| {r['dataset']} | {r['model']} | {r['test/rmse']:.4f}{spread('test/rmse')} "
-            f"| {r['test/mae']:.4f}{spread('test/mae')} | {r['val/rmse']:.4f} "
+            f"| {r['dataset']} | {r['model']} | {spread('test/rmse')} "
+            f"| {spread('test/mae')} | {_or_dash(r['val/rmse'], '.4f')} "
             f"| {r['fit_seconds']:.0f} | {_or_dash(r['seconds_per_epoch'], '.3f')} "
             f"| {r['epochs']:.0f} | {r['peak_rss_mb']:.0f} | {r['parameters']:,.0f} | {r['seeds']} "
-            + "".join(f"| {_or_dash(r[m], '.4f')}{spread(m)} " for m, _ in RANKING)
+            + "".join(f"| {spread(m)} " for m, _ in RANKING)
             + "|"
         )
     return "\n".join(lines)
@@ -165,7 +171,7 @@ def plot(summary: pd.DataFrame, path: Path) -> None:
     datasets = list(dict.fromkeys(summary["dataset"]))
     fig, axes = plt.subplots(1, len(datasets), figsize=(5 * len(datasets), 4), squeeze=False)
     for ax, dataset in zip(axes[0], datasets, strict=True):
-        part = summary[summary["dataset"] == dataset]
+        part = summary[summary["dataset"] == dataset].dropna(subset=["test/rmse"])
         ax.bar(part["model"], part["test/rmse"], yerr=part["test/rmse std"], capsize=4)
         low = part["test/rmse"].min()
         ax.set_ylim(low - 0.05, part["test/rmse"].max() + 0.03)

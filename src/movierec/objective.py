@@ -1,12 +1,21 @@
-"""The training objective: rating loss, optional BPR ranking term, chunked decoding.
+"""The training objective: a rating loss or BPR, an optional BPR term, chunked decoding.
 
-    loss = rating_loss(r̂(u, m), r) − λ · mean(log σ(r̂(u, m) − r̂(u, j)))  + net.regularization
+Over a batch of B (user, movie, rating) training pairs, with N = `bpr_negatives` movies
+j_1..j_N drawn uniformly from all movies for each pair:
 
-over a batch of B (user, movie, rating) pairs, with one movie j drawn uniformly per pair
-for the BPR term (λ = `bpr_weight`; 0 turns it off). The graph is encoded once per step;
-the pairs are decoded in `decode_chunk_size` chunks whose decoder activations are
-recomputed in backward (activation checkpointing), so a full batch of 20M ratings needs
-the memory of one chunk, with the same loss and gradients as unchunked.
+    BPR(u, m) = 1/N · Σ_n −log σ(ŝ(u, m) − ŝ(u, j_n))        (ŝ: the decoder's score)
+
+    loss=bpr           mean over the batch's positives of BPR(u, m), i.e. the mean over
+                       every (positive, negative) pair of −log σ(ŝ_um − ŝ_uj); the
+                       positives are the pairs rated ≥ `bpr_positive_rating` (all: null)
+    loss=mse|huber|…   mean rating_loss(r̂(u, m), r) + λ · 1/B · Σ_{positive (u, m)} BPR(u, m)
+                       (λ = `bpr_weight`, 0 = off; non-positive pairs add 0)
+
+plus `net.regularization` (added by the training module). Both use the one `bpr` below.
+The graph is encoded once per step; the pairs are decoded in `decode_chunk_size` chunks
+whose decoder activations are recomputed in backward (activation checkpointing), so a
+full batch of 20M ratings needs the memory of one chunk, with the same loss and gradients
+as unchunked.
 """
 
 from __future__ import annotations
@@ -20,7 +29,26 @@ from torch.utils.checkpoint import checkpoint
 from movierec.errors import ConfigError, MovieRecError
 from movierec.models.base import NodeEmbeddings, RatingNet, RatingScores, check_choice
 
-LOSSES = ("mse", "huber", "l1", "cross_entropy")
+LOSSES = ("mse", "huber", "l1", "cross_entropy", "bpr")
+
+
+def bpr(
+    positive: torch.Tensor, negative: torch.Tensor, keep: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Bayesian personalised ranking loss of B positives against N negatives each.
+
+        bpr = 1/(B·N) · Σ_b keep_b · Σ_n −log σ(positive_b − negative_bn)
+
+    Args:
+        positive: (B,) scores of the positive pairs (u, m).
+        negative: (B, N) scores of the same users' sampled movies (u, j_n).
+        keep: (B,) bool, which pairs count (the others add 0 but stay in the mean's
+            denominator, so chunks of a batch sum to the whole batch's value); None = all.
+    """
+    log_odds = F.logsigmoid(positive.unsqueeze(1) - negative)
+    if keep is not None:
+        log_odds = log_odds * keep.unsqueeze(1)
+    return -log_odds.mean()
 
 
 @dataclass(frozen=True)
@@ -28,17 +56,19 @@ class Objective:
     """What a training step minimises.
 
     Attributes:
-        loss: mse | huber | l1 | cross_entropy (classification over rating levels).
+        loss: mse | huber | l1 | cross_entropy (classification over rating levels) |
+            bpr (ranking only: the mean BPR loss over the batch's positives).
         huber_delta: Huber loss threshold in stars.
         decode_chunk_size: training pairs decoded per checkpointed chunk (0 = all at once).
-        bpr_weight: weight λ of the BPR ranking term (0 = off): for every training pair
-            (u, m) with rating ≥ `bpr_positive_rating`, a movie j drawn uniformly from
-            all movies each step is pushed below it, λ · mean(−log σ(r̂(u, m) − r̂(u, j)))
+        bpr_weight: weight λ of the BPR term added to a rating loss (0 = off): each
+            training pair (u, m) rated ≥ `bpr_positive_rating` is pushed above
+            `bpr_negatives` movies drawn uniformly from all movies each step, λ · mean
             over the batch's pairs (non-positive pairs count 0). Rating loss alone ranks
             rarely rated, well-rated movies first; the term teaches which movies a user
             would pick at all, which is what top-K ranking asks (README, Ranking objective).
-        bpr_positive_rating: the ranking term's positives are training ratings ≥ this many
-            stars; None = every rated movie.
+        bpr_positive_rating: BPR's positives are training ratings ≥ this many stars;
+            None = every rated movie.
+        bpr_negatives: movies drawn per positive for BPR (N ≥ 1).
     """
 
     loss: str = "mse"
@@ -46,6 +76,7 @@ class Objective:
     decode_chunk_size: int = 0
     bpr_weight: float = 0.0
     bpr_positive_rating: float | None = None
+    bpr_negatives: int = 1
 
     def __post_init__(self) -> None:
         check_choice("model.loss", self.loss, LOSSES)
@@ -58,11 +89,26 @@ class Objective:
             )
         if not _number(self.bpr_weight) or self.bpr_weight < 0:
             raise ConfigError(f"model.bpr_weight={self.bpr_weight!r}: expected ≥ 0 (0 = off)")
+        if self.loss == "bpr" and self.bpr_weight:
+            raise ConfigError(
+                f"model.bpr_weight={self.bpr_weight!r} adds a BPR term to a rating loss; with "
+                "model.loss=bpr the loss is BPR already: set model.bpr_weight=0"
+            )
         if self.bpr_positive_rating is not None and not _number(self.bpr_positive_rating):
             raise ConfigError(
                 f"model.bpr_positive_rating={self.bpr_positive_rating!r}: expected a rating in "
                 "stars or null (every rated movie is a positive)"
             )
+        n = self.bpr_negatives
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise ConfigError(
+                f"model.bpr_negatives={n!r}: expected an integer ≥ 1 (movies per positive)"
+            )
+
+    @property
+    def ranks(self) -> bool:
+        """Whether the objective has a BPR part (and so draws negatives)."""
+        return self.loss == "bpr" or bool(self.bpr_weight)
 
     def check_suits(self, net: RatingNet) -> None:
         """Refuse a loss the network does not declare, naming the key."""
@@ -87,9 +133,16 @@ class Objective:
             n_movies: how many movies the BPR negatives are drawn from (the subgraph's
                 own movies for sampled batches: the encoder saw only those).
         """
+        if self.loss == "bpr" and self.bpr_positive_rating is not None:
+            keep = rating >= self.bpr_positive_rating  # loss=bpr trains on positives only
+            user, movie, rating = user[keep], movie[keep], rating[keep]
+            if not len(rating):
+                return embeddings.user.sum() * 0.0  # no positive in this batch
         negative = None
-        if self.bpr_weight:
-            negative = torch.randint(n_movies, movie.shape, device=movie.device)
+        if self.ranks:  # (B, N), drawn as one flat (B·N,) call: N=1 keeps the old draws
+            size = len(movie) * self.bpr_negatives
+            negative = torch.randint(n_movies, (size,), device=movie.device)
+            negative = negative.view(len(movie), self.bpr_negatives)
         chunk = self.decode_chunk_size
         if chunk <= 0 or len(rating) <= chunk:
             return self.pair_loss(net, embeddings.user, embeddings.movie, user, movie, rating,
@@ -105,20 +158,32 @@ class Objective:
         return total
 
     def pair_loss(self, net, z_user, z_movie, user, movie, rating, negative=None) -> torch.Tensor:
-        """Rating loss of B pairs, plus the BPR term against `negative` movies (B,) if given.
+        """Loss of B pairs against their `negative` movies (B, N) if given: the rating loss
+        plus λ · BPR, or BPR alone for loss=bpr.
 
-        The BPR term is a mean over all B pairs (pairs below `bpr_positive_rating` add 0),
-        so chunked decoding sums to exactly the unchunked loss."""
+        BPR is a mean over all B pairs (pairs below `bpr_positive_rating` add 0 to the
+        rating-loss term), so chunked decoding sums to exactly the unchunked loss."""
         embeddings = NodeEmbeddings(z_user, z_movie)
         scores = net.decode(embeddings, user, movie)
+        if self.loss == "bpr":
+            return bpr(scores.rating, self._negative_scores(net, embeddings, user, negative))
         loss = self.rating_loss(net, scores, rating)
         if negative is None:
             return loss
-        negative_rating = net.decode(embeddings, user, negative).rating
-        log_odds = F.logsigmoid(scores.rating - negative_rating)
+        keep = None
         if self.bpr_positive_rating is not None:
-            log_odds = log_odds * (rating >= self.bpr_positive_rating)
-        return loss - self.bpr_weight * log_odds.mean()
+            keep = rating >= self.bpr_positive_rating
+        negative_scores = self._negative_scores(net, embeddings, user, negative)
+        return loss + self.bpr_weight * bpr(scores.rating, negative_scores, keep)
+
+    @staticmethod
+    def _negative_scores(net, embeddings, user, negative) -> torch.Tensor:
+        """(B, N) scores of each user's N negative movies ((B,) negatives: N = 1)."""
+        if negative.dim() == 1:
+            negative = negative.unsqueeze(1)
+        n = negative.shape[1]
+        pair_user = user if n == 1 else user.repeat_interleave(n)
+        return net.decode(embeddings, pair_user, negative.reshape(-1)).rating.view(-1, n)
 
     def rating_loss(self, net: RatingNet, scores: RatingScores, rating: torch.Tensor):
         if self.loss == "cross_entropy":

@@ -7,7 +7,9 @@
 
 The graph is encoded once per loaded model; each block of users is scored against every
 movie in one decoder call. Rows are ranked by the unclamped predicted rating; `rating`
-is the prediction clamped to the rating scale.
+is the prediction clamped to the rating scale. A ranking-only model (one that predicts no
+ratings, e.g. LightGCN) has no stars to show: its rows have `rating` NaN and carry the
+model's ranking `score` instead.
 """
 
 from __future__ import annotations
@@ -79,7 +81,8 @@ class Recommender:
 
         Returns:
             `COLUMNS`: userId, rank (1..k), movieId, title, genres, rating (stars),
-            source ("model" or "popular").
+            source ("model" or "popular"); for a ranking-only model also `score` (its
+            ranking score, not stars), with `rating` NaN on its rows.
         """
         _check_k(k)
         if fallback is not None and fallback not in FALLBACKS:
@@ -192,8 +195,13 @@ class Recommender:
         if allowed is not None:
             scores = scores.masked_fill(~allowed, -torch.inf)
         values, movies = scores.topk(min(k, scores.shape[1]), dim=1)
-        shown = rating.gather(1, movies) if rating is not None else values
-        shown = self.model.module.clamp(shown)
+        # a ranking-only model's score orders movies but is no rating: show it as a score
+        ranks_only = rating is None and not self.model.module.net.predicts_ratings
+        if ranks_only:
+            shown = torch.full_like(values, torch.nan)
+        else:
+            shown = rating.gather(1, movies) if rating is not None else values
+            shown = self.model.module.clamp(shown)
         keep = torch.isfinite(values)  # fewer than k candidates left
         row, col = torch.nonzero(keep, as_tuple=True)
         movie_index = movies[row, col].numpy()
@@ -202,7 +210,7 @@ class Recommender:
         else:
             user_ids = np.asarray(users)
         table = self.model.movies.iloc[movie_index]
-        return pd.DataFrame(
+        frame = pd.DataFrame(
             {
                 "userId": user_ids[row.numpy()].astype(np.int64),
                 "rank": col.numpy().astype(np.int64) + 1,
@@ -213,6 +221,9 @@ class Recommender:
                 "source": source,
             }
         )
+        if ranks_only:
+            frame["score"] = values[row, col].double().numpy()
+        return frame
 
     def _genre_mask(self, genre: str | Iterable[str] | None) -> torch.Tensor | None:
         """(1, n_movies) bool of movies with any of the genres; None = no filter."""

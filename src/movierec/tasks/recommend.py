@@ -85,10 +85,14 @@ def export_all(recommender: Recommender, cfg: DictConfig, options: dict) -> pd.D
 
 
 def format_recommendations(frame: pd.DataFrame, recommender: Recommender) -> str:
-    """A table per user: rank, movieId, predicted rating, title, genres."""
+    """A table per user: rank, movieId, predicted rating (or, for a ranking-only model,
+    its ranking score), title, genres."""
     blocks = []
     for user_id, rows in frame.groupby("userId", sort=False):
         source = rows["source"].iloc[0]
+        # a ranking-only model predicts no stars: show its score, and say it is one
+        scored = "score" in rows and rows["rating"].isna().all()
+        column = "score" if scored else "rating"
         if source == "popular":
             head = (
                 f"userId {user_id} is not in the training data: the {len(rows)} most popular "
@@ -97,16 +101,19 @@ def format_recommendations(frame: pd.DataFrame, recommender: Recommender) -> str
         else:
             who = "a new user" if source == "new_user" else f"userId {user_id}"
             head = f"top {len(rows)} for {who} from {recommender.source}"
+            if scored:
+                head += " (score: the model's ranking score, not stars; it predicts no ratings)"
         lines = [
             head,
-            f"{'rank':>4}  {'movieId':>7}  {'rating':>6}  {'title':<{TITLE_WIDTH}}  genres",
+            f"{'rank':>4}  {'movieId':>7}  {column:>6}  {'title':<{TITLE_WIDTH}}  genres",
         ]
         for row in rows.itertuples(index=False):
             title = (
                 row.title if len(row.title) <= TITLE_WIDTH else row.title[: TITLE_WIDTH - 1] + "…"
             )
             lines.append(
-                f"{row.rank:>4}  {row.movieId:>7}  {row.rating:>6.2f}  {title:<{TITLE_WIDTH}}  "
+                f"{row.rank:>4}  {row.movieId:>7}  {getattr(row, column):>6.2f}  "
+                f"{title:<{TITLE_WIDTH}}  "
                 f"{row.genres}"
             )
         blocks.append("\n".join(lines))

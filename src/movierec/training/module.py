@@ -42,8 +42,8 @@ class RatingPredictor(pl.LightningModule):
     Args:
         net: config of the network (`_target_` + arguments); built with `schema=`.
         schema: `GraphSchema.as_dict()` of the training data.
-        loss, huber_delta, decode_chunk_size, bpr_weight, bpr_positive_rating: the
-            `Objective` (see `movierec.objective`).
+        loss, huber_delta, decode_chunk_size, bpr_weight, bpr_positive_rating,
+            bpr_negatives: the `Objective` (see `movierec.objective`).
         optimizer: a preset (adam | adamw | sgd) or a `_target_` node with `_partial_`.
         lr: learning rate (> 0); weight_decay: L2 / decoupled weight decay (≥ 0).
         scheduler: a preset (none | cosine | plateau | step) or a `_target_` node.
@@ -71,6 +71,7 @@ class RatingPredictor(pl.LightningModule):
         decode_chunk_size: int = 0,
         bpr_weight: float = 0.0,
         bpr_positive_rating: float | None = None,
+        bpr_negatives: int = 1,
         ranking_k: int | list[int] | tuple[int, ...] = (10, 20),
         relevant_rating: float = RELEVANT_RATING,
         validate_ranking: bool = False,
@@ -98,6 +99,7 @@ class RatingPredictor(pl.LightningModule):
                 "decode_chunk_size": decode_chunk_size,
                 "bpr_weight": bpr_weight,
                 "bpr_positive_rating": bpr_positive_rating,
+                "bpr_negatives": bpr_negatives,
                 "ranking_k": list(ks),
                 "relevant_rating": relevant_rating,
                 "validate_ranking": validate_ranking,
@@ -107,7 +109,7 @@ class RatingPredictor(pl.LightningModule):
             logger=False,  # the tracking layer logs the whole resolved config instead
         )
         self.objective = Objective(
-            loss, huber_delta, decode_chunk_size, bpr_weight, bpr_positive_rating
+            loss, huber_delta, decode_chunk_size, bpr_weight, bpr_positive_rating, bpr_negatives
         )
         self._optimizer = optimizer_node(optimizer)
         self._scheduler = scheduler_node(scheduler, scheduler_kwargs)

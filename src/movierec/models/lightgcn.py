@@ -1,0 +1,170 @@
+"""`LightGcnNet`: LightGCN (He et al., SIGIR 2020) for top-K recommendation, over PyG's
+`torch_geometric.nn.models.LightGCN`.
+
+Users and movies form one node set (movies offset by n_users) with a learned layer-0
+embedding E⁰ each and no features. K `LGConv` layers propagate them linearly over the
+training ratings' bipartite adjacency with symmetric normalisation and no self loops,
+
+    E^(k+1) = D^-1/2 A D^-1/2 E^(k),        E = Σ_k α_k E^(k),  α_k = 1/(K + 1),
+
+and a (user, movie) pair scores ŝ(u, m) = e_u · e_m. The score only orders movies (it is
+no rating in stars), so the model declares itself ranking-only: it trains with BPR
+(`model.loss=bpr`, see `movierec.objective`), logs no RMSE/MAE, and its served model
+answers only top-K requests. The normalised adjacency is built once per graph and reused
+by every layer and step, as per-edge weights or as a sparse CSR matrix
+(`model.net.message_passing`, see `adjacency`).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch_geometric.data import HeteroData
+from torch_geometric.nn import LGConv
+from torch_geometric.nn.conv.gcn_conv import gcn_norm
+from torch_geometric.nn.models import LightGCN
+from torch_geometric.utils import to_torch_csr_tensor
+
+from movierec.data.graph import RATES, GraphSchema
+from movierec.errors import ConfigError
+from movierec.models.adjacency import (
+    MESSAGE_PASSING,
+    GraphCache,
+    sparse_messages_in_full_precision,
+    use_sparse,
+)
+from movierec.models.base import (
+    NodeEmbeddings,
+    RatingNet,
+    RatingScores,
+    check_choice,
+    check_positive,
+)
+
+
+class LightGcnNet(RatingNet):
+    """LightGCN ranking model.
+
+    Args:
+        schema: data sizes.
+        dim: embedding size of every user and movie.
+        num_layers: propagation layers K (the layer outputs 0..K are averaged).
+        reg: L2 penalty λ on the layer-0 embeddings of each batch's pairs, as in the paper:
+            λ · mean over the batch of (‖e⁰_u‖² + ‖e⁰_m‖²) (the sampled negatives are
+            not counted; uniform draws would only add a near-constant decay on every
+            movie).
+        message_passing: auto | sparse | edges (see `movierec.models.adjacency`).
+    """
+
+    supported_losses = ("bpr",)
+    predicts_ratings = False
+    inductive = False
+
+    def __init__(
+        self,
+        schema: GraphSchema,
+        dim: int = 64,
+        num_layers: int = 3,
+        reg: float = 1e-4,
+        message_passing: str = "auto",
+    ) -> None:
+        super().__init__(schema)
+        check_positive("model.net.dim", dim)
+        check_positive("model.net.num_layers", num_layers)
+        check_choice("model.net.message_passing", message_passing, MESSAGE_PASSING)
+        if not isinstance(reg, (int, float)) or isinstance(reg, bool) or reg < 0:
+            raise ConfigError(f"model.net.reg={reg!r}: expected ≥ 0 (0 = no L2 penalty)")
+        # normalisation happens once per graph in `_adjacency`, not in every layer call
+        self.lightgcn = LightGCN(schema.n_users + schema.n_movies, dim, num_layers, normalize=False)
+        self.lightgcn.convs = nn.ModuleList(SymmetricLGConv() for _ in range(num_layers))
+        self.reg = float(reg)
+        self.message_passing = message_passing
+        self._adjacency_cache = GraphCache()
+
+    def new_user_refusal(self) -> str:
+        return (
+            "it is transductive: every user is a free embedding learned for the training "
+            "users, so it encodes only them"
+        )
+
+    def encode(self, graph: HeteroData) -> NodeEmbeddings:
+        """E = Σ_k α_k (D^-1/2 A D^-1/2)^k E⁰ over users ∪ movies (PyG's `get_embedding`)."""
+        device = self.lightgcn.embedding.weight.device
+        sparse = use_sparse(self.message_passing, "sum", device)
+        with sparse_messages_in_full_precision(device, sparse):
+            adjacency, weight = self._adjacency(graph, sparse)
+            z = self.lightgcn.get_embedding(adjacency, weight)
+        n_users = self.schema.n_users
+        return NodeEmbeddings(z[:n_users], z[n_users:])
+
+    def _adjacency(
+        self, graph: HeteroData, sparse: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """D^-1/2 A D^-1/2 of the training graph (A symmetric, no self loops): either
+        ((2, 2E) edge_index, (2E,) weights) or (sparse CSR (N, N), None), built once."""
+        return self._adjacency_cache.get(graph, sparse, lambda: self._normalized(graph, sparse))
+
+    def _normalized(
+        self, graph: HeteroData, sparse: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        n_users, n_nodes = self.schema.n_users, self.schema.n_users + self.schema.n_movies
+        users, movies = graph[RATES].edge_index
+        movies = movies + n_users
+        edge_index = torch.stack([torch.cat([users, movies]), torch.cat([movies, users])])
+        dtype = self.lightgcn.embedding.weight.dtype
+        if sparse:  # symmetric: A = A^T, the CSR rows are the receiving nodes either way
+            adj = to_torch_csr_tensor(edge_index, size=(n_nodes, n_nodes))
+            return gcn_norm(adj, None, n_nodes, add_self_loops=False)[0].to(dtype), None
+        edge_index, weight = gcn_norm(edge_index, None, n_nodes, add_self_loops=False)
+        return edge_index, weight.to(dtype)
+
+    def decode(
+        self, embeddings: NodeEmbeddings, user: torch.Tensor, movie: torch.Tensor
+    ) -> RatingScores:
+        """ŝ(u, m) = e_u · e_m: a ranking score, not stars."""
+        return RatingScores((embeddings.user[user] * embeddings.movie[movie]).sum(-1))
+
+    @torch.no_grad()
+    def score_users(self, embeddings: NodeEmbeddings, users: torch.Tensor) -> torch.Tensor:
+        """Every movie's score for each user: one (B, d) × (d, n_movies) product."""
+        return embeddings.user[users.to(embeddings.user.device)] @ embeddings.movie.T
+
+    def regularization(self, user: torch.Tensor, movie: torch.Tensor) -> torch.Tensor:
+        """λ · mean over the batch of ‖e⁰_u‖² + ‖e⁰_m‖² (layer-0 embeddings)."""
+        if not self.reg:
+            return torch.zeros((), device=user.device)
+        table = self.lightgcn.embedding.weight
+        terms = table[user].pow(2).sum(-1) + table[movie + self.schema.n_users].pow(2).sum(-1)
+        return self.reg * terms.mean()
+
+
+class SymmetricLGConv(LGConv):
+    """PyG's `LGConv` (no normalisation: the cached adjacency is normalised already) whose
+    sparse product knows the adjacency is symmetric.
+
+    torch differentiates `adj @ x` for a CSR `adj` through `adj.t()`, converting it back to
+    CSR (a sort of all 2E entries) in every layer of every backward pass, which made a
+    training step on ml-100k take seconds. Here A^T = A, so the gradient is `adj @ grad`
+    with the same matrix. The per-edge path (`edge_index`) is PyG's own.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(normalize=False)
+
+    def message_and_aggregate(self, adj_t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        if isinstance(adj_t, torch.Tensor) and adj_t.layout == torch.sparse_csr:
+            return _SymmetricProduct.apply(adj_t, x)
+        return super().message_and_aggregate(adj_t, x)
+
+
+class _SymmetricProduct(torch.autograd.Function):
+    """`adj @ x` for a constant symmetric sparse `adj`: the backward is `adj @ grad`."""
+
+    @staticmethod
+    def forward(ctx, adj: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        ctx.adj = adj
+        return adj @ x
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[None, torch.Tensor]:
+        return None, ctx.adj @ grad
