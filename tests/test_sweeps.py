@@ -304,7 +304,7 @@ def test_plain_grid_multirun_runs_every_combination(tmp_path: Path):
 def test_result_of_a_trial_failed_meanwhile_by_another_worker_is_dropped(tmp_path: Path):
     # a worker whose heartbeat came late finds its trial failed (and retried) by another
     # worker: it must drop its result and go on, not crash the sweep
-    from hydra_plugins.movierec_optuna_sweeper.sweeper import _tell
+    from hydra_plugins.movierec_optuna_sweeper._search import _tell
 
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     study = open_study(storage, "s", "minimize", {"name": "tpe"}, {"name": "none"}, 1, 3)

@@ -8,11 +8,14 @@ block is scored once; `TopKRanking.update` ranks it once, to the largest K of `r
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 import torch
 
-from movierec.ranking.metrics import TopKRanking
 from movierec.ranking.user_items import UserItems
+
+if TYPE_CHECKING:  # torchmetrics, which it imports, costs seconds the serving path skips
+    from movierec.ranking.metrics import TopKRanking
 
 Scorer = Callable[[torch.Tensor], torch.Tensor]
 

@@ -8,7 +8,8 @@ A bundle is a folder:
     heldout.parquet  user, movie indices of the validation and test ratings: rated movies
                      that are not graph edges (bundles written before it existed lack it;
                      then only training ratings count as rated)
-`TrainedModel.load(bundle)` restores it on CPU; `predict_ratings` maps original
+`TrainedModel.load(bundle)` restores it on CPU, without the training stack
+(`serving.network`); `predict_ratings` maps original
 userId/movieId pairs to clamped predicted ratings in stars; `score_users` scores every
 movie for a block of users from node embeddings encoded once.
 """
@@ -18,21 +19,25 @@ from __future__ import annotations
 import shutil
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import torch
 
-from movierec.data.graph import RATES, graph_from_tensors, graph_tensors
+from movierec.data.graph import RATES, graph_tensors
 from movierec.data.processed import RatingsData, lookup_ids
 from movierec.data.split_data import SplitData
 from movierec.errors import DataError
 from movierec.models.base import NodeEmbeddings
 from movierec.ranking.popularity import Popularity
 from movierec.ranking.user_items import UserItems
-from movierec.training.checkpoints import UNREADABLE, load_predictor
-from movierec.training.module import RatingPredictor
+from movierec.serving.network import ServedNetwork
+from movierec.training.checkpoints import UNREADABLE
+
+if TYPE_CHECKING:  # pytorch_lightning and torchmetrics: seconds the serving path skips
+    from movierec.training.module import RatingPredictor
 
 CHECKPOINT = "model.ckpt"
 GRAPH = "graph.pt"
@@ -58,14 +63,16 @@ class TrainedModel:
     """A loaded bundle: the network in eval mode, its graph and the ID maps.
 
     Args:
-        module: the trained module, its graph set (`set_graph`).
+        module: the trained network with its graph: a `ServedNetwork` (loaded from a
+            bundle) or a `RatingPredictor` with its graph set (`set_graph`); either offers
+            `net`, `schema`, `graph` and `clamp`.
         users, movies: the ID maps (row = index).
         heldout: user, movie index columns of rated movies that are not graph edges.
     """
 
     def __init__(
         self,
-        module: RatingPredictor,
+        module: ServedNetwork | RatingPredictor,
         users: pd.DataFrame,
         movies: pd.DataFrame,
         heldout: pd.DataFrame | None = None,
@@ -81,8 +88,8 @@ class TrainedModel:
     def load(cls, directory: str | Path) -> TrainedModel:
         """Restore a bundle on CPU; a missing or damaged file is a `DataError` naming it."""
         directory = Path(directory)
-        module = load_predictor(directory / CHECKPOINT, key="bundle")
-        module.set_graph(graph_from_tensors(_read_tensors(directory / GRAPH)))
+        tensors = _read_tensors(directory / GRAPH)
+        module = ServedNetwork.from_checkpoint(directory / CHECKPOINT, tensors, key="bundle")
         heldout = _read_table(directory / HELDOUT) if (directory / HELDOUT).is_file() else None
         return cls(module, _read_table(directory / USERS), _read_table(directory / MOVIES), heldout)
 
