@@ -29,8 +29,8 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# How each model is run: the seed experiments for the two seed designs, the families'
-# defaults for sage and gcn, GC-MC's tuned config (its own per dataset), plain defaults for MF; the `_bpr` rows
+# How each model is run: the seed experiments for the seed designs, the families'
+# defaults for sage and gcn, GC-MC's tuned config (its own per dataset), plain MF; the `_bpr` rows
 # add the BPR ranking term (README, Ranking objective) at the weight that beat the
 # popularity baseline's NDCG@10 on ml-100k.
 MODEL_OVERRIDES = {

@@ -282,6 +282,26 @@ def test_http_mirror_and_url(serve, tmp_path: Path, good_zip: bytes) -> None:
         assert part_files(cache) == []
 
 
+def test_transfers_show_a_progress_bar_in_bytes(
+    serve, mirror: Path, tmp_path: Path, good_zip: bytes, capsys
+) -> None:
+    """With progress=True, over HTTP (the total from Content-Length) and from a mirror
+    folder (the file's size), the bar on stderr ends at the archive's full size and the
+    archive is verified as usual; off a terminal (as here) the default shows none."""
+    server = serve(serving(good_zip))
+    size = f"{len(good_zip)}/{len(good_zip)}"  # tqdm's "n/total" for sizes below 1 KiB
+    for source in (server.base, str(mirror)):
+        path = ensure_archive(ARCHIVE, MEMBERS, tmp_path / "c", mirror=source, progress=True)
+        bar = capsys.readouterr().err
+        assert f"fetch {ARCHIVE}" in bar and "100%" in bar and size in bar, bar
+        assert path.read_bytes() == good_zip
+        assert sidecar_of(path)["sha256"] == sha256_of(good_zip)
+        path.unlink()
+    ensure_archive(ARCHIVE, MEMBERS, tmp_path / "c2", mirror=server.base)
+    assert (tmp_path / "c2" / ARCHIVE).read_bytes() == good_zip
+    assert capsys.readouterr().err == ""
+
+
 def test_http_mirror_with_trailing_slash_and_subfolder(serve, cache: Path, good_zip: bytes) -> None:
     server = serve(serving(good_zip))
     path = ensure_archive(

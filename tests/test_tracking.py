@@ -462,40 +462,6 @@ def test_ddp_two_cpu_processes_log_one_run_and_match_one_process(tmp_path: Path)
     assert results["ddp"]["test/coverage_at_10"] > 0
 
 
-def test_register_moves_champion_only_to_a_better_model(tmp_path: Path):
-    """register=true twice: champion points at the run with the lower best val RMSE, the
-    other run is tagged with why it was kept out, and models:/…@champion recommends and
-    loads as an MLflow model."""
-    runs = {}
-    for name, epochs in (("short", 1), ("long", 25), ("again", 1)):
-        cfg = compose_train(
-            tmp_path / name,
-            _tracked(tmp_path, ["model=mf", f"trainer.max_epochs={epochs}", "register=true",
-                                "callbacks.early_stopping=null"]),
-        )  # fmt: skip
-        runs[name] = train_fold(cfg)
-    client = _client(tmp_path)
-    champion = client.get_model_version_by_alias("movierec-synthetic-mf", "champion")
-    best = min(runs.values(), key=lambda m: m["val/rmse"])
-    assert best is runs["long"] and champion.run_id == runs["long"]["mlflow_run_id"]
-    tags = {k: client.get_run(m["mlflow_run_id"]).data.tags for k, m in runs.items()}
-    assert tags["short"]["registry.champion"] == "true"  # the first one had no rival
-    assert tags["long"]["registry.champion"] == "true"
-    assert tags["again"]["registry.champion"] == "false"
-    assert "is not beaten by" in tags["again"]["registry.decision"]
-    assert champion.tags["selection.metric"] == "val/rmse"
-    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
-    from movierec.serving.recommender import Recommender
-
-    rec = Recommender.load("models:/movierec-synthetic-mf@champion", tracking_uri=uri)
-    user = int(rec.model.users["userId"].iloc[0])
-    assert len(rec.recommend([user], k=3)) == 3
-    mlflow.set_tracking_uri(uri)
-    served = mlflow.pyfunc.load_model("models:/movierec-synthetic-mf@champion")
-    top = served.predict(pd.DataFrame({"userId": [user], "k": [3]}))
-    assert top["movieId"].tolist() == rec.recommend([user], k=3)["movieId"].tolist()
-
-
 def test_compare_table_shows_ranking_metrics_at_each_k():
     from movierec.tracking.comparison import comparison_table
 

@@ -5,6 +5,8 @@ its zip structure, CRCs and expected members check out, so an interrupted or cor
 transfer never leaves a file that a later run trusts. A checksum sidecar
 (`<archive>.sha256.json`) records the verified archive's SHA-256, size and mtime; it keys
 the processed-data cache and lets later runs skip re-verifying an unchanged archive.
+A transfer, from a mirror folder or over HTTP, shows a progress bar in bytes on stderr when
+stderr is a terminal (or when asked with `progress=True`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import BinaryIO
 
+from tqdm.auto import tqdm
+
 from movierec.errors import DownloadError
 
 log = logging.getLogger(__name__)
@@ -42,6 +46,7 @@ def ensure_archive(
     sha256: str | None = None,
     attempts: int = 3,
     timeout_s: float = 60.0,
+    progress: bool | None = None,
 ) -> Path:
     """Return the path of a verified copy of `archive` in `cache_dir`, fetching it if needed.
 
@@ -54,6 +59,7 @@ def ensure_archive(
         url: full URL of the archive (GroupLens by default).
         sha256: expected SHA-256 hex digest, checked when given.
         attempts: downloads to try before giving up on a corrupt or interrupted transfer.
+        progress: show a progress bar while fetching; None: only when stderr is a terminal.
     """
     members = tuple(required_members)
     cache = Path(cache_dir)
@@ -79,7 +85,7 @@ def ensure_archive(
         tmp = Path(tmp_name)
         try:
             with os.fdopen(fd, "wb") as out:
-                _copy_source(source, out, timeout_s)
+                _copy_source(source, out, timeout_s, _bar(f"fetch {archive}", progress))
                 out.flush()
                 os.fsync(out.fileno())
             digest = verify_zip(tmp, members)
@@ -145,30 +151,41 @@ def _resolve_source(archive: str, mirror: str | None, url: str | None) -> str:
     raise DownloadError(f"no mirror or URL configured for {archive}")
 
 
-def _copy_source(source: str, out: BinaryIO, timeout_s: float) -> None:
+def _bar(label: str, progress: bool | None) -> dict:
+    """tqdm settings of a transfer's progress bar (tqdm hides it off a terminal for None)."""
+    return {"desc": label, "disable": None if progress is None else not progress}
+
+
+def _copy_source(source: str, out: BinaryIO, timeout_s: float, bar: dict) -> None:
+    """Copy `source` into `out`, counting the bytes on a tqdm bar made with `bar`."""
     if "://" not in source:
         path = Path(source)
         if not path.is_file():
             raise _Missing(f"mirror file {path} does not exist")
-        with path.open("rb") as src:
-            shutil.copyfileobj(src, out, CHUNK_BYTES)
+        with (
+            path.open("rb") as src,
+            tqdm.wrapattr(out, "write", total=path.stat().st_size, **bar) as sink,
+        ):
+            shutil.copyfileobj(src, sink, CHUNK_BYTES)
         return
     try:
         with urllib.request.urlopen(source, timeout=timeout_s) as response:
             expected = response.headers.get("Content-Length")
+            # A malformed Content-Length is ignored (http.client then reads to EOF); the
+            # zip check still catches a short body.
+            total = int(expected) if expected is not None and expected.strip().isdigit() else None
             received = 0
-            while chunk := response.read(CHUNK_BYTES):
-                out.write(chunk)
-                received += len(chunk)
+            with tqdm.wrapattr(out, "write", total=total, **bar) as sink:
+                while chunk := response.read(CHUNK_BYTES):
+                    sink.write(chunk)
+                    received += len(chunk)
     except urllib.error.HTTPError as err:
         if err.code == 404:
             raise _Missing(f"{source} answered 404 Not Found") from err
         raise DownloadError(f"{source} answered HTTP {err.code} {err.reason}") from err
     except urllib.error.URLError as err:
         raise DownloadError(f"cannot reach {source}: {err.reason}") from err
-    # A malformed Content-Length is ignored (http.client then reads to EOF); the zip
-    # check still catches a short body.
-    if expected is not None and expected.strip().isdigit() and received != int(expected):
+    if total is not None and received != total:
         raise DownloadError(f"transfer interrupted: got {received} of {expected} bytes")
 
 

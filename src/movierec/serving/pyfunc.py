@@ -28,6 +28,7 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pandas as pd
+from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
@@ -163,9 +164,25 @@ def log_servable_model(run_id: str, client_uri: str, bundle: Path, example: pd.D
                 input_example=example,
                 pip_requirements=REQUIREMENTS,
             )
+        link_test_metrics(mlflow.MlflowClient(client_uri), run_id, info.model_id)
     finally:
         mlflow.set_tracking_uri(previous_uri)
     return info.model_uri
+
+
+def link_test_metrics(client: mlflow.MlflowClient, run_id: str, model_id: str) -> None:
+    """Link the run's `test/*` metrics (the evaluation of the logged checkpoint) to its
+    logged model, so the model's page shows them. `log_model` links only the metrics
+    logged at step 0 (the `summary/*` ones and `<selection metric>_best`); the test metrics
+    sit at the training's last step. Each is logged again, same step and time, with the
+    model's id, as `log_model` does for step 0."""
+    linked = []
+    for key in client.get_run(run_id).data.metrics:
+        if key.startswith("test/"):
+            last = max(client.get_metric_history(run_id, key), key=lambda m: (m.step, m.timestamp))
+            linked.append(Metric(key, last.value, last.timestamp, last.step, model_id=model_id))
+    if linked:
+        client.log_batch(run_id, metrics=linked)
 
 
 def _column(frame: pd.DataFrame, name: str, default) -> pd.Series:
