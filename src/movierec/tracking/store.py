@@ -19,8 +19,9 @@ from mlflow.tracking import MlflowClient
 
 from movierec.errors import ConfigError
 
-#: MLflow 3's UI opens an experiment by this tag: "custom_model_development" shows the
-#: training runs (a table, charts, compare) instead of the GenAI overview (traces, tokens).
+#: The experiment's kind for MLflow 3's UI: "custom_model_development" (machine learning),
+#: not GenAI. MLflow 3.17's UI no longer opens the page by it but by its own GenAI / Model
+#: training switch (URL `?workflowType=machine_learning`); see README "MLflow tracking".
 KIND_TAG, KIND = "mlflow.experimentKind", "custom_model_development"
 
 
