@@ -197,3 +197,28 @@ def test_every_variant_trains(tmp_path: Path, overrides: list[str]):
     cfg = compose_train(tmp_path, [*TINY_DATA, *overrides, "trainer.fast_dev_run=true", *FAST])
     metrics = train_fold(cfg)
     assert 0 < metrics["test/rmse"] < 5 and metrics["parameters"] > 0
+
+
+# Outputs of the seed designs' networks as the code before the families computed them
+# (commit 282b220: SageNet(hidden=32, decoder_hidden=[32]) and GcnNet(hidden=64,
+# decoder_hidden=[64, 32], edge_weight=True), torch.manual_seed(0), eval mode, the first six
+# training pairs of synthetic_train_graph(40, 60, 900, seed=1)): the experiments must keep
+# building the same network with the same initial weights.
+SEED_DESIGN_OUTPUTS = {
+    "seed_notebook_sage": [2.705914, 2.717041, 2.696311, 2.702824, 2.6956, 2.71079],
+    "seed_spark_gcn": [2.813159, 2.812667, 2.812541, 2.812804, 2.812881, 2.812126],
+}
+
+
+@pytest.mark.parametrize("experiment", sorted(SEED_DESIGN_OUTPUTS))
+def test_seed_designs_build_the_original_networks(tmp_path: Path, experiment: str):
+    from movierec.models.base import build_net
+    from tests.helpers.graphs import synthetic_train_graph
+
+    graph, schema = synthetic_train_graph(40, 60, 900, seed=1)
+    cfg = compose_train(tmp_path, [f"experiment={experiment}"])
+    torch.manual_seed(0)
+    net = build_net(cfg.model.net, schema).eval()
+    users, movies = graph["user", "rates", "movie"].edge_index[:, :6]
+    rating = net(graph, users, movies).rating
+    assert rating.tolist() == pytest.approx(SEED_DESIGN_OUTPUTS[experiment], abs=2e-6)
