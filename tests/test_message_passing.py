@@ -53,7 +53,10 @@ def _outputs_and_grads(net, graph):
         (SageNet, {"aggr": "min", "id_embeddings": True}),
         (GcnNet, {"dropout": 0.0}),
         (GcnNet, {"dropout": 0.0, "relations": "single"}),
-        (SageNet, {"relations": "per_rating", "combine": "concat", "id_embeddings": True}),
+        (
+            SageNet,
+            {"relations": "per_rating", "aggr": "sum", "combine": "concat", "id_embeddings": True},
+        ),
         (SageNet, {"relations": "per_rating", "aggr": "max", "combine": "residual"}),
         (GcnNet, {"dropout": 0.0, "relations": "per_rating", "combine": "mean"}),
     ],
