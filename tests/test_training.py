@@ -239,7 +239,7 @@ def test_kfold_all_runs_every_fold(tmp_path: Path, capsys):
         (["model.lr=-0.1"], "model.lr=-0.1: expected a positive learning rate"),
         (["model.net.hidden=0"], "model.net.hidden=0: expected a positive number"),
         (["model.net.aggr=median"], "model.net.aggr='median' is not valid; expected one of mean"),
-        (["data.user_features=none"], "needs user input features"),
+        (["data.user_features=none", "model.net.id_embeddings=false"], "needs user input features"),
         (["model=mf", "model.net.dim=0"], "model.net.dim=0"),
         (["model=gcn", "model.loss=cross_entropy"], "does not suit GcnNet; expected one of huber"),
         (["model.scheduler=linear"], "model.scheduler='linear' is not valid"),
