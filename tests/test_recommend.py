@@ -180,7 +180,11 @@ def test_sage_embeds_a_new_user_like_a_trained_user_with_the_same_ratings(tmp_pa
     hence u's scores for every movie u did not rate (the movies u rated see one more
     neighbour, so theirs move slightly)."""
     model, datamodule = _untrained(
-        tmp_path, "sage", ["model.net.id_embeddings=false", "model.net.bias=false"]
+        tmp_path,
+        "sage",
+        # norm=left: with symmetric weights the new user's messages would also feel the
+        # one extra rating of each movie it rated
+        ["model.net.id_embeddings=false", "model.net.bias=false", "model.net.norm=left"],
     )
     rec = Recommender(model)
     net = model.module.net
