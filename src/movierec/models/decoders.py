@@ -156,6 +156,17 @@ def build_decoder(
     return BilinearSoftmaxDecoder(channels, levels, n_basis)
 
 
+def decode_with_bias(
+    decoder: nn.Module, bias: PairBias | None, z_user, z_movie, user, movie
+) -> DecoderOutput:
+    """`decoder`'s (rating, logits) for the pairs, with b_u + b_m added to the rating when
+    the family has biases (`model.net.bias`)."""
+    rating, logits = decoder(z_user, z_movie, user, movie)
+    if bias is not None:
+        rating = rating + bias(user, movie)
+    return rating, logits
+
+
 def check_bias(bias: bool, decoder: str) -> None:
     """Refuse `model.net.bias` with the softmax decoder, which predicts no stars to offset."""
     if bias and decoder == "softmax":

@@ -43,7 +43,7 @@ from movierec.models.base import (
     check_fraction,
     check_positive,
 )
-from movierec.models.decoders import PairBias, build_decoder, check_bias
+from movierec.models.decoders import PairBias, build_decoder, check_bias, decode_with_bias
 from movierec.models.inputs import NodeInput
 from movierec.models.layers import (
     COMBINE,
@@ -216,10 +216,11 @@ class GcnNet(RatingNet):
     def decode(
         self, embeddings: NodeEmbeddings, user: torch.Tensor, movie: torch.Tensor
     ) -> RatingScores:
-        rating, logits = self.decoder(embeddings.user, embeddings.movie, user, movie)
-        if self.bias is not None:
-            rating = rating + self.bias(user, movie)
-        return RatingScores(rating, logits)
+        return RatingScores(
+            *decode_with_bias(
+                self.decoder, self.bias, embeddings.user, embeddings.movie, user, movie
+            )
+        )
 
 
 def _symmetric(
