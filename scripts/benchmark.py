@@ -4,6 +4,7 @@ Ranking columns: Recall, NDCG and MAP at 10 and 20 and catalogue coverage at 10 
 default `ranking.k=[10, 20]`; README "Ranking metrics").
 
     python scripts/benchmark.py                      # every model × dataset × 3 seeds
+    python scripts/benchmark.py --datasets ml_100k_5fold   # sage, gcn, gcmc over folds u1..u5
     python scripts/benchmark.py --single-seed seed_sage seed_gcn   # the README table
     python scripts/benchmark.py --seeds 0 --models mf sage --datasets ml_100k
     python scripts/benchmark.py --fresh ...          # drop the rows of earlier invocations
@@ -11,7 +12,10 @@ default `ranking.k=[10, 20]`; README "Ranking metrics").
 Each cell is a fresh `scripts/train.py` process (so peak RSS is per run); results land in
 `benchmarks/results/` as results.csv (every run), summary.csv / summary.md (mean ± std)
 and summary.png (test RMSE bar plot). A run replaces the rows of the (dataset, model,
-seed) it runs in results.csv and keeps the others, so the table can be built in parts.
+seed, fold) it runs in results.csv and keeps the others, so the table can be built in
+parts; results.csv is rewritten after every run, so an interrupted benchmark keeps what it
+measured. The `ml_100k_5fold` dataset is one cross-validation (`split.fold=all`, first seed
+only) of sage, gcn and gcmc: one row per fold, summarized as mean ± std over the folds.
 Every dataset also gets a `popular` row: the popularity baseline
 (`scripts/popular_baseline.py`, no training, one run; `--no-popular` leaves it out).
 """
@@ -40,7 +44,7 @@ MODEL_OVERRIDES = {
     "seed_gcn": ["experiment=seed_spark_gcn"],
     "sage": ["model=sage"],  # the family's default variant (README, Models)
     "gcn": ["model=gcn"],
-    "gcmc": {"ml_100k": ["experiment=best_ml100k"],
+    "gcmc": {"ml_100k": ["experiment=best_ml100k"], "ml_100k_5fold": ["experiment=best_ml100k"],
              "ml_latest_small": ["experiment=best_ml_latest_small"]},
     "gcmc_bpr": ["experiment=best_ml100k_ranking"],
     # ranking only (no RMSE/MAE: shown as "–"); its epoch is chosen on val NDCG@10
@@ -48,6 +52,8 @@ MODEL_OVERRIDES = {
 }  # fmt: skip
 DATASET_OVERRIDES = {
     "ml_100k": ["data=ml_100k", "split=predefined", "split.fold=1"],
+    # GroupLens's five canonical folds u1..u5 as one cross-validation run: one row per fold
+    "ml_100k_5fold": ["data=ml_100k", "split=predefined", "split.fold=all"],
     "ml_latest_small": [
         "data=ml_latest_small",
         "split=random",
@@ -55,6 +61,9 @@ DATASET_OVERRIDES = {
         "data.user_features=placeholder",  # no side features in ml-latest-small
     ],
 }
+#: cross-validation datasets (one seed, one row per fold) and the models they run
+CV_DATASETS = {"ml_100k_5fold"}
+FOLD_MODELS = ("sage", "gcn", "gcmc")
 # The popularity baseline: deterministic and untrained, so one run per dataset.
 BASELINE = "popular"
 #: (metric, header) of the ranking columns, in table order
@@ -67,7 +76,8 @@ COLUMNS = ["test/rmse", "test/mae", "val/rmse", "fit_seconds", "seconds_per_epoc
 SPREAD = ("test/rmse", "test/mae", *(m for m, _ in RANKING))
 
 
-def run_one(model: str, dataset: str, seed: int, out: Path, extra: list[str]) -> dict:
+def run_one(model: str, dataset: str, seed: int, out: Path, extra: list[str]) -> list[dict]:
+    """One training (or one cross-validation: one row per fold) as table rows."""
     run_dir = out / "runs" / f"{dataset}-{model}-seed{seed}"
     if model == BASELINE:
         script = "popular_baseline.py"
@@ -95,16 +105,26 @@ def run_one(model: str, dataset: str, seed: int, out: Path, extra: list[str]) ->
     )
     if result.returncode != 0:
         raise SystemExit(f"{dataset}/{model}/seed {seed} failed:\n{result.stderr[-3000:]}")
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    row = {"dataset": dataset, "model": model, "seed": seed, **{c: metrics.get(c) for c in COLUMNS}}
-    row["wall_seconds"] = time.perf_counter() - started
-    print(
-        f"{dataset:>16} {model:>6} seed {seed}: test RMSE {_or_dash(row['test/rmse'], '.4f')} "
-        f"MAE {_or_dash(row['test/mae'], '.4f')} NDCG@10 {row['test/ndcg_at_10']:.4f}  "
-        f"{row['fit_seconds']:.0f}s",
-        flush=True,
-    )
-    return row
+    wall_seconds = time.perf_counter() - started
+    cv_file = run_dir / "cv_metrics.json"
+    if cv_file.exists():  # split.fold=all
+        folds = json.loads(cv_file.read_text())["folds"]
+    else:
+        folds = [{"fold": 0, **json.loads((run_dir / "metrics.json").read_text())}]
+    rows = []
+    for metrics in folds:
+        row = {"dataset": dataset, "model": model, "seed": seed, "fold": metrics["fold"]}
+        row |= {c: metrics.get(c) for c in COLUMNS}
+        row["wall_seconds"] = wall_seconds / len(folds)
+        print(
+            f"{dataset:>16} {model:>6} seed {seed} fold {row['fold']}: "
+            f"test RMSE {_or_dash(row['test/rmse'], '.4f')} "
+            f"MAE {_or_dash(row['test/mae'], '.4f')} NDCG@10 {row['test/ndcg_at_10']:.4f}  "
+            f"{row['fit_seconds']:.0f}s",
+            flush=True,
+        )
+        rows.append(row)
+    return rows
 
 
 def merge_results(new: pd.DataFrame, path: Path, fresh: bool) -> pd.DataFrame:
@@ -113,14 +133,16 @@ def merge_results(new: pd.DataFrame, path: Path, fresh: bool) -> pd.DataFrame:
     if fresh or not path.exists():
         return new
     old = pd.read_csv(path)
-    key = ["dataset", "model", "seed"]
+    if "fold" not in old:  # written before the 5-fold rows existed
+        old["fold"] = 0
+    key = ["dataset", "model", "seed", "fold"]
     kept = old[~old.set_index(key).index.isin(new.set_index(key).index)]
     merged = pd.concat([kept, new], ignore_index=True)
     order = {name: i for i, name in enumerate([BASELINE, *MODEL_OVERRIDES])}
     rank = merged["model"].map(order).fillna(len(order))
     datasets = {name: i for i, name in enumerate(DATASET_OVERRIDES)}
     merged = merged.assign(_d=merged["dataset"].map(datasets).fillna(len(datasets)), _m=rank)
-    return merged.sort_values(["_d", "_m", "seed"]).drop(columns=["_d", "_m"])
+    return merged.sort_values(["_d", "_m", "seed", "fold"]).drop(columns=["_d", "_m"])
 
 
 def summarize(rows: pd.DataFrame) -> pd.DataFrame:
@@ -128,14 +150,14 @@ def summarize(rows: pd.DataFrame) -> pd.DataFrame:
     summary = grouped[COLUMNS].mean()
     for metric in SPREAD:
         summary[f"{metric} std"] = grouped[metric].std(ddof=1).fillna(0.0)
-    summary["seeds"] = grouped.size()
+    summary["runs"] = grouped.size()  # seeds, or folds × seeds for a cross-validation
     return summary.reset_index()
 
 
 def to_markdown(summary: pd.DataFrame) -> str:
     header = (
         "| dataset | model | test RMSE | test MAE | val RMSE | train s | s/epoch | epochs "
-        "| peak RSS MB | parameters | seeds | " + " | ".join(h for _, h in RANKING) + " |\n"
+        "| peak RSS MB | parameters | runs | " + " | ".join(h for _, h in RANKING) + " |\n"
         "|---|---|---|---|---|---|---|---|---|---|---|" + "---|" * len(RANKING)
     )
     lines = [header]
@@ -144,14 +166,14 @@ def to_markdown(summary: pd.DataFrame) -> str:
         def spread(metric: str, row=r) -> str:  # no std from a single seed; – for no value
             if pd.isna(row[metric]):
                 return "–"
-            std = f" ± {row[f'{metric} std']:.4f}" if row["seeds"] > 1 else ""
+            std = f" ± {row[f'{metric} std']:.4f}" if row["runs"] > 1 else ""
             return f"{row[metric]:.4f}{std}"
 
         lines.append(
             f"| {r['dataset']} | {r['model']} | {spread('test/rmse')} "
             f"| {spread('test/mae')} | {_or_dash(r['val/rmse'], '.4f')} "
             f"| {r['fit_seconds']:.0f} | {_or_dash(r['seconds_per_epoch'], '.3f')} "
-            f"| {r['epochs']:.0f} | {r['peak_rss_mb']:.0f} | {r['parameters']:,.0f} | {r['seeds']} "
+            f"| {r['epochs']:.0f} | {r['peak_rss_mb']:.0f} | {r['parameters']:,.0f} | {r['runs']} "
             + "".join(f"| {spread(m)} " for m, _ in RANKING)
             + "|"
         )
@@ -210,14 +232,19 @@ def main() -> None:
     models = [m for m in args.models if m != BASELINE]
     if not args.no_popular:
         models.insert(0, BASELINE)
-    rows = [
-        run_one(model, dataset, seed, args.out, args.overrides)
-        for dataset in args.datasets
-        for model in models
-        for seed in (args.seeds[:1] if model in (*args.single_seed, BASELINE) else args.seeds)
-    ]
-    frame = merge_results(pd.DataFrame(rows), args.out / "results.csv", fresh=args.fresh)
-    frame.to_csv(args.out / "results.csv", index=False)
+    results = args.out / "results.csv"
+    frame = None
+    for dataset in args.datasets:
+        chosen = [m for m in models if m in FOLD_MODELS] if dataset in CV_DATASETS else models
+        for model in chosen:
+            single = model in (*args.single_seed, BASELINE) or dataset in CV_DATASETS
+            for seed in args.seeds[:1] if single else args.seeds:
+                rows = pd.DataFrame(run_one(model, dataset, seed, args.out, args.overrides))
+                # written after every run, so an interrupted benchmark keeps what it measured
+                frame = merge_results(rows, results, fresh=args.fresh and frame is None)
+                frame.to_csv(results, index=False)
+    if frame is None:
+        raise SystemExit("nothing to run: check --models and --datasets")
     summary = summarize(frame)
     summary.to_csv(args.out / "summary.csv", index=False)
     markdown = to_markdown(summary)

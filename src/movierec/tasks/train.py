@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import resource
 import signal
 import time
@@ -38,6 +37,7 @@ from movierec.tracking.recorder import (
 from movierec.tracking.registry import CHAMPION, register_model
 from movierec.training.callbacks import EpochTimer, ValidationHistory
 from movierec.training.checkpoints import checkpoint_epoch
+from movierec.training.distributed import claim_rank_from_environment, local_rank
 from movierec.training.module import RatingPredictor
 from movierec.training.selection import Selection
 from movierec.tuning.pruning import optuna_pruning
@@ -49,6 +49,7 @@ def train(cfg: DictConfig) -> float:
     """Train one split, or every fold when `split.fold=all`; return the best epoch's
     `selection.metric` (the mean over folds)."""
     selection = Selection.from_cfg(cfg)
+    claim_rank_from_environment(cfg.trainer.get("devices"))
     try:
         if cfg.split.get("fold") == "all":
             return cross_validate(cfg)
@@ -74,7 +75,7 @@ def train_fold(cfg: DictConfig, parent_run_id: str | None = None) -> dict[str, A
     selection.check_monitors(cfg.get("callbacks"))
     pl.seed_everything(cfg.seed, workers=True)
     datamodule: MovieLensDataModule = build(cfg.data, "data", split=cfg.split)
-    if _is_local_zero():
+    if local_rank() == 0:
         # Lightning calls prepare_data inside fit, but the model's layer sizes come from
         # the data, so the node's first process prepares it before anything is built.
         datamodule.prepare_data()
@@ -331,10 +332,6 @@ def _checkpoint_epoch(path: str | None) -> int:
 def _peak_rss_mb() -> float:
     """Peak resident memory of this process so far, in MiB (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def _is_local_zero() -> bool:
-    return int(os.environ.get("LOCAL_RANK", "0")) == 0
 
 
 def _mean(values: list[float]) -> float:
