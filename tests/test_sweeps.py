@@ -193,10 +193,13 @@ def test_pruned_trials_are_pruned_in_optuna_and_mlflow(tmp_path: Path):
         "callbacks.early_stopping=null",
         "hydra.sweeper.sampler={name:random,seed:3}",
         "hydra.sweeper.pruner={name:median,n_startup_trials:2,n_warmup_steps:1}",
-        "hydra.sweeper.params={model.lr:'choice(0.00001,0.03)'}",
+        # the learning rate alone: sage_optuna's other keys are left out of this space
+        "~hydra.sweeper.params",
+        "+hydra.sweeper.params={model.lr:'choice(0.00001,0.03)'}",
     )
     assert done.returncode == 0, done.stderr[-3000:]
     study = _study(tmp_path)
+    assert {name for t in study.trials for name in t.params} == {"model.lr"}
     pruned = [t for t in study.trials if t.state == TrialState.PRUNED]
     assert pruned, _states(study)
     for trial in pruned:  # stopped early, at an epoch before the last

@@ -38,7 +38,7 @@ import movierec
 from movierec.data.split_data import SplitData
 from movierec.errors import MovieRecError
 from movierec.serving.bundle import TrainedModel, save_bundle
-from movierec.serving.requests import check_k, integer_column, request_form
+from movierec.serving.requests import TOPK_OPTIONS, check_k, integer_column, request_form
 
 BUNDLE_ARTIFACT = "bundle"
 REQUIREMENTS = [
@@ -97,6 +97,12 @@ class RatingModel(mlflow.pyfunc.PythonModel):
             return pd.Series(ratings, name="rating")
         k = integer_column(requests, "k")
         check_k(k, model.n_movies)
+        options = _uniform_options(requests, k)
+        if options is not None:  # the common request: one batch, no grouping (~10× faster)
+            exclude, genre, fallback = options
+            return self.recommender.recommend(
+                users, int(k[0]), exclude_rated=exclude, genre=genre, fallback=fallback
+            )
         return self._top_k(requests.assign(userId=users, k=k))
 
     def _top_k(self, requests: pd.DataFrame) -> pd.DataFrame:
@@ -183,6 +189,37 @@ def link_test_metrics(client: mlflow.MlflowClient, run_id: str, model_id: str) -
             linked.append(Metric(key, last.value, last.timestamp, last.step, model_id=model_id))
     if linked:
         client.log_batch(run_id, metrics=linked)
+
+
+def _uniform_options(
+    requests: pd.DataFrame, k: np.ndarray
+) -> tuple[bool, str | None, str | None] | None:
+    """(exclude_rated, genre, fallback) when every row of a top-K request asks the same
+    (k included), else None. Checked on the raw columns: pandas' groupby costs more than
+    scoring a user."""
+    if (k != k[0]).any():
+        return None
+    values = []
+    for name, default in zip(TOPK_OPTIONS, (True, None, None), strict=True):
+        if name not in requests.columns:
+            values.append(default)
+            continue
+        column = requests[name]
+        first = column.iloc[0]
+        if pd.isna(first):
+            if not column.isna().all():
+                return None
+            values.append(default)
+        elif not (column == first).all():
+            return None
+        else:
+            values.append(first)
+    exclude, genre, fallback = values
+    return bool(exclude), _text(genre), _text(fallback)
+
+
+def _text(value) -> str | None:
+    return None if value is None else str(value)
 
 
 def _column(frame: pd.DataFrame, name: str, default) -> pd.Series:

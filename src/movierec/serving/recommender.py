@@ -47,6 +47,11 @@ class Recommender:
         labels = model.movies["genres"].fillna("").str.split("|")
         self._genres = sorted({g for row in labels for g in row if g})
         self._movie_genres = labels
+        # the columns a result row shows, as arrays: a request then builds one small frame
+        self._movie_ids = model.movies["movieId"].to_numpy().astype(np.int64)
+        self._titles = model.movies["title"].to_numpy()
+        self._genre_names = model.movies["genres"].to_numpy()
+        self._user_ids = model.users["userId"].to_numpy()
 
     @classmethod
     def load(cls, run: str, tracking_uri: str | None = None) -> Recommender:
@@ -107,6 +112,8 @@ class Recommender:
             scores = self.model.popularity.scorer()(unknown)
             rating = self.model.popularity.rating.expand(len(unknown), -1)
             frames.append(self._top(unknown, scores, None, allowed, k, "popular", rating))
+        if known.all() and len(frames) == 1:
+            return frames[0]  # rows are already in the order of `ids`, then rank
         result = pd.concat(frames, ignore_index=True) if frames else _empty()
         order = {uid: i for i, uid in enumerate(ids.tolist())}
         result = result.sort_values(
@@ -206,17 +213,16 @@ class Recommender:
         row, col = torch.nonzero(keep, as_tuple=True)
         movie_index = movies[row, col].numpy()
         if isinstance(users, torch.Tensor):  # model users: indices → userIds
-            user_ids = self.model.users["userId"].to_numpy()[users.numpy()]
+            user_ids = self._user_ids[users.numpy()]
         else:
             user_ids = np.asarray(users)
-        table = self.model.movies.iloc[movie_index]
         frame = pd.DataFrame(
             {
                 "userId": user_ids[row.numpy()].astype(np.int64),
                 "rank": col.numpy().astype(np.int64) + 1,
-                "movieId": table["movieId"].to_numpy().astype(np.int64),
-                "title": table["title"].to_numpy(),
-                "genres": table["genres"].to_numpy(),
+                "movieId": self._movie_ids[movie_index],
+                "title": self._titles[movie_index],
+                "genres": self._genre_names[movie_index],
                 "rating": shown[row, col].double().numpy(),
                 "source": source,
             }
