@@ -15,6 +15,7 @@ import optuna
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
+from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
 from movierec.errors import ConfigError
@@ -191,11 +192,12 @@ def test_pruned_trials_are_pruned_in_optuna_and_mlflow(tmp_path: Path):
         "hydra.sweeper.n_trials=6",
         "trainer.max_epochs=8",
         "callbacks.early_stopping=null",
-        "hydra.sweeper.sampler={name:random,seed:3}",
+        "hydra.sweeper.sampler={name:random,seed:7}",  # draws 0.03, 0.03, 1e-5, 1e-5, 0.03, 0.03
         "hydra.sweeper.pruner={name:median,n_startup_trials:2,n_warmup_steps:1}",
-        # the learning rate alone: sage_optuna's other keys are left out of this space
-        "~hydra.sweeper.params",
-        "+hydra.sweeper.params={model.lr:'choice(0.00001,0.03)'}",
+        # the learning rate alone: sage_optuna's other keys are set to null, out of the space
+        "hydra.sweeper.params={model.lr:'choice(0.00001,0.03)',"
+        + ",".join(f"{key}:null" for key in _shipped_space("sage_optuna") if key != "model.lr")
+        + "}",
     )
     assert done.returncode == 0, done.stderr[-3000:]
     study = _study(tmp_path)
@@ -209,6 +211,14 @@ def test_pruned_trials_are_pruned_in_optuna_and_mlflow(tmp_path: Path):
         run = runs[str(trial.number)]
         assert run.info.status == "KILLED" and run.data.tags["optuna.state"] == "PRUNED"
     assert sum(s in (TrialState.COMPLETE, TrialState.PRUNED) for s in _states(study)) == 6
+
+
+def _shipped_space(name: str) -> list[str]:
+    """The keys of a shipped search space (src/movierec/conf/hparams_search/<name>.yaml)."""
+    space = OmegaConf.load(
+        PROJECT_ROOT / "src" / "movierec" / "conf" / "hparams_search" / f"{name}.yaml"
+    )
+    return list(space.hydra.sweeper.params)
 
 
 def test_killed_sweep_resumes_the_same_study(tmp_path: Path):

@@ -23,8 +23,10 @@ class MovierecOptunaSweeperConf:
     pruner: dict[str, Any] = field(
         default_factory=lambda: {"name": "median", "n_startup_trials": 5, "n_warmup_steps": 10}
     )
-    # search space in Hydra's sweep syntax: {"model.lr": "tag(log, interval(1e-4, 1e-1))"}
-    params: dict[str, str] = field(default_factory=dict)
+    # search space in Hydra's sweep syntax: {"model.lr": "tag(log, interval(1e-4, 1e-1))"};
+    # a key set to null leaves the space (`hydra.sweeper.params={model.net.aggr:null}`):
+    # Hydra merges a dict override into the shipped space and refuses `~` deletion here
+    params: dict[str, str | None] = field(default_factory=dict)
     heartbeat_interval: int = 10  # seconds between a running trial's heartbeats
     grace_period: int = 30  # seconds without a heartbeat before a trial counts as dead
     max_failures: int = 5  # consecutive failed trials before the sweep gives up

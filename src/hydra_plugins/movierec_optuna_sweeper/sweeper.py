@@ -43,7 +43,7 @@ class MovierecOptunaSweeper(Sweeper):
             "n_trials": n_trials,
             "sampler": _plain(sampler),
             "pruner": _plain(pruner),
-            "params": _plain(params),
+            "params": {k: v for k, v in _plain(params).items() if v is not None},
             "heartbeat_interval": heartbeat_interval,
             "grace_period": grace_period,
             "max_failures": max_failures,
