@@ -19,6 +19,7 @@ from mlflow.tracking import MlflowClient
 
 from tests.conftest import PROJECT_ROOT
 from tests.helpers.configs import QUIET, TINY_DATA
+from tests.helpers.runs import all_runs
 from tests.helpers.servers import free_port
 
 BUILT = "cached processed"  # movierec.data.cache's line when it builds an entry
@@ -98,6 +99,4 @@ def test_two_nodes_give_one_process_result_one_run_one_checkpoint_set(tmp_path: 
 
 
 def _runs(uri: str):
-    client = MlflowClient(tracking_uri=uri)
-    experiments = [e.experiment_id for e in client.search_experiments()]
-    return client.search_runs(experiments)
+    return all_runs(MlflowClient(tracking_uri=uri))

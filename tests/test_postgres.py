@@ -25,6 +25,7 @@ from optuna.trial import TrialState
 
 from tests.conftest import PROJECT_ROOT
 from tests.helpers.configs import QUIET, TINY_DATA
+from tests.helpers.runs import all_runs
 from tests.helpers.servers import free_port, wait_for
 from tests.helpers.sweeps import STUDY, sweep_command, sweep_env
 
@@ -113,8 +114,7 @@ def _workers(tmp_path: Path, storage: str, args: tuple[str, ...]) -> list[subpro
 
 def _parent_runs(tmp_path: Path):
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
-    experiments = [e.experiment_id for e in client.search_experiments()]
-    return client.search_runs(experiments, filter_string="tags.`optuna.role` = 'study'")
+    return all_runs(client, filter_string="tags.`optuna.role` = 'study'")
 
 
 def test_two_workers_share_one_study_on_postgres(postgres_db: str, tmp_path: Path):

@@ -20,6 +20,7 @@ from movierec.data.cache import entry_problem
 from movierec.tracking.lifecycle import end_orphaned_runs, process_tags
 from tests.conftest import PROJECT_ROOT
 from tests.helpers.configs import QUIET, TINY_DATA
+from tests.helpers.runs import all_runs
 from tests.helpers.servers import free_port, wait_for
 
 TRAIN = [sys.executable, str(PROJECT_ROOT / "scripts" / "train.py")]
@@ -40,9 +41,7 @@ def _client(tmp_path: Path) -> MlflowClient:
 
 
 def _runs(tmp_path: Path):
-    client = _client(tmp_path)
-    ids = [e.experiment_id for e in client.search_experiments()]
-    return client.search_runs(ids) if ids else []
+    return all_runs(_client(tmp_path))
 
 
 def test_three_trainings_started_together_on_a_new_store_all_finish(tmp_path: Path):

@@ -22,6 +22,7 @@ from movierec.errors import ConfigError
 from movierec.tuning.study import open_study
 from tests.conftest import PROJECT_ROOT
 from tests.helpers.configs import QUIET, TINY_DATA
+from tests.helpers.runs import all_runs
 from tests.helpers.sweeps import STUDY, run_sweep, sweep_command, sweep_env
 
 
@@ -60,9 +61,7 @@ def _running_and_training(storage: Path) -> bool:
 
 
 def _mlflow_runs(tmp_path: Path):
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
-    experiments = [e.experiment_id for e in client.search_experiments()]
-    return client.search_runs(experiments)
+    return all_runs(MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"))
 
 
 def test_sweep_records_study_mlflow_parent_children_and_best_config(tmp_path: Path):

@@ -22,6 +22,7 @@ from movierec.ranking.metrics import TopKRanking
 from movierec.tasks.train import train, train_fold
 from tests.conftest import PROJECT_ROOT
 from tests.helpers.configs import QUIET, TINY_DATA, compose_train
+from tests.helpers.runs import all_runs
 from tests.helpers.servers import free_port, wait_for
 
 
@@ -388,9 +389,7 @@ def test_compare_runs_sorts_by_each_runs_selection(tmp_path: Path):
 
 
 def _all_runs(tmp_path: Path):
-    client = _client(tmp_path)
-    experiments = [e.experiment_id for e in client.search_experiments()]
-    return client.search_runs(experiments)
+    return all_runs(_client(tmp_path))
 
 
 def test_sigterm_kills_the_run_and_resume_continues_it(tmp_path: Path):

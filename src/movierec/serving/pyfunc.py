@@ -41,6 +41,8 @@ from movierec.serving.bundle import TrainedModel, save_bundle
 from movierec.serving.requests import TOPK_OPTIONS, check_k, integer_column, request_form
 
 BUNDLE_ARTIFACT = "bundle"
+#: a top-K request's options when its frame leaves the column out
+OPTION_DEFAULTS = {"exclude_rated": True, "genre": None, "fallback": None}
 REQUIREMENTS = [
     "torch>=2.4",
     "torch-geometric>=2.5",
@@ -108,9 +110,7 @@ class RatingModel(mlflow.pyfunc.PythonModel):
     def _top_k(self, requests: pd.DataFrame) -> pd.DataFrame:
         """Rows grouped by their options, each group scored as one batch, in request order."""
         frame = requests.assign(
-            exclude_rated=_column(requests, "exclude_rated", True),
-            genre=_column(requests, "genre", None),
-            fallback=_column(requests, "fallback", None),
+            **{name: _column(requests, name, OPTION_DEFAULTS[name]) for name in TOPK_OPTIONS},
             _order=range(len(requests)),
         )
         parts = []
@@ -200,7 +200,8 @@ def _uniform_options(
     if (k != k[0]).any():
         return None
     values = []
-    for name, default in zip(TOPK_OPTIONS, (True, None, None), strict=True):
+    for name in TOPK_OPTIONS:
+        default = OPTION_DEFAULTS[name]
         if name not in requests.columns:
             values.append(default)
             continue

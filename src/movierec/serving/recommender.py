@@ -112,8 +112,9 @@ class Recommender:
             scores = self.model.popularity.scorer()(unknown)
             rating = self.model.popularity.rating.expand(len(unknown), -1)
             frames.append(self._top(unknown, scores, None, allowed, k, "popular", rating))
-        if known.all() and len(frames) == 1:
-            return frames[0]  # rows are already in the order of `ids`, then rank
+        if known.all() and frames:
+            # the chunks follow `ids` and each chunk's rows go user by user, then by rank
+            return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
         result = pd.concat(frames, ignore_index=True) if frames else _empty()
         order = {uid: i for i, uid in enumerate(ids.tolist())}
         result = result.sort_values(
