@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from movierec.errors import DataError
 
@@ -28,6 +30,15 @@ MOVIES_FILE = "movies.parquet"
 META_FILE = "meta.json"
 #: meta.json key of the integrity record {file name: {bytes, sha256}} (`cache.seal`)
 FILES_KEY = "files"
+#: ratings.parquet's column types, in column order (timestamp and fold when present)
+RATINGS_TYPES = {
+    "user": pa.int64(),
+    "movie": pa.int64(),
+    "rating": pa.float32(),
+    "rating_norm": pa.float32(),
+    "timestamp": pa.int64(),
+    "fold": pa.int8(),
+}
 
 
 @dataclass
@@ -93,7 +104,7 @@ class RatingsData:
 
     def save(self, directory: Path) -> None:
         """Write the on-disk form into an existing empty `directory`."""
-        self.ratings.to_parquet(directory / RATINGS_FILE, index=False)
+        write_ratings(directory, pa.Table.from_pandas(self.ratings, preserve_index=False))
         save_node_tables(
             directory, self.users, self.movies, self.genres, self.rating_scale, self.meta
         )
@@ -113,6 +124,16 @@ class RatingsData:
             rating_scale=(scale[0], scale[1]),
             meta=meta,
         )
+
+
+def ratings_schema(names: list[str]) -> pa.Schema:
+    """The schema of a ratings.parquet with columns `names` (see `RATINGS_TYPES`)."""
+    return pa.schema([(name, RATINGS_TYPES[name]) for name in names])
+
+
+def write_ratings(directory: Path, table: pa.Table) -> None:
+    """Write `table` (the columns of `RATINGS_TYPES`) as `directory/ratings.parquet`."""
+    pq.write_table(table.cast(ratings_schema(table.column_names)), directory / RATINGS_FILE)
 
 
 def save_node_tables(
