@@ -32,6 +32,8 @@ def build_processed(settings: DataSettings, fetched: FetchedSource, staging: Pat
     save_node_tables(
         staging, entry.users, entry.movies, entry.genres, entry.rating_scale, entry.meta
     )
+    del engine
+    pa.default_memory_pool().release_unused()  # what Arrow freed, back to the system
 
 
 class PandasEngine(steps.Engine):

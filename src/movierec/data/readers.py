@@ -15,6 +15,7 @@ Returned tables use the original GroupLens column names:
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -41,29 +42,26 @@ def read_ratings_csv(ref: FileRef) -> Columns:
     """`userId,movieId,rating[,timestamp]` with a header (ml-latest, 25m, 32m, user files)."""
     header = fields.header_columns(ref.label, ref.first_line(), expected=fields.RATINGS_HEADER)
     types = fields.ratings_header_types(ref.label, header)
-    table = _read_typed(ref, names=None, types=types, delimiter=",", header_lines=1)
-    return _to_columns(table)
+    return _read_columns(ref, names=None, types=types, delimiter=",", header_lines=1)
 
 
 def read_ratings_delimited(ref: FileRef, delimiter: str) -> Columns:
     """Header-less `user<sep>movie<sep>rating<sep>timestamp` (ml-100k `u.data`, `.dat`)."""
     types = dict(fields.RATING_TYPES, timestamp=fields.TIMESTAMP_TYPE)
-    table = _read_typed(
-        ref,
-        names=fields.DELIMITED_RATING_NAMES,
-        types=types,
-        delimiter=delimiter,
-        header_lines=0,
-    )
-    return _to_columns(table)
+    names = fields.DELIMITED_RATING_NAMES
+    return _read_columns(ref, names=names, types=types, delimiter=delimiter, header_lines=0)
 
 
-def _to_columns(table: pa.Table) -> Columns:
-    """NumPy columns of `table`, one at a time, each column's Arrow chunks freed once copied."""
+def _read_columns(ref: FileRef, **options: Any) -> Columns:
+    """`_read_typed` as NumPy columns, one at a time: each column's Arrow chunks are freed,
+    and handed back to the system, once copied, so the peak is the table and one column."""
+    table = _read_typed(ref, **options)  # the only reference: dropping columns frees them
     columns: Columns = {}
+    pool = pa.default_memory_pool()
     for name in table.column_names:
         columns[name] = table.column(name).to_numpy()
         table = table.drop_columns([name])
+        pool.release_unused()  # the allocator keeps freed chunks for reuse otherwise
     return columns
 
 
