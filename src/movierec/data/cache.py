@@ -28,7 +28,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from movierec.data.preprocess import build_ratings_data
+from movierec.data import preprocess
 from movierec.data.processed import FILES_KEY, META_FILE, RatingsData
 from movierec.data.sources import DataSettings, FetchedSource, fetch_source, has_remote_ratings
 
@@ -104,7 +104,7 @@ def _build(settings: DataSettings, fetched: FetchedSource, staging: Path) -> Non
 
         spark.build_processed(settings, fetched, staging)
     else:
-        build_ratings_data(settings, fetched).save(staging)
+        preprocess.build_processed(settings, fetched, staging)
 
 
 def load_ratings_data(settings: DataSettings) -> RatingsData:

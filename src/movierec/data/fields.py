@@ -44,19 +44,24 @@ def ratings_header_types(label: str, header: list[str]) -> dict[str, pa.DataType
     return types
 
 
+def dialect(
+    names: list[str] | None, delimiter: str, quoted: bool
+) -> tuple[pacsv.ReadOptions, pacsv.ParseOptions]:
+    """The CSV reader's options for a one-character `delimiter` (a UTF-8 BOM is skipped)."""
+    read_options = pacsv.ReadOptions(column_names=names, autogenerate_column_names=False)
+    parse_options = pacsv.ParseOptions(delimiter=delimiter, quote_char='"' if quoted else False)
+    return read_options, parse_options
+
+
 def csv_options(
     data: bytes, names: list[str] | None, delimiter: str, quoted: bool
 ) -> tuple[bytes, pacsv.ReadOptions, pacsv.ParseOptions]:
-    """`data` as pyarrow reads it (no BOM, "::" as a tab) and the reader's dialect options."""
+    """`data` as pyarrow reads it ("::" as a tab) and the reader's dialect options."""
     if delimiter == "::":
         # pyarrow only splits on one character; no MovieLens field contains a tab.
         data = data.replace(b"::", b"\t")
         delimiter = "\t"
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
-    read_options = pacsv.ReadOptions(column_names=names, autogenerate_column_names=False)
-    parse_options = pacsv.ParseOptions(delimiter=delimiter, quote_char='"' if quoted else False)
-    return data, read_options, parse_options
+    return (data, *dialect(names, delimiter, quoted))
 
 
 def convert_options(types: dict[str, pa.DataType]) -> pacsv.ConvertOptions:
@@ -82,6 +87,26 @@ def check_structure(
         )
     except pa.ArrowInvalid as structural:
         raise messages.malformed_error(label, structural) from None
+
+
+def missing_values(values: pa.ChunkedArray) -> int | None:
+    """Row of the first null (or NaN, for floats) of a converted column; None if none."""
+    invalid = values.is_null()
+    if pa.types.is_floating(values.type):
+        invalid = pc.or_(invalid, pc.fill_null(pc.is_nan(values), False))
+    row = pc.index(invalid, True).as_py()
+    return None if row < 0 else row
+
+
+def first_not_a_number(raw: pa.ChunkedArray, dtype: pa.DataType) -> tuple[int, str] | None:
+    """Row and text of the first field of a text column that is not a `dtype` number
+    (`not_a_number`), or None; each distinct text is judged once."""
+    distinct = pc.unique(raw)
+    bad = distinct.filter(pa.array(not_a_number(distinct.to_pandas(), dtype)))
+    if len(bad) == 0:
+        return None
+    row = pc.index(pc.is_in(raw, value_set=bad), True).as_py()
+    return row, raw[row].as_py()
 
 
 def not_a_number(raw: pd.Series, dtype: pa.DataType) -> np.ndarray:

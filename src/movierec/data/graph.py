@@ -45,14 +45,15 @@ def build_graph(
 
     ratings = data.ratings
     rows = np.asarray(message_rows)
-    src = torch.from_numpy(ratings["user"].to_numpy()[rows])
-    dst = torch.from_numpy(ratings["movie"].to_numpy()[rows])
+    edge_index = np.empty((2, len(rows)), dtype=np.int64)  # gathered in place: no stack
+    np.take(ratings["user"].to_numpy(), rows, out=edge_index[0])
+    np.take(ratings["movie"].to_numpy(), rows, out=edge_index[1])
     stars = torch.from_numpy(ratings["rating"].to_numpy()[rows])
     norm = torch.from_numpy(ratings["rating_norm"].to_numpy()[rows]).unsqueeze(1)
-    graph[RATES].edge_index = torch.stack([src, dst])
+    graph[RATES].edge_index = torch.from_numpy(edge_index)
     graph[RATES].edge_label = stars
     graph[RATES].edge_attr = norm
-    graph[REV_RATES].edge_index = torch.stack([dst, src])
+    graph[REV_RATES].edge_index = torch.from_numpy(edge_index[::-1].copy())
     graph[REV_RATES].edge_label = stars
     graph[REV_RATES].edge_attr = norm
     return graph

@@ -1,28 +1,39 @@
-"""The pandas engine (the default): the steps of `steps` on one in-memory ratings table.
+"""The pandas engine (the default): the steps of `steps` on in-memory NumPy columns.
 
-The ratings are read whole by the pandas readers (`readers`), so this engine reads one CSV
-or delimited file, a release's or the user's; the Spark engine reads the rest.
+The ratings are streamed by the readers (`readers`) into one (n,) array per column, so
+this engine reads one CSV or delimited file, a release's or the user's; the Spark engine
+reads the rest. Every check is a vectorised pass over those arrays; ids are counted and
+indexed without sorting where they are dense (`ids`).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
-from movierec.data import messages, readers, steps
-from movierec.data.processed import RatingsData
+from movierec.data import ids, messages, readers, steps
+from movierec.data.processed import save_node_tables, write_ratings
 from movierec.data.sources import DataSettings, FetchedSource, ratings_file
 from movierec.errors import ConfigError
 
 
-def build_ratings_data(settings: DataSettings, fetched: FetchedSource) -> RatingsData:
-    """The processed data of `fetched`; raises `DataError` / `ConfigError` on bad input."""
+def build_processed(settings: DataSettings, fetched: FetchedSource, staging: Path) -> None:
+    """Write the processed entry of `fetched` into the empty folder `staging`.
+
+    Raises `DataError` / `ConfigError` on bad input (before anything is written).
+    """
     engine = PandasEngine(settings, fetched)
     entry = steps.run(engine, settings, fetched)
     assert engine.table is not None
-    return RatingsData(
-        engine.table, entry.users, entry.movies, entry.genres, entry.rating_scale, entry.meta
+    write_ratings(staging, engine.table)
+    save_node_tables(
+        staging, entry.users, entry.movies, entry.genres, entry.rating_scale, entry.meta
     )
+    del engine
+    pa.default_memory_pool().release_unused()  # what Arrow freed, back to the system
 
 
 class PandasEngine(steps.Engine):
@@ -33,8 +44,8 @@ class PandasEngine(steps.Engine):
         self.source = ratings_file(settings, fetched)
         self.label = self.source.label
         self.scale = settings.scale
-        self.ratings = pd.DataFrame()
-        self.table: pd.DataFrame | None = None
+        self.ratings: readers.Columns = {}
+        self.table: pa.Table | None = None
 
     def read(self) -> int:
         source = self.source
@@ -47,32 +58,31 @@ class PandasEngine(steps.Engine):
             self.ratings = readers.read_ratings_csv(source.ref)
         else:
             self.ratings = readers.read_ratings_delimited(source.ref, source.delimiter)
-        return len(self.ratings)
+        return len(self.ratings["userId"])
 
     def count_users(self) -> int:
-        return int(self.ratings["userId"].nunique())
+        return len(ids.distinct(self.ratings["userId"]))
 
     def check_ids(self) -> None:
         for column in ("userId", "movieId"):
-            values = self.ratings[column].to_numpy()
-            negative = values < 0
-            if negative.any():
-                row = int(np.flatnonzero(negative)[0])
+            values = self.ratings[column]
+            if len(values) and values.min() < 0:
+                row = int(np.argmax(values < 0))
                 raise messages.negative_id_error(self.label, column, row, values[row])
 
     def check_scale(self, scale: tuple[float, float]) -> None:
         low, high = scale
         ratings = self.ratings
-        values = ratings["rating"].to_numpy()
+        values = ratings["rating"]
         outside = (values < low) | (values > high)
         if outside.any():
-            row = int(np.flatnonzero(outside)[0])
+            row = int(np.argmax(outside))
             raise messages.outside_scale_error(
                 self.label,
                 values[row],
                 row,
-                ratings["userId"].iat[row],
-                ratings["movieId"].iat[row],
+                ratings["userId"][row],
+                ratings["movieId"][row],
                 scale,
                 int(outside.sum()),
             )
@@ -81,56 +91,45 @@ class PandasEngine(steps.Engine):
         """Keep the latest rating of each (userId, movieId) by timestamp, else the last in
         the file; the other rows keep their file order."""
         ratings = self.ratings
-        users = ratings["userId"].to_numpy()
-        movies = ratings["movieId"].to_numpy()
-        keys = np.stack([users, movies], axis=1)
-        position = np.arange(len(ratings))
-        if "timestamp" in ratings:
-            # lexsort's last key is primary: group by pair, latest timestamp (then file
-            # order) last.
-            order = np.lexsort((position, ratings["timestamp"].to_numpy(), movies, users))
-        else:
-            order = np.lexsort((position, movies, users))
-        sorted_keys = keys[order]
-        is_last = np.ones(len(order), dtype=bool)
-        is_last[:-1] = np.any(sorted_keys[1:] != sorted_keys[:-1], axis=1)
-        dropped = int(len(order) - is_last.sum())
-        if dropped:
-            keep = np.sort(order[is_last])
-            messages.log_dropped_duplicates(self.label, dropped)
-            self.ratings = ratings.iloc[keep].reset_index(drop=True)
+        keep = ids.latest_per_pair(ratings["userId"], ratings["movieId"], ratings.get("timestamp"))
+        if keep is None:
+            return 0
+        dropped = int(len(keep) - keep.sum())
+        messages.log_dropped_duplicates(self.label, dropped)
+        self._keep(keep)
         return dropped
 
     def movie_counts(self) -> tuple[np.ndarray, np.ndarray]:
-        return np.unique(self.ratings["movieId"].to_numpy(), return_counts=True)
+        return ids.distinct_counts(self.ratings["movieId"])
 
     def drop_movies(self, movie_ids: np.ndarray) -> None:
-        known = ~np.isin(self.ratings["movieId"].to_numpy(), movie_ids)
-        self.ratings = self.ratings[known].reset_index(drop=True)
+        self._keep(~np.isin(self.ratings["movieId"], movie_ids))
 
     def user_ids(self) -> np.ndarray:
-        return np.unique(self.ratings["userId"].to_numpy())
+        return ids.distinct(self.ratings["userId"])
 
     def write(self, user_ids: np.ndarray, movie_ids: np.ndarray, folds: pd.Series | None) -> None:
         ratings = self.ratings
-        stars = ratings["rating"].to_numpy(dtype=np.float32)
-        table = pd.DataFrame(
-            {
-                "user": np.searchsorted(user_ids, ratings["userId"].to_numpy()).astype(np.int64),
-                "movie": np.searchsorted(movie_ids, ratings["movieId"].to_numpy()).astype(np.int64),
-                "rating": stars,
-                "rating_norm": normalized(stars, self.scale),
-            }
-        )
+        stars = ratings["rating"]
+        table = {
+            "user": ids.positions(user_ids, ratings["userId"]),
+            "movie": ids.positions(movie_ids, ratings["movieId"]),
+            "rating": stars,
+            "rating_norm": normalized(stars, self.scale),
+        }
         if "timestamp" in ratings:
-            table["timestamp"] = ratings["timestamp"].to_numpy(dtype=np.int64)
+            table["timestamp"] = ratings["timestamp"]
         if folds is not None:
             index = pd.MultiIndex.from_arrays([ratings["userId"], ratings["movieId"]])
             fold = folds.reindex(index).to_numpy()
             if np.isnan(fold.astype(float)).any():
                 raise messages.unfolded_ratings_error(self.label)
             table["fold"] = fold.astype(np.int8)
-        self.table = table
+        self.table = pa.table(table)
+
+    def _keep(self, rows: np.ndarray) -> None:
+        """Keep the ratings where `rows` (n,) bool is True, in file order."""
+        self.ratings = {name: values[rows] for name, values in self.ratings.items()}
 
 
 def normalized(stars: np.ndarray, scale: tuple[float, float]) -> np.ndarray:

@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from movierec.errors import DataError
 
@@ -28,6 +30,15 @@ MOVIES_FILE = "movies.parquet"
 META_FILE = "meta.json"
 #: meta.json key of the integrity record {file name: {bytes, sha256}} (`cache.seal`)
 FILES_KEY = "files"
+#: ratings.parquet's column types, in column order (timestamp and fold when present)
+RATINGS_TYPES = {
+    "user": pa.int64(),
+    "movie": pa.int64(),
+    "rating": pa.float32(),
+    "rating_norm": pa.float32(),
+    "timestamp": pa.int64(),
+    "fold": pa.int8(),
+}
 
 
 @dataclass
@@ -93,7 +104,7 @@ class RatingsData:
 
     def save(self, directory: Path) -> None:
         """Write the on-disk form into an existing empty `directory`."""
-        self.ratings.to_parquet(directory / RATINGS_FILE, index=False)
+        write_ratings(directory, pa.Table.from_pandas(self.ratings, preserve_index=False))
         save_node_tables(
             directory, self.users, self.movies, self.genres, self.rating_scale, self.meta
         )
@@ -106,13 +117,44 @@ class RatingsData:
         genres = list(meta.pop("genres"))
         scale = tuple(float(v) for v in meta.pop("rating_scale"))
         return cls(
-            ratings=pd.read_parquet(directory / RATINGS_FILE),
+            ratings=read_ratings(directory),
             users=pd.read_parquet(directory / USERS_FILE),
             movies=pd.read_parquet(directory / MOVIES_FILE),
             genres=genres,
             rating_scale=(scale[0], scale[1]),
             meta=meta,
         )
+
+
+def ratings_schema(names: list[str]) -> pa.Schema:
+    """The schema of a ratings.parquet with columns `names` (see `RATINGS_TYPES`)."""
+    return pa.schema([(name, RATINGS_TYPES[name]) for name in names])
+
+
+def parquet_options(names: list[str]) -> dict[str, Any]:
+    """Parquet writer options for ratings columns `names`: dictionary pages for all but
+    the timestamps, which are nearly all distinct (encoding them first as a dictionary
+    only to fall back costs a quarter of the write and saves no space)."""
+    return {"use_dictionary": [name for name in names if name != "timestamp"]}
+
+
+def write_ratings(directory: Path, table: pa.Table) -> None:
+    """Write `table` (the columns of `RATINGS_TYPES`) as `directory/ratings.parquet`."""
+    names = table.column_names
+    pq.write_table(
+        table.cast(ratings_schema(names)), directory / RATINGS_FILE, **parquet_options(names)
+    )
+
+
+def read_ratings(directory: Path) -> pd.DataFrame:
+    """`directory/ratings.parquet` as a frame, converted column by column: each Arrow column
+    is freed (and handed back to the system) once converted, so the peak is about one
+    copy of the ratings rather than two."""
+    table = pq.read_table(directory / RATINGS_FILE)
+    frame = table.to_pandas(split_blocks=True, self_destruct=True)
+    del table  # unusable after self_destruct
+    pa.default_memory_pool().release_unused()
+    return frame
 
 
 def save_node_tables(

@@ -1,11 +1,13 @@
-"""Parsers for every MovieLens file layout, returning typed pandas tables.
+"""Parsers for every MovieLens file layout, returning typed columns or small pandas tables.
 
 All readers go through pyarrow's multi-threaded CSV reader with explicit column types and
-the dialect of `fields`; a file that does not convert is re-read as text only to name the
-first bad line and value (the messages are `messages`').
+the dialect of `fields`, streaming the file (`files`): the ratings are never held as bytes.
+A file that does not convert is re-read as text only to name the first bad line and value
+(the messages are `messages`').
 
 Returned tables use the original GroupLens column names:
-    ratings: userId (int64), movieId (int64), rating (float32), [timestamp (int64)]
+    ratings: {name: (n,) array}: userId (int64), movieId (int64), rating (float32),
+             [timestamp (int64)], in file order
     movies:  movieId (int64), title (str), genres (str, "|"-separated, "" for none)
     users:   userId (int64), age (float32), gender (str), occupation (str)
 """
@@ -13,94 +15,54 @@ Returned tables use the original GroupLens column names:
 from __future__ import annotations
 
 import io
-import zipfile
-from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
-from typing import BinaryIO
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from movierec.data import fields, messages
+from movierec.data.files import FileRef
 from movierec.errors import DataError
 
 MOVIES_HEADER = "movieId,title,genres"
 ML100K_GENRE_FLAGS = 19
 
+#: ratings columns by name, each (n,) in file order
+Columns = dict[str, np.ndarray]
 
-@dataclass(frozen=True)
-class FileRef:
-    """A readable file and the name errors show for it (a path or `archive.zip:member`)."""
-
-    label: str
-    opener: Callable[[], BinaryIO]
-
-    @classmethod
-    def from_path(cls, path: str | Path) -> FileRef:
-        path = Path(path)
-        return cls(str(path), lambda: path.open("rb"))
-
-    @classmethod
-    def from_zip(cls, archive: Path, member: str) -> FileRef:
-        def opener() -> BinaryIO:
-            zf = zipfile.ZipFile(archive)
-            try:
-                return _ClosingMember(zf.open(member), zf)
-            except KeyError:
-                zf.close()
-                raise FileNotFoundError(member) from None
-
-        return cls(f"{archive.name}:{member}", opener)
-
-    def read_bytes(self) -> bytes:
-        try:
-            with self.opener() as f:
-                return f.read()
-        except FileNotFoundError as err:
-            raise DataError(f"{self.label}: file not found") from err
-
-
-class _ClosingMember(io.BufferedReader):
-    """A zip member stream that also closes its `ZipFile` when closed."""
-
-    def __init__(self, raw: BinaryIO, zf: zipfile.ZipFile) -> None:
-        super().__init__(raw, buffer_size=1 << 20)  # type: ignore[arg-type]
-        self._zf = zf
-
-    def close(self) -> None:
-        super().close()
-        self._zf.close()
+__all__ = ["Columns", "FileRef"]
 
 
 # ----------------------------------------------------------------------------- ratings
 
 
-def read_ratings_csv(ref: FileRef) -> pd.DataFrame:
+def read_ratings_csv(ref: FileRef) -> Columns:
     """`userId,movieId,rating[,timestamp]` with a header (ml-latest, 25m, 32m, user files)."""
-    data = ref.read_bytes()
-    header = fields.header_columns(ref.label, data, expected=fields.RATINGS_HEADER)
+    header = fields.header_columns(ref.label, ref.first_line(), expected=fields.RATINGS_HEADER)
     types = fields.ratings_header_types(ref.label, header)
-    table = _read_typed(ref, data, names=None, types=types, delimiter=",", header_lines=1)
-    return table.to_pandas()
+    return _read_columns(ref, names=None, types=types, delimiter=",", header_lines=1)
 
 
-def read_ratings_delimited(ref: FileRef, delimiter: str) -> pd.DataFrame:
+def read_ratings_delimited(ref: FileRef, delimiter: str) -> Columns:
     """Header-less `user<sep>movie<sep>rating<sep>timestamp` (ml-100k `u.data`, `.dat`)."""
-    data = ref.read_bytes()
     types = dict(fields.RATING_TYPES, timestamp=fields.TIMESTAMP_TYPE)
-    table = _read_typed(
-        ref,
-        data,
-        names=fields.DELIMITED_RATING_NAMES,
-        types=types,
-        delimiter=delimiter,
-        header_lines=0,
-    )
-    return table.to_pandas()
+    names = fields.DELIMITED_RATING_NAMES
+    return _read_columns(ref, names=names, types=types, delimiter=delimiter, header_lines=0)
+
+
+def _read_columns(ref: FileRef, **options: Any) -> Columns:
+    """`_read_typed` as NumPy columns, one at a time: each column's Arrow chunks are freed,
+    and handed back to the system, once copied, so the peak is the table and one column."""
+    table = _read_typed(ref, **options)  # the only reference: dropping columns frees them
+    columns: Columns = {}
+    pool = pa.default_memory_pool()
+    for name in table.column_names:
+        columns[name] = table.column(name).to_numpy()
+        table = table.drop_columns([name])
+        pool.release_unused()  # the allocator keeps freed chunks for reuse otherwise
+    return columns
 
 
 # ----------------------------------------------------------------------------- movies
@@ -108,22 +70,21 @@ def read_ratings_delimited(ref: FileRef, delimiter: str) -> pd.DataFrame:
 
 def read_movies_csv(ref: FileRef) -> pd.DataFrame:
     """`movieId,title,genres` with a header; genres "|"-separated."""
-    data = ref.read_bytes()
-    header = fields.header_columns(ref.label, data, expected=MOVIES_HEADER)
+    header = fields.header_columns(ref.label, ref.first_line(), expected=MOVIES_HEADER)
     missing = [c for c in ("movieId", "title", "genres") if c not in header]
     if missing:
         raise messages.missing_columns_error(ref.label, missing, MOVIES_HEADER, header)
     types = {"movieId": pa.int64(), "title": pa.string(), "genres": pa.string()}
-    table = _read_typed(ref, data, names=None, types=types, delimiter=",", header_lines=1)
+    table = _read_typed(ref, names=None, types=types, delimiter=",", header_lines=1)
     return _normalise_movies(table.to_pandas())
 
 
 def read_movies_dat(ref: FileRef, encoding: str) -> pd.DataFrame:
     """`MovieID::Title::Genres` (ml-1m, ml-10m)."""
-    data = ref.read_bytes().decode(encoding).encode("utf-8")
+    utf8 = _in_memory(ref, ref.read_bytes().decode(encoding).encode("utf-8"))
     types = {"movieId": pa.int64(), "title": pa.string(), "genres": pa.string()}
     table = _read_typed(
-        ref, data, names=list(types), types=types, delimiter="::", header_lines=0, quoted=False
+        utf8, names=list(types), types=types, delimiter="::", header_lines=0, quoted=False
     )
     return _normalise_movies(table.to_pandas())
 
@@ -131,14 +92,12 @@ def read_movies_dat(ref: FileRef, encoding: str) -> pd.DataFrame:
 def read_movies_ml100k(item_ref: FileRef, genre_ref: FileRef) -> pd.DataFrame:
     """ml-100k `u.item` (pipe-separated, latin-1, 19 genre flags) with names from `u.genre`."""
     genre_names = read_ml100k_genre_names(genre_ref)
-    data = item_ref.read_bytes().decode("latin-1").encode("utf-8")
+    utf8 = _in_memory(item_ref, item_ref.read_bytes().decode("latin-1").encode("utf-8"))
     flag_names = [f"g{i}" for i in range(ML100K_GENRE_FLAGS)]
     names = ["movieId", "title", "release", "video_release", "url", *flag_names]
     types = {"movieId": pa.int64(), "title": pa.string()}
     types.update({name: pa.int8() for name in flag_names})
-    table = _read_typed(
-        item_ref, data, names=names, types=types, delimiter="|", header_lines=0, quoted=False
-    )
+    table = _read_typed(utf8, names=names, types=types, delimiter="|", header_lines=0, quoted=False)
     frame = table.to_pandas()
     flags = frame[flag_names].to_numpy(dtype=bool)
     labels = np.asarray(genre_names, dtype=object)
@@ -176,7 +135,7 @@ def _normalise_movies(frame: pd.DataFrame) -> pd.DataFrame:
 
 def read_users_ml100k(ref: FileRef) -> pd.DataFrame:
     """ml-100k `u.user`: `user id|age|gender|occupation|zip code`."""
-    data = ref.read_bytes().decode("latin-1").encode("utf-8")
+    utf8 = _in_memory(ref, ref.read_bytes().decode("latin-1").encode("utf-8"))
     names = ["userId", "age", "gender", "occupation", "zip"]
     types = {
         "userId": pa.int64(),
@@ -185,13 +144,12 @@ def read_users_ml100k(ref: FileRef) -> pd.DataFrame:
         "occupation": pa.string(),
         "zip": pa.string(),
     }
-    table = _read_typed(ref, data, names=names, types=types, delimiter="|", header_lines=0)
+    table = _read_typed(utf8, names=names, types=types, delimiter="|", header_lines=0)
     return table.to_pandas()[["userId", "age", "gender", "occupation"]]
 
 
 def read_users_dat(ref: FileRef) -> pd.DataFrame:
     """ml-1m `users.dat`: `UserID::Gender::Age::Occupation::Zip-code` (age is a bucket)."""
-    data = ref.read_bytes()
     names = ["userId", "gender", "age", "occupation", "zip"]
     types = {
         "userId": pa.int64(),
@@ -200,18 +158,20 @@ def read_users_dat(ref: FileRef) -> pd.DataFrame:
         "occupation": pa.string(),
         "zip": pa.string(),
     }
-    table = _read_typed(
-        ref, data, names=names, types=types, delimiter="::", header_lines=0, quoted=False
-    )
+    table = _read_typed(ref, names=names, types=types, delimiter="::", header_lines=0, quoted=False)
     return table.to_pandas()[["userId", "age", "gender", "occupation"]]
 
 
 # ----------------------------------------------------------------------------- parsing
 
 
+def _in_memory(ref: FileRef, data: bytes) -> FileRef:
+    """`data` (a small file, re-encoded) under `ref`'s name."""
+    return FileRef(ref.label, lambda: io.BytesIO(data))
+
+
 def _read_typed(
     ref: FileRef,
-    data: bytes,
     *,
     names: list[str] | None,
     types: dict[str, pa.DataType],
@@ -219,51 +179,51 @@ def _read_typed(
     header_lines: int,
     quoted: bool = True,
 ) -> pa.Table:
-    """Parse delimited bytes with explicit column types; errors name the line and value."""
-    if not data.strip():
+    """Stream `ref` through the CSV reader as `types`; errors name the line and value."""
+    if ref.is_blank():
         raise messages.empty_file_error(ref.label)
-    data, read_options, parse_options = fields.csv_options(data, names, delimiter, quoted)
-    convert_options = fields.convert_options(types)
+    source, separator = ref.source(delimiter)
+    read_options, parse_options = fields.dialect(names, separator, quoted)
     try:
         table = pacsv.read_csv(
-            pa.BufferReader(data),
+            source,
             read_options=read_options,
             parse_options=parse_options,
-            convert_options=convert_options,
+            convert_options=fields.convert_options(types),
         )
     except pa.ArrowInvalid as err:
-        _diagnose(ref, data, names, types, read_options, parse_options, header_lines, err)
+        _diagnose(ref, names, types, delimiter, quoted, header_lines, err)
         raise AssertionError("unreachable") from err
+    finally:
+        if hasattr(source, "close"):
+            source.close()
     if table.num_rows == 0:
         raise messages.no_rows_error(ref.label)
     for column in types:
-        values = table.column(column)
-        invalid = values.is_null()
-        if pa.types.is_floating(values.type):
-            invalid = pc.or_(invalid, pc.fill_null(pc.is_nan(values), False))
-        if pc.any(invalid).as_py():
-            row = int(np.flatnonzero(invalid.to_numpy(zero_copy_only=False))[0])
+        missing = fields.missing_values(table.column(column))
+        if missing is not None:
             raise messages.missing_value_error(
-                ref.label, row + 1 + header_lines, column, types[column]
+                ref.label, missing + 1 + header_lines, column, types[column]
             )
     return table
 
 
 def _diagnose(
     ref: FileRef,
-    data: bytes,
     names: list[str] | None,
     types: dict[str, pa.DataType],
-    read_options: pacsv.ReadOptions,
-    parse_options: pacsv.ParseOptions,
+    delimiter: str,
+    quoted: bool,
     header_lines: int,
     err: pa.ArrowInvalid,
 ) -> None:
     """Re-read as text to name the first value that does not convert; always raises."""
+    source, separator = ref.source(delimiter)
+    read_options, parse_options = fields.dialect(names, separator, quoted)
     text_types = dict.fromkeys(types, pa.string())
     try:
         table = pacsv.read_csv(
-            pa.BufferReader(data),
+            source,
             read_options=read_options,
             parse_options=parse_options,
             convert_options=pacsv.ConvertOptions(
@@ -272,14 +232,14 @@ def _diagnose(
         )
     except pa.ArrowInvalid as structural:
         raise messages.malformed_error(ref.label, structural) from None
+    finally:
+        if hasattr(source, "close"):
+            source.close()
     for column, dtype in types.items():
         if not (pa.types.is_integer(dtype) or pa.types.is_floating(dtype)):
             continue
-        raw = table.column(column).to_pandas()
-        bad = fields.not_a_number(raw, dtype)
-        if bad.any():
-            row = int(np.flatnonzero(bad)[0])
-            raise messages.bad_value_error(
-                ref.label, row + 1 + header_lines, column, raw.iloc[row], dtype
-            )
+        found = fields.first_not_a_number(table.column(column), dtype)
+        if found is not None:
+            row, raw = found
+            raise messages.bad_value_error(ref.label, row + 1 + header_lines, column, raw, dtype)
     raise messages.cannot_parse_error(ref.label, err) from None

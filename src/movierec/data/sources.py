@@ -18,7 +18,7 @@ import pandas as pd
 
 from movierec.data import catalog, readers
 from movierec.data.download import archive_sha256, ensure_archive
-from movierec.data.readers import FileRef
+from movierec.data.files import FileRef
 from movierec.errors import ConfigError, DataError
 
 MIRROR_ENV = "MOVIELENS_MIRROR"

@@ -65,7 +65,7 @@ class Split:
 
     def assign(self, data: RatingsData) -> SplitIndices:
         """Assign every rating of `data`; apply and report the cold-start policy."""
-        train, val, test = self._assign(data)
+        train, val, test = (_sorted(rows, data.n_ratings) for rows in self._assign(data))
         report: dict[str, int] = {}
         users = data.ratings["user"].to_numpy()
         movies = data.ratings["movie"].to_numpy()
@@ -84,7 +84,7 @@ class Split:
                 parts[part] = rows[~cold]
                 report[f"{part}_cold_dropped"] = int(cold.sum())
         log.info("split %s: %s", self.describe(), report)
-        return SplitIndices(np.sort(train), np.sort(parts["val"]), np.sort(parts["test"]), report)
+        return SplitIndices(train, parts["val"], parts["test"], report)
 
     def describe(self) -> str:
         return self.name if self.fold is None else f"{self.name}/fold{self.fold}"
@@ -214,6 +214,13 @@ class TemporalSplit(Split):
         is_test = rank >= per_user - n_test
         is_val = ~is_test & (rank >= per_user - n_test - n_val)
         return order[~is_test & ~is_val], order[is_val], order[is_test]
+
+
+def _sorted(rows: np.ndarray, n: int) -> np.ndarray:
+    """Distinct row indices (k,) of n rows, sorted, in O(n): `np.sort` of a split's part."""
+    chosen = np.zeros(n, dtype=bool)
+    chosen[rows] = True
+    return np.flatnonzero(chosen)
 
 
 def _check_fraction(key: str, value: float) -> None:

@@ -16,7 +16,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from movierec.data import messages
-from movierec.data.processed import RATINGS_FILE, save_node_tables
+from movierec.data.processed import (
+    RATINGS_FILE,
+    parquet_options,
+    ratings_schema,
+    save_node_tables,
+)
 from movierec.data.spark.scan import Scan
 from movierec.data.steps import Entry
 
@@ -91,17 +96,8 @@ def concatenate_parts(parts: Path, target: Path) -> None:
     """
     files = sorted(parts.glob("part-*.parquet"), key=lambda p: int(p.name.split("-")[1]))
     first = pq.read_schema(files[0]) if files else None
-    names = first.names if first is not None else []
-    types = {
-        "user": pa.int64(),
-        "movie": pa.int64(),
-        "rating": pa.float32(),
-        "rating_norm": pa.float32(),
-        "timestamp": pa.int64(),
-        "fold": pa.int8(),
-    }
-    schema = pa.schema([(name, types[name]) for name in names])
-    with pq.ParquetWriter(target, schema) as writer:
+    schema = ratings_schema(first.names if first is not None else [])
+    with pq.ParquetWriter(target, schema, **parquet_options(schema.names)) as writer:
         for file in files:
             for batch in pq.ParquetFile(file).iter_batches(batch_size=1 << 20):
                 writer.write_table(pa.Table.from_batches([batch]).cast(schema))
