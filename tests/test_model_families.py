@@ -158,7 +158,8 @@ def test_gradients_repeat_bit_for_bit_under_deterministic_algorithms(net):
     from tests.helpers.graphs import synthetic_train_graph
 
     graph, schema = synthetic_train_graph(900, 1600, 60000, seed=1)
-    net_cfg = OmegaConf.to_container(OmegaConf.load(f"{CONFIG_DIR}/model/{net}.yaml").net)
+    raw = OmegaConf.load(f"{CONFIG_DIR}/model/{net}.yaml")
+    net_cfg = OmegaConf.to_container((raw.model if "model" in raw else raw).net)  # _global_
     users, movies = graph["user", "rates", "movie"].edge_index
     was = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(True, warn_only=True)
@@ -222,3 +223,21 @@ def test_seed_designs_build_the_original_networks(tmp_path: Path, experiment: st
     users, movies = graph["user", "rates", "movie"].edge_index[:, :6]
     rating = net(graph, users, movies).rating
     assert rating.tolist() == pytest.approx(SEED_DESIGN_OUTPUTS[experiment], abs=2e-6)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "max_epochs", "patience"),
+    [
+        (["model=lightgcn"], 200, 20),
+        (["model=gcn"], 1000, 40),
+        (["model=sage"], 1000, 20),
+        (["experiment=seed_spark_gcn"], 500, 20),
+        (["model=gcn", "callbacks.early_stopping.patience=7"], 1000, 7),
+    ],
+)
+def test_a_model_config_sets_trainer_and_callback_keys(tmp_path, overrides, max_epochs, patience):
+    """The model group composes after trainer and callbacks, so what a model's config sets
+    there holds; an experiment and the command line still come last."""
+    cfg = compose_train(tmp_path, overrides)
+    assert cfg.trainer.max_epochs == max_epochs
+    assert cfg.callbacks.early_stopping.patience == patience
