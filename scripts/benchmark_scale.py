@@ -1,6 +1,7 @@
 """Scale benchmark: seconds per epoch and peak RSS of full-graph training as ratings grow.
 
-    python scripts/benchmark_scale.py                          # 1M, 5M, 25M × sage, gcn
+    python scripts/benchmark_scale.py                # 1M, 5M, 25M × sage, gcn, lightgcn
+    python scripts/benchmark_scale.py --sizes 25000095 --epochs 1
     python scripts/benchmark_scale.py --sizes 1000000 --models sage --epochs 2
 
 Each size is a MovieLens-shaped synthetic dataset with ML-25M's users : movies : ratings
@@ -8,7 +9,14 @@ proportions (`scripts/make_synthetic.py`, reused when present under data/). Ever
 fresh `scripts/train.py` process on the sparse message-passing path with full-batch
 training (one optimizer step per epoch over all training ratings), decoding in
 checkpointed chunks and evaluating in batches, so memory is bounded by the graph, not by
-the number of rating pairs. Results: benchmarks/results/scale.csv and scale.md.
+the number of rating pairs. LightGCN trains full batch too (BPR, its 4 negatives per
+rating) and validates NDCG@10 on a fixed sample of 10,000 validation users
+(`ranking.val_users`), so selection works as in its config at a bounded cost.
+
+Beside each size, the floor: one CSR × dense (n_movies, 64) product of the training
+adjacency's shape (scripts/floors.py), measured in this run; every epoch is printed as a
+multiple of it (`epoch_x_floor`), which compares across machines and loads. Run it on a
+quiet machine (`uptime` is printed first). Results: benchmarks/results/scale.csv, scale.md.
 """
 
 from __future__ import annotations
@@ -22,9 +30,15 @@ from pathlib import Path
 
 import pandas as pd
 
+from floors import ratings_file_floor
+
 ROOT = Path(__file__).resolve().parents[1]
 ML25M = {"users": 162_541, "movies": 59_047, "ratings": 25_000_095}
 CHUNK = 1_000_000  # rating pairs per decoder chunk and per evaluation batch
+#: per-model settings on top of the common ones (what the model's config would not bound)
+MODEL_OVERRIDES = {
+    "lightgcn": ["ranking.k=[10]", "ranking.validate=true", "ranking.val_users=10000"],
+}
 
 
 def dataset(n_ratings: int, data_dir: Path) -> Path:
@@ -42,7 +56,9 @@ def dataset(n_ratings: int, data_dir: Path) -> Path:
     return out
 
 
-def run_one(model: str, size: int, folder: Path, epochs: int, out: Path, extra: list[str]) -> dict:
+def run_one(
+    model: str, size: int, folder: Path, epochs: int, out: Path, extra: list[str], floor: float
+) -> dict:
     run_dir = out / "scale-runs" / f"{folder.name}-{model}"
     overrides = [
         f"model={model}", "data=ratings_csv",
@@ -52,7 +68,7 @@ def run_one(model: str, size: int, folder: Path, epochs: int, out: Path, extra: 
         f"trainer.max_epochs={epochs}", "callbacks.early_stopping=null", "logger=none",
         "ranking.k=0",  # top-K over every user × movie is a separate, costlier question
         "callbacks.progress_bar=null", "trainer.enable_progress_bar=false",
-        f"hydra.run.dir={run_dir}", *extra,
+        f"hydra.run.dir={run_dir}", *MODEL_OVERRIDES.get(model, []), *extra,
     ]  # fmt: skip
     started = time.perf_counter()
     done = subprocess.run(
@@ -67,12 +83,15 @@ def run_one(model: str, size: int, folder: Path, epochs: int, out: Path, extra: 
         "model": model,
         "last_epoch_s": metrics["last_epoch_seconds"],
         "mean_epoch_s": metrics["seconds_per_epoch"],
+        "floor_ms": round(floor * 1000, 1),
+        "epoch_x_floor": round(metrics["last_epoch_seconds"] / floor),
         "peak_rss_mb": metrics["peak_rss_mb"],
         "test_rmse": metrics.get("test/rmse"),
         "wall_s": time.perf_counter() - started,
     }
     print(
-        f"{row['ratings']:>11,} {model:>5}: epoch {row['last_epoch_s']:.1f} s, "
+        f"{row['ratings']:>11,} {model:>8}: epoch {row['last_epoch_s']:.1f} s "
+        f"({row['epoch_x_floor']}× the {floor:.3f} s floor), "
         f"peak RSS {row['peak_rss_mb']:,.0f} MB, wall {row['wall_s']:.0f} s",
         flush=True,
     )
@@ -84,18 +103,21 @@ def main() -> None:
     parser.add_argument(
         "--sizes", type=int, nargs="+", default=[1_000_000, 5_000_000, ML25M["ratings"]]
     )
-    parser.add_argument("--models", nargs="+", default=["sage", "gcn"])
+    parser.add_argument("--models", nargs="+", default=["sage", "gcn", "lightgcn"])
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--data-dir", type=Path, default=ROOT / "data")
     parser.add_argument("overrides", nargs="*", help="extra train.py overrides")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    rows = [
-        run_one(model, size, dataset(size, args.data_dir), args.epochs, args.out, args.overrides)
-        for size in args.sizes
-        for model in args.models
-    ]
+    print(subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(), flush=True)
+    rows = []
+    for size in args.sizes:
+        folder = dataset(size, args.data_dir)
+        floor = ratings_file_floor(folder / "ratings.csv")
+        print(f"{size:>11,} floor: {floor:.3f} s (CSR × dense, 64 wide)", flush=True)
+        for model in args.models:
+            rows.append(run_one(model, size, folder, args.epochs, args.out, args.overrides, floor))
     table = pd.DataFrame(rows)
     table.to_csv(args.out / "scale.csv", index=False)
     lines = ["| " + " | ".join(table.columns) + " |", "|" + " --- |" * len(table.columns)]

@@ -87,12 +87,21 @@ def test_training_batches_reshuffle_per_epoch_and_repeat_per_seed():
     x = torch.arange(100)
     epoch = {"value": 0}
     loader = RatingBatches(
-        x, x, x.float(), batch_size=0, shuffle=True, seed=1, epoch=lambda: epoch["value"]
+        x, x, x.float(), batch_size=30, shuffle=True, seed=1, epoch=lambda: epoch["value"]
     )
-    first = next(iter(loader))[0]
-    assert torch.equal(first, next(iter(loader))[0])
+    first = torch.cat([batch[0] for batch in loader])
+    assert torch.equal(first, torch.cat([batch[0] for batch in loader]))
+    assert sorted(first.tolist()) == x.tolist() and not torch.equal(first, x)
     epoch["value"] = 1
-    assert not torch.equal(first, next(iter(loader))[0])
+    assert not torch.equal(first, torch.cat([batch[0] for batch in loader]))
+
+
+def test_a_full_batch_keeps_the_split_order():
+    """One batch of every row is the same set in any order: no permutation, no copy."""
+    x = torch.arange(100)
+    (user, _, _), *rest = list(RatingBatches(x, x, x.float(), batch_size=0, shuffle=True))
+    assert not rest and torch.equal(user, x)
+    assert user.data_ptr() == x.data_ptr()  # the split's own tensor
 
 
 def test_datamodule_end_to_end_on_tiny_archive(tiny_mirror: Path, tmp_path: Path):
@@ -112,6 +121,15 @@ def test_datamodule_end_to_end_on_tiny_archive(tiny_mirror: Path, tmp_path: Path
     assert sum(len(u) for u, _, _ in dm.train_dataloader()) == n_train
     assert 1.0 <= dm.train_mean_rating <= 5.0
     assert dm.rating_scale == (1.0, 5.0)
+    # the training rows are the graph's edges (views, no second copy), value for value the
+    # rows of the split's training indices
+    user, movie, rating = dm.rows("train")
+    ratings = dm.data.ratings.iloc[dm.indices.train]
+    assert user.tolist() == ratings["user"].tolist()
+    assert movie.tolist() == ratings["movie"].tolist()
+    assert rating.tolist() == ratings["rating"].tolist()
+    assert user.data_ptr() == dm.graph[RATES].edge_index.data_ptr()
+    assert dm.split_data.rows("val") is dm.split_data.rows("val")
 
 
 def test_datamodule_rejects_bad_settings(tmp_path: Path):

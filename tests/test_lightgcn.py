@@ -275,3 +275,24 @@ def test_trains_logs_ndcg_and_no_rmse_and_refuses_rating_requests(tmp_path: Path
     with pytest.raises(MlflowException, match="only ranks movies") as refused:
         served.predict(pd.DataFrame({"userId": [user_id], "movieId": [movie_id]}))
     assert "\n" not in refused.value.message and "(userId, k)" in refused.value.message
+
+
+@pytest.mark.parametrize("validate", [False, True])
+def test_validation_encodes_only_when_something_is_validated(monkeypatch, validate):
+    """A ranking-only net logs no RMSE: without ranking validation the whole-graph
+    encoding at each validation would be wasted (seconds per epoch at 25M ratings)."""
+    graph, schema = synthetic_train_graph(20, 30, 200, seed=2)
+    module = RatingPredictor(
+        {"_target_": "movierec.models.lightgcn.LightGcnNet"},
+        schema.as_dict(),
+        loss="bpr",
+        ranking_k=[5],
+        validate_ranking=validate,
+        selection_metric="val/ndcg_at_5" if validate else "train/loss",
+    )
+    module.set_graph(graph)
+    calls = []
+    real = module.net.encode
+    monkeypatch.setattr(module.net, "encode", lambda g: calls.append(1) or real(g))
+    module.on_validation_epoch_start()
+    assert len(calls) == int(validate)

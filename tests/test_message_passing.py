@@ -86,10 +86,8 @@ def test_adjacency_is_built_once_per_graph(graph_and_schema, monkeypatch):
     calls = []
     import movierec.models.sage as sage
 
-    real = sage.to_torch_csr_tensor
-    monkeypatch.setattr(
-        sage, "to_torch_csr_tensor", lambda *a, **k: calls.append(1) or real(*a, **k)
-    )
+    real = sage.csr_matrix
+    monkeypatch.setattr(sage, "csr_matrix", lambda *a, **k: calls.append(1) or real(*a, **k))
     net.encode(graph)
     net.encode(graph)
     assert len(calls) == 2  # one per edge type, on the first call only
@@ -143,3 +141,81 @@ def test_chunked_decoding_gives_the_same_loss_and_gradients(graph_and_schema, mo
     for chunked, whole in zip(grads[1], grads[0], strict=True):
         if whole is not None:
             torch.testing.assert_close(chunked, whole, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "mirror"),
+    [
+        ({"relations": "per_rating", "aggr": "mean", "norm": "symmetric"}, True),
+        ({"relations": "per_rating", "aggr": "mean", "norm": "left"}, True),
+        ({"relations": "per_rating", "aggr": "mean", "norm": "symmetric"}, False),
+        ({"relations": "weighted", "aggr": "sum", "num_layers": 2}, True),
+    ],
+    ids=["symmetric", "left", "reverse-differs", "weighted-sum"],
+)
+def test_summing_sage_differentiates_through_the_right_transpose(
+    graph_and_schema, monkeypatch, kwargs, mirror
+):
+    """The tagged transpose (the reverse relation, or one built when the reverse edges do
+    not mirror the forward ones) gives torch's own gradients through adj.t()."""
+    import movierec.models.sage as sage
+
+    graph, schema = graph_and_schema
+    graph = _double(graph)
+    if not mirror:  # a sampled subgraph: the reverse edges are not the forward ones flipped
+        reverse = graph["movie", "rev_rates", "user"]
+        keep = torch.arange(reverse.edge_index.shape[1]) % 7 != 0
+        for key in ("edge_index", "edge_label", "edge_attr"):
+            value = reverse[key]
+            reverse[key] = value[:, keep] if key == "edge_index" else value[keep]
+    torch.manual_seed(0)
+    tagged = SageNet(schema, message_passing="sparse", **kwargs).double()
+    untagged = SageNet(schema, message_passing="sparse", **kwargs).double()
+    untagged.load_state_dict(tagged.state_dict())
+    import movierec.models.adjacency as adjacency
+
+    used = []
+
+    def spy(*args):
+        out = real_product(*args)
+        used.append(out is not None)
+        return out
+
+    real_product = adjacency.product
+    monkeypatch.setattr(adjacency, "product", spy)
+    _, grads_tagged = _outputs_and_grads(tagged, graph)
+    assert used and all(used)  # every aggregation went through a tagged transpose
+    products = []
+    real = sage.SumAwareSAGEConv.message_and_aggregate
+    monkeypatch.setattr(
+        sage.SumAwareSAGEConv,
+        "message_and_aggregate",
+        lambda self, adj_t, x: products.append(1) or real(self, adj_t, x),
+    )
+    monkeypatch.setattr(sage.SageNet, "_tag_transposes", lambda self, graph, edges: None)
+    _, grads_untagged = _outputs_and_grads(untagged, graph)
+    assert products  # the sparse aggregation ran, here through PyG's spmm
+    for got, expected in zip(grads_tagged, grads_untagged, strict=True):
+        torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-10)
+    cache = tagged._adjacency._value
+    partners = [getattr(a, "_movierec_transpose", None) for a in cache.values()]
+    assert all(p is not None for p in partners)
+    reused = any(p is other for p in partners for other in cache.values())
+    assert reused == (mirror and kwargs.get("norm") != "left")
+
+
+def test_cached_adjacencies_own_exactly_their_storage(graph_and_schema):
+    """PyG's CSR column indices are a view of the (2, E) sorted edge index: the cache
+    keeps compact copies (half the index memory at 20M ratings)."""
+    graph, schema = graph_and_schema
+    for net in (
+        SageNet(schema, message_passing="sparse", relations="per_rating"),
+        GcnNet(schema, message_passing="sparse", relations="per_rating"),
+        GcnNet(schema, message_passing="sparse", relations="weighted"),
+    ):
+        net.encode(graph)
+        cache = net._adjacency._value if isinstance(net, SageNet) else net._adjacency_cache._value
+        matrices = list(cache.values()) if isinstance(net, SageNet) else [a for a, _ in cache]
+        for adj in matrices:
+            for part in (adj.crow_indices(), adj.col_indices(), adj.values()):
+                assert part.untyped_storage().nbytes() == part.numel() * part.element_size()

@@ -377,6 +377,23 @@ def test_protocol_excludes_what_was_seen_and_keeps_relevant_rows(
                        protocol.users)  # fmt: skip
 
 
+def test_a_validation_sample_is_a_fixed_subset_of_the_users():
+    users = torch.arange(0, 200, 2)
+    protocol = RankingProtocol(UserItems.from_pairs(users, users, 200, 200),
+                               UserItems.from_pairs(users, users, 200, 200), users)  # fmt: skip
+    sample = protocol.sample(10)
+    assert len(sample.users) == 10 and set(sample.users.tolist()) <= set(users.tolist())
+    assert torch.equal(sample.users, sample.users.sort().values)
+    assert torch.equal(sample.users, protocol.sample(10).users)  # the same every epoch
+    assert not torch.equal(sample.users, protocol.sample(10, seed=1).users)
+    assert protocol.sample(0) is protocol and protocol.sample(500) is protocol
+    with pytest.raises(ConfigError, match="ranking.val_users=-1"):
+        from movierec.training.module import RatingPredictor
+
+        RatingPredictor({"_target_": "movierec.models.mf.BiasedMF"}, {},
+                        validation_users=-1)  # fmt: skip
+
+
 @pytest.mark.integration
 def test_popularity_on_ml100k_matches_torchmetrics(real_mirror, real_cache):
     """Real data: the vectorised metrics of the popularity baseline on ml-100k u1 equal

@@ -23,7 +23,10 @@ class RatingBatches(IterableDataset):
     Args:
         user, movie, rating: (N,) tensors of the supervision ratings.
         batch_size: rows per batch; 0 means the whole (per-rank) set in one batch.
-        shuffle: reshuffle every epoch (training).
+        shuffle: reshuffle every epoch (training) when there is more than one batch: a
+            full batch (batch_size 0) is the same set of rows in any order, so it keeps
+            the split's order (no 20M-row permutation and copies at ML-25M, and rows
+            stay in user order, which sparse pair scoring exploits).
         seed: base seed of the per-epoch permutation.
         epoch: returns the current epoch (the trainer's), so a resumed run reshuffles
             exactly as the uninterrupted one would.
@@ -56,13 +59,20 @@ class RatingBatches(IterableDataset):
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         rank, world = _rank_and_world()
         n = len(self.rating)
-        if self.shuffle:
+        shuffle = self.shuffle and 0 < self.batch_size < n
+        if not shuffle and world == 1:  # in order on one process: views, no copies
+            step = n if self.batch_size <= 0 else self.batch_size
+            for start in range(0, n, max(step, 1)):
+                part = slice(start, start + step)
+                yield self.user[part], self.movie[part], self.rating[part]
+            return
+        if shuffle:
             generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch())
             order = torch.randperm(n, generator=generator)
         else:
             order = torch.arange(n)
         if world > 1:
-            if self.shuffle:  # pad so every rank gets the same number of rows
+            if shuffle:  # pad so every rank gets the same number of rows
                 total = self._rows_per_rank(rank, world) * world
                 order = torch.cat([order, order[: total - n]]) if total > n else order
             order = order[rank::world]
@@ -75,7 +85,7 @@ class RatingBatches(IterableDataset):
         n = len(self.rating)
         if world == 1:
             return n
-        if self.shuffle:
+        if self.shuffle and 0 < self.batch_size < n:
             return -(-n // world)
         return len(range(rank, n, world))
 

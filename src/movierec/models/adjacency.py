@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 from torch_geometric.data import HeteroData
+from torch_geometric.utils import to_torch_csr_tensor
 
 from movierec.data.graph import RATES
 from movierec.errors import ConfigError
@@ -82,3 +83,83 @@ class GraphCache:
             self._value = build()
             self._key = key
         return self._value
+
+
+# ---------------------------------------------------------------- backward without a sort
+#
+# torch differentiates `adj @ x` (CSR `adj`) through `adj.t()`, which it converts back to
+# CSR, a sort of every entry, in every layer of every backward pass: at 20M ratings that
+# was most of the encoder's backward and a transient copy of each adjacency. An adjacency
+# whose transpose is known (the matrix itself for a symmetric one, the reverse relation's
+# for a bipartite pair with symmetric weights, or one built once) carries it, and PyG's
+# layers below use it. torch has no "CSR with cached transpose", hence this thin piece.
+
+_TRANSPOSE = "_movierec_transpose"
+_SUM_REDUCTIONS = ("sum", "add")
+
+
+def with_transpose(adj: torch.Tensor, transpose: torch.Tensor | None = None) -> torch.Tensor:
+    """`adj` (sparse CSR) tagged with its transpose (None: adj is symmetric); the tag is
+    what `product` reads. Returns adj."""
+    setattr(adj, _TRANSPOSE, adj if transpose is None else transpose)
+    return adj
+
+
+def transposed(adj: torch.Tensor) -> torch.Tensor:
+    """adj^T as a CSR tensor (one sort, done once)."""
+    return adj.t().to_sparse_csr()
+
+
+def product(adj: torch.Tensor, x: torch.Tensor, reduce: str) -> torch.Tensor | None:
+    """`adj @ x` differentiated through adj's recorded transpose, or None when adj has no
+    recorded transpose or the reduction is not a plain sum (the caller's own path)."""
+    transpose = getattr(adj, _TRANSPOSE, None)
+    if transpose is None or reduce not in _SUM_REDUCTIONS or adj.layout != torch.sparse_csr:
+        return None
+    return _ProductWithTranspose.apply(adj, transpose, x)
+
+
+class TransposeAware:
+    """Mixin for a PyG conv whose sparse aggregation is `spmm(adj_t, x_src, reduce=aggr)`:
+    a tagged adjacency aggregates through `product`, anything else through PyG."""
+
+    def message_and_aggregate(self, adj_t, x):
+        source = x[0] if isinstance(x, tuple) else x
+        if isinstance(adj_t, torch.Tensor):
+            out = product(adj_t, source, self.aggr)
+            if out is not None:
+                return out
+        return super().message_and_aggregate(adj_t, x)
+
+
+class _ProductWithTranspose(torch.autograd.Function):
+    """`adj @ x` for a constant CSR `adj`; the backward is `adj^T @ grad` with the given
+    CSR transpose."""
+
+    @staticmethod
+    def forward(ctx, adj: torch.Tensor, transpose: torch.Tensor, x: torch.Tensor):
+        ctx.transpose = transpose
+        return adj @ x
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return None, None, ctx.transpose @ grad
+
+
+def csr_matrix(
+    edge_index: torch.Tensor, weight: torch.Tensor | None, size: tuple[int, int]
+) -> torch.Tensor:
+    """PyG's `to_torch_csr_tensor` (rows = edge_index[0]) with column indices in their
+    own storage: PyG's are a view of the sorted (2, E) edge index, which keeps its row
+    half alive too (160 MB per 20M entries)."""
+    adj = to_torch_csr_tensor(edge_index, weight, size=size)
+    return compact(adj)
+
+
+def compact(adj: torch.Tensor) -> torch.Tensor:
+    """The CSR `adj` with indices and values that own exactly their storage."""
+    parts = (adj.crow_indices(), adj.col_indices(), adj.values())
+    if all(p.untyped_storage().nbytes() == p.numel() * p.element_size() for p in parts):
+        return adj
+    crow, col, values = (p.clone() for p in parts)
+    return torch.sparse_csr_tensor(crow, col, values, adj.shape)

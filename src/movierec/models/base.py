@@ -61,6 +61,10 @@ class RatingNet(nn.Module):
     #: whether `encode` works on any subgraph (sampled batches, new nodes), not only the
     #: full training graph it was built for.
     inductive: bool = False
+    #: (user, movie) scores per block when ranking every movie for blocks of users
+    #: (`ranking.scoring`): the default decodes each pair, whose activations bound it; a
+    #: net whose `score_users` is one (B, d) × (d, n_movies) product affords more.
+    ranking_block_pairs: int = 2**18
 
     def __init__(self, schema: GraphSchema) -> None:
         super().__init__()

@@ -13,6 +13,7 @@ from torch import nn
 
 from movierec.errors import ConfigError
 from movierec.models.base import check_choice, check_fraction, check_positive
+from movierec.models.pair_dot import pair_dot
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh}
 DECODERS = ("mlp", "dot", "bilinear", "softmax")
@@ -71,7 +72,7 @@ class DotDecoder(nn.Module):
         self.mean_rating = mean_rating
 
     def forward(self, z_user, z_movie, user, movie) -> DecoderOutput:
-        return self.mean_rating + (z_user[user] * z_movie[movie]).sum(dim=-1), None
+        return self.mean_rating + pair_dot(z_user, z_movie, user, movie), None
 
 
 class BilinearDecoder(nn.Module):
@@ -90,7 +91,7 @@ class BilinearDecoder(nn.Module):
 
     def forward(self, z_user, z_movie, user, movie) -> DecoderOutput:
         projected = z_user @ self.weight  # (n_users, d): once per call, not per pair
-        return self.mean_rating + (projected[user] * z_movie[movie]).sum(dim=-1), None
+        return self.mean_rating + pair_dot(projected, z_movie, user, movie), None
 
 
 class BilinearSoftmaxDecoder(nn.Module):

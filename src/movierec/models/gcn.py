@@ -31,9 +31,13 @@ from movierec.data.graph import RATES, GraphSchema
 from movierec.models.adjacency import (
     MESSAGE_PASSING,
     GraphCache,
+    TransposeAware,
+    compact,
+    csr_matrix,
     full_precision,
     sparse_messages_in_full_precision,
     use_sparse,
+    with_transpose,
 )
 from movierec.models.base import (
     NodeEmbeddings,
@@ -58,6 +62,11 @@ from movierec.models.layers import (
 Adjacency = tuple[torch.Tensor, torch.Tensor | None]
 
 
+class SymmetricGCNConv(TransposeAware, GCNConv):
+    """PyG's `GCNConv` on an adjacency it may differentiate through itself (every
+    adjacency here is symmetric, see `adjacency.TransposeAware`)."""
+
+
 class LevelGCNConv(nn.Module):
     """h' = Σ_r GCNConv_r(h, Â_r) + Linear(h): one GCNConv per relation plus the node's
     own state; x (N, d_in) → (N, d_out)."""
@@ -65,7 +74,7 @@ class LevelGCNConv(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, n_relations: int) -> None:
         super().__init__()
         self.convs = nn.ModuleList(
-            GCNConv(in_channels, out_channels, normalize=False, bias=False)
+            SymmetricGCNConv(in_channels, out_channels, normalize=False, bias=False)
             for _ in range(n_relations)
         )
         self.root = nn.Linear(in_channels, out_channels)
@@ -136,7 +145,7 @@ class GcnNet(RatingNet):
         self.convs = nn.ModuleList(
             LevelGCNConv(hidden, hidden, n_levels)
             if relations == "per_rating"
-            else GCNConv(hidden, hidden, normalize=False)
+            else SymmetricGCNConv(hidden, hidden, normalize=False)
             for _ in range(num_layers)
         )
         self.norms = nn.ModuleList(
@@ -239,7 +248,8 @@ def _gcn_normalized(
     edge_index, weight = symmetric
     if sparse:  # the graph is symmetric, so A = A^T and no flip is needed
         adj = to_torch_csr_tensor(edge_index, weight, size=(n_nodes, n_nodes))
-        return gcn_norm(adj, None, n_nodes, add_self_loops=True)[0].to(dtype), None
+        adj = compact(gcn_norm(adj, None, n_nodes, add_self_loops=True)[0].to(dtype))
+        return with_transpose(adj), None  # symmetric
     edge_index, weight = gcn_norm(edge_index, weight, n_nodes, add_self_loops=True)
     return edge_index, weight.to(dtype)
 
@@ -248,5 +258,6 @@ def _as_adjacency(
     edge_index: torch.Tensor, weight: torch.Tensor, n_nodes: int, sparse: bool, dtype
 ) -> Adjacency:
     if sparse:
-        return to_torch_csr_tensor(edge_index, weight, size=(n_nodes, n_nodes)).to(dtype), None
+        adj = csr_matrix(edge_index, weight, (n_nodes, n_nodes)).to(dtype)
+        return with_transpose(adj), None  # symmetric: both directions, w_ij = w_ji
     return edge_index, weight.to(dtype)

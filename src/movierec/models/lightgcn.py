@@ -30,8 +30,11 @@ from movierec.errors import ConfigError
 from movierec.models.adjacency import (
     MESSAGE_PASSING,
     GraphCache,
+    TransposeAware,
+    compact,
     sparse_messages_in_full_precision,
     use_sparse,
+    with_transpose,
 )
 from movierec.models.base import (
     NodeEmbeddings,
@@ -40,6 +43,7 @@ from movierec.models.base import (
     check_choice,
     check_positive,
 )
+from movierec.models.pair_dot import pair_dot
 
 
 class LightGcnNet(RatingNet):
@@ -59,6 +63,9 @@ class LightGcnNet(RatingNet):
     supported_losses = ("bpr",)
     predicts_ratings = False
     inductive = False
+    # score_users is one product: 4M scores (16 MB) per block, 16× the default, so ML-25M's
+    # 59k movies are ranked for 71 users at a time instead of 4 (per-block costs dominated)
+    ranking_block_pairs = 2**22
 
     def __init__(
         self,
@@ -114,7 +121,8 @@ class LightGcnNet(RatingNet):
         dtype = self.lightgcn.embedding.weight.dtype
         if sparse:  # symmetric: A = A^T, the CSR rows are the receiving nodes either way
             adj = to_torch_csr_tensor(edge_index, size=(n_nodes, n_nodes))
-            return gcn_norm(adj, None, n_nodes, add_self_loops=False)[0].to(dtype), None
+            adj = compact(gcn_norm(adj, None, n_nodes, add_self_loops=False)[0].to(dtype))
+            return with_transpose(adj), None  # symmetric
         edge_index, weight = gcn_norm(edge_index, None, n_nodes, add_self_loops=False)
         return edge_index, weight.to(dtype)
 
@@ -122,7 +130,7 @@ class LightGcnNet(RatingNet):
         self, embeddings: NodeEmbeddings, user: torch.Tensor, movie: torch.Tensor
     ) -> RatingScores:
         """ŝ(u, m) = e_u · e_m: a ranking score, not stars."""
-        return RatingScores((embeddings.user[user] * embeddings.movie[movie]).sum(-1))
+        return RatingScores(pair_dot(embeddings.user, embeddings.movie, user, movie))
 
     @torch.no_grad()
     def score_users(self, embeddings: NodeEmbeddings, users: torch.Tensor) -> torch.Tensor:
@@ -133,38 +141,17 @@ class LightGcnNet(RatingNet):
         """λ · mean over the batch of ‖e⁰_u‖² + ‖e⁰_m‖² (layer-0 embeddings)."""
         if not self.reg:
             return torch.zeros((), device=user.device)
+        # Σ_b ‖e⁰_{u_b}‖² as Σ_u count_u ‖e⁰_u‖²: the same sum without gathering a (B, d)
+        # copy of the rows (5 GB for a full batch of 20M ratings)
         table = self.lightgcn.embedding.weight
-        terms = table[user].pow(2).sum(-1) + table[movie + self.schema.n_users].pow(2).sum(-1)
-        return self.reg * terms.mean()
+        n_users = self.schema.n_users
+        counts = torch.bincount(torch.cat([user, movie + n_users]), minlength=len(table))
+        return self.reg * (counts.to(table.dtype) @ table.pow(2).sum(-1)) / len(user)
 
 
-class SymmetricLGConv(LGConv):
-    """PyG's `LGConv` (no normalisation: the cached adjacency is normalised already) whose
-    sparse product knows the adjacency is symmetric.
-
-    torch differentiates `adj @ x` for a CSR `adj` through `adj.t()`, converting it back to
-    CSR (a sort of all 2E entries) in every layer of every backward pass, which made a
-    training step on ml-100k take seconds. Here A^T = A, so the gradient is `adj @ grad`
-    with the same matrix. The per-edge path (`edge_index`) is PyG's own.
-    """
+class SymmetricLGConv(TransposeAware, LGConv):
+    """PyG's `LGConv` without normalisation (the cached adjacency is normalised already),
+    differentiated through the symmetric adjacency itself (`adjacency.TransposeAware`)."""
 
     def __init__(self) -> None:
         super().__init__(normalize=False)
-
-    def message_and_aggregate(self, adj_t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        if isinstance(adj_t, torch.Tensor) and adj_t.layout == torch.sparse_csr:
-            return _SymmetricProduct.apply(adj_t, x)
-        return super().message_and_aggregate(adj_t, x)
-
-
-class _SymmetricProduct(torch.autograd.Function):
-    """`adj @ x` for a constant symmetric sparse `adj`: the backward is `adj @ grad`."""
-
-    @staticmethod
-    def forward(ctx, adj: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        ctx.adj = adj
-        return adj @ x
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[None, torch.Tensor]:
-        return None, ctx.adj @ grad

@@ -24,16 +24,19 @@ import torch.nn.functional as F
 from torch import nn
 from torch_geometric.data import HeteroData
 from torch_geometric.nn import HeteroConv, SAGEConv
-from torch_geometric.utils import to_torch_csr_tensor
 
 from movierec.data.graph import RATES, REV_RATES, GraphSchema
 from movierec.errors import ConfigError
 from movierec.models.adjacency import (
     MESSAGE_PASSING,
     GraphCache,
+    TransposeAware,
+    csr_matrix,
     full_precision,
     sparse_messages_in_full_precision,
+    transposed,
     use_sparse,
+    with_transpose,
 )
 from movierec.models.base import (
     NodeEmbeddings,
@@ -55,6 +58,13 @@ from movierec.models.layers import (
 )
 
 SAGE_AGGREGATIONS = ("mean", "max", "sum", "min")
+
+
+class SumAwareSAGEConv(TransposeAware, SAGEConv):
+    """PyG's `SAGEConv`, whose summing sparse aggregation is differentiated through the
+    adjacency's recorded transpose (`adjacency.TransposeAware`)."""
+
+
 EdgeType = tuple[str, str, str]
 
 
@@ -126,7 +136,7 @@ class SageNet(RatingNet):
         self.convs = nn.ModuleList(
             HeteroConv(
                 {
-                    kind: SAGEConv(
+                    kind: SumAwareSAGEConv(
                         (hidden, hidden),
                         hidden,
                         aggr="sum" if relations == "per_rating" and aggr == "mean" else aggr,
@@ -216,8 +226,29 @@ class SageNet(RatingNet):
                     edges[kind] = edge_index
                     continue
                 size = (sizes[kind[2]], sizes[kind[0]])  # receivers × senders
-                edges[kind] = to_torch_csr_tensor(edge_index.flip(0), weight, size=size).to(dtype)
+                edges[kind] = csr_matrix(edge_index.flip(0), weight, size).to(dtype)
+        if sparse and self._sums:
+            self._tag_transposes(graph, edges)
         return edges
+
+    @property
+    def _sums(self) -> bool:
+        """Whether the convs aggregate by a plain (weighted) sum, a product `adjacency.
+        product` can differentiate through a known transpose."""
+        return (self.relations == "per_rating" and self.aggr == "mean") or self.aggr == "sum"
+
+    def _tag_transposes(self, graph: HeteroData, edges: dict) -> None:
+        """Tag each relation's CSR with its transpose: the reverse relation's when the
+        graph's reverse edges mirror the forward ones and the weights are symmetric (the
+        full training graph), else one built here (a sampled subgraph, norm=left)."""
+        forward, reverse = graph[RATES], graph[REV_RATES]
+        mirrored = (
+            self.norm == "symmetric" or not self.weighted_sum or self.relations == "weighted"
+        ) and _mirrors(forward, reverse)
+        for to_movie, to_user in zip(self.edge_types[0::2], self.edge_types[1::2], strict=True):
+            a, b = edges[to_movie], edges[to_user]
+            with_transpose(a, b if mirrored else transposed(a))
+            with_transpose(b, a if mirrored else transposed(b))
 
     def decode(
         self, embeddings: NodeEmbeddings, user: torch.Tensor, movie: torch.Tensor
@@ -227,6 +258,14 @@ class SageNet(RatingNet):
                 self.decoder, self.bias, embeddings.user, embeddings.movie, user, movie
             )
         )
+
+
+def _mirrors(forward, reverse) -> bool:
+    """Whether `reverse` holds exactly `forward`'s edges flipped, with the same attributes."""
+    if not torch.equal(reverse.edge_index, forward.edge_index.flip(0)):
+        return False
+    pairs = [(getattr(forward, k, None), getattr(reverse, k, None)) for k in ("edge_attr",)]
+    return all((a is None and b is None) or torch.equal(a, b) for a, b in pairs)
 
 
 def _mean_over_all_levels(parts: list, n_receivers: int, n_senders: int, norm: str) -> list:

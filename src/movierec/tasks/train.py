@@ -280,6 +280,7 @@ def _ranking_settings(cfg: DictConfig) -> dict[str, Any]:
         "ranking_k": ranking.get("k"),
         "relevant_rating": ranking.get("relevant_rating"),
         "validate_ranking": ranking.get("validate"),
+        "validation_users": ranking.get("val_users"),
         # the plateau scheduler watches the selection metric
         "selection_metric": selection.get("metric"),
         "selection_mode": selection.get("mode"),

@@ -53,6 +53,8 @@ class RatingPredictor(pl.LightningModule):
         relevant_rating: a held-out rating ≥ this many stars makes a movie relevant.
         validate_ranking: also rank the validation split every epoch (`val/ndcg_at_<K>`,
             …; candidates exclude the train split), so `selection` can pick on them.
+        validation_users: rank only this many validation users, a fixed random sample
+            (0 = all); coverage then counts the sample's lists only.
         selection_metric, selection_mode: the `selection` setting; the plateau scheduler
             watches it.
     """
@@ -75,6 +77,7 @@ class RatingPredictor(pl.LightningModule):
         ranking_k: int | list[int] | tuple[int, ...] = (10, 20),
         relevant_rating: float = RELEVANT_RATING,
         validate_ranking: bool = False,
+        validation_users: int = 0,
         selection_metric: str = "val/rmse",
         selection_mode: str = "min",
     ) -> None:
@@ -103,6 +106,7 @@ class RatingPredictor(pl.LightningModule):
                 "ranking_k": list(ks),
                 "relevant_rating": relevant_rating,
                 "validate_ranking": validate_ranking,
+                "validation_users": validation_users,
                 "selection_metric": selection_metric,
                 "selection_mode": selection_mode,
             },
@@ -119,6 +123,10 @@ class RatingPredictor(pl.LightningModule):
             raise ConfigError(f"model.weight_decay={weight_decay!r}: expected ≥ 0")
         if validate_ranking and not ks:
             raise ConfigError("ranking.validate=true needs ranking.k ≥ 1 (it is 0 or []: off)")
+        if not isinstance(validation_users, int) or validation_users < 0:
+            raise ConfigError(
+                f"ranking.val_users={validation_users!r}: expected an integer ≥ 0 (0 = all)"
+            )
         if selection_mode not in MODES:
             raise ConfigError(f"selection.mode={selection_mode!r}: expected min or max")
         self.schema = GraphSchema.from_dict(schema)
@@ -236,7 +244,10 @@ class RatingPredictor(pl.LightningModule):
         )
 
     def on_validation_epoch_start(self) -> None:
-        self._eval_embeddings = self.net.encode(self.graph)
+        # a ranking-only net without ranking validation logs nothing here: no encoding
+        # (a whole-graph pass, seconds at 25M ratings, every epoch)
+        if self.net.predicts_ratings or self.val_ranking is not None:
+            self._eval_embeddings = self.net.encode(self.graph)
 
     def on_test_epoch_start(self) -> None:
         self._eval_embeddings = self.net.encode(self.graph)
@@ -272,9 +283,10 @@ class RatingPredictor(pl.LightningModule):
             return  # evaluated on bare dataloaders: no split to rank against
         assert self._eval_embeddings is not None
         if stage not in self._protocols:  # the split is fixed: build its lookups once
-            self._protocols[stage] = RankingProtocol.from_split(
-                self._split, self.hparams.relevant_rating, stage
-            )
+            protocol = RankingProtocol.from_split(self._split, self.hparams.relevant_rating, stage)
+            if stage == "val":
+                protocol = protocol.sample(self.hparams.get("validation_users", 0))
+            self._protocols[stage] = protocol
         protocol = self._protocols[stage]
         embeddings = self._eval_embeddings
         evaluate_ranking(
@@ -283,6 +295,7 @@ class RatingPredictor(pl.LightningModule):
             protocol.exclude,
             protocol.relevant,
             ranking,
+            pair_budget=self.net.ranking_block_pairs,
         )
         for name, metric in ranking.items(stage):
             self.log(name, metric)
