@@ -23,7 +23,6 @@ from torch_geometric.data import HeteroData
 from torch_geometric.nn import LGConv
 from torch_geometric.nn.conv.gcn_conv import gcn_norm
 from torch_geometric.nn.models import LightGCN
-from torch_geometric.utils import to_torch_csr_tensor
 
 from movierec.data.graph import RATES, GraphSchema
 from movierec.errors import ConfigError
@@ -31,7 +30,8 @@ from movierec.models.adjacency import (
     MESSAGE_PASSING,
     GraphCache,
     TransposeAware,
-    compact,
+    csr_matrix,
+    product,
     sparse_messages_in_full_precision,
     use_sparse,
     with_transpose,
@@ -95,36 +95,57 @@ class LightGcnNet(RatingNet):
         )
 
     def encode(self, graph: HeteroData) -> NodeEmbeddings:
-        """E = Σ_k α_k (D^-1/2 A D^-1/2)^k E⁰ over users ∪ movies (PyG's `get_embedding`)."""
+        """E = Σ_k α_k (D^-1/2 A D^-1/2)^k E⁰ over users ∪ movies (PyG's `get_embedding`
+        on the per-edge path; the same sums by bipartite blocks on the sparse path)."""
         device = self.lightgcn.embedding.weight.device
         sparse = use_sparse(self.message_passing, "sum", device)
-        with sparse_messages_in_full_precision(device, sparse):
-            adjacency, weight = self._adjacency(graph, sparse)
-            z = self.lightgcn.get_embedding(adjacency, weight)
         n_users = self.schema.n_users
+        with sparse_messages_in_full_precision(device, sparse):
+            adjacency = self._adjacency(graph, sparse)
+            if sparse:
+                return self._propagate_by_blocks(*adjacency)
+            z = self.lightgcn.get_embedding(*adjacency)
         return NodeEmbeddings(z[:n_users], z[n_users:])
 
-    def _adjacency(
-        self, graph: HeteroData, sparse: bool
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """D^-1/2 A D^-1/2 of the training graph (A symmetric, no self loops): either
-        ((2, 2E) edge_index, (2E,) weights) or (sparse CSR (N, N), None), built once."""
+    def _propagate_by_blocks(self, to_user: torch.Tensor, to_movie: torch.Tensor):
+        """PyG's get_embedding with Â = [[0, Â_um], [Â_um^T, 0]] applied as its two blocks.
+
+        The (N, N) product reads every user's row while filling movies' rows and the
+        reverse; two bipartite products (users × movies, movies × users) compute the same
+        sums with a third less time on ML-25M (one (N, N) layer 1.49 s, the blocks 1.02 s).
+        """
+        x = self.lightgcn.embedding.weight
+        alpha = self.lightgcn.alpha
+        x_user, x_movie = x[: self.schema.n_users], x[self.schema.n_users :]
+        out_user, out_movie = x_user * alpha[0], x_movie * alpha[0]
+        for layer in range(self.lightgcn.num_layers):
+            x_user, x_movie = product(to_user, x_movie, "sum"), product(to_movie, x_user, "sum")
+            out_user = out_user + x_user * alpha[layer + 1]
+            out_movie = out_movie + x_movie * alpha[layer + 1]
+        return NodeEmbeddings(out_user, out_movie)
+
+    def _adjacency(self, graph: HeteroData, sparse: bool) -> tuple:
+        """D^-1/2 A D^-1/2 of the training graph (A symmetric, no self loops), built once:
+        ((2, 2E) edge_index, (2E,) weights) over users ∪ movies, or its two blocks as
+        CSR matrices (users × movies, movies × users), each the other's transpose."""
         return self._adjacency_cache.get(graph, sparse, lambda: self._normalized(graph, sparse))
 
-    def _normalized(
-        self, graph: HeteroData, sparse: bool
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _normalized(self, graph: HeteroData, sparse: bool) -> tuple:
         n_users, n_nodes = self.schema.n_users, self.schema.n_users + self.schema.n_movies
         users, movies = graph[RATES].edge_index
-        movies = movies + n_users
-        edge_index = torch.stack([torch.cat([users, movies]), torch.cat([movies, users])])
         dtype = self.lightgcn.embedding.weight.dtype
-        if sparse:  # symmetric: A = A^T, the CSR rows are the receiving nodes either way
-            adj = to_torch_csr_tensor(edge_index, size=(n_nodes, n_nodes))
-            adj = compact(gcn_norm(adj, None, n_nodes, add_self_loops=False)[0].to(dtype))
-            return with_transpose(adj), None  # symmetric
+        edge_index = torch.stack([torch.cat([users, movies + n_users]),
+                                  torch.cat([movies + n_users, users])])  # fmt: skip
         edge_index, weight = gcn_norm(edge_index, None, n_nodes, add_self_loops=False)
-        return edge_index, weight.to(dtype)
+        if not sparse:
+            return edge_index, weight.to(dtype)
+        # gcn_norm's weight of (u, m) is deg_u^-1/2 · deg_m^-1/2, the same in both halves
+        half = len(users)
+        weight = weight[:half].to(dtype)
+        forward = torch.stack([users, movies])  # gcn_norm kept the order: weight[:half]
+        to_user = csr_matrix(forward, weight, (n_users, self.schema.n_movies))
+        to_movie = csr_matrix(forward.flip(0), weight, (self.schema.n_movies, n_users))
+        return with_transpose(to_user, to_movie), with_transpose(to_movie, to_user)
 
     def decode(
         self, embeddings: NodeEmbeddings, user: torch.Tensor, movie: torch.Tensor
