@@ -3,6 +3,7 @@
     python scripts/benchmark_scale.py                # 1M, 5M, 25M × sage, gcn, lightgcn
     python scripts/benchmark_scale.py --sizes 25000095 --epochs 1
     python scripts/benchmark_scale.py --sizes 1000000 --models sage --epochs 2
+    python scripts/benchmark_scale.py --sizes 25000095 --trainer gpu --precision bf16-mixed
 
 Each size is a MovieLens-shaped synthetic dataset with ML-25M's users : movies : ratings
 proportions (`scripts/make_synthetic.py`, reused when present under data/). Every run is a
@@ -86,6 +87,7 @@ def run_one(
         "floor_ms": round(floor * 1000, 1),
         "epoch_x_floor": round(metrics["last_epoch_seconds"] / floor),
         "peak_rss_mb": metrics["peak_rss_mb"],
+        "peak_gpu_mb": metrics.get("peak_gpu_mb"),
         "test_rmse": metrics.get("test/rmse"),
         "wall_s": time.perf_counter() - started,
     }
@@ -107,8 +109,18 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--data-dir", type=Path, default=ROOT / "data")
+    parser.add_argument(
+        "--trainer", default=None, help="trainer config (conf/trainer): cpu, gpu, ddp, …"
+    )
+    parser.add_argument(
+        "--precision", default=None, help="trainer.precision, e.g. bf16-mixed (GPU)"
+    )
     parser.add_argument("overrides", nargs="*", help="extra train.py overrides")
     args = parser.parse_args()
+    if args.trainer:
+        args.overrides = [f"trainer={args.trainer}", *args.overrides]
+    if args.precision:
+        args.overrides = [f"trainer.precision={args.precision}", *args.overrides]
     args.out.mkdir(parents=True, exist_ok=True)
     print(subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(), flush=True)
     rows = []
@@ -127,6 +139,8 @@ def main() -> None:
 
 
 def _cell(value: object) -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return "–"
     if isinstance(value, float):
         return f"{value:,.2f}"
     return f"{value:,}" if isinstance(value, int) else str(value)

@@ -61,8 +61,9 @@ def main() -> None:
     print("| requests | count | errors | req/s | p50 ms | p95 ms | p99 ms |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in rows:
+        rate = "–" if np.isnan(r["rps"]) else f"{r['rps']:.1f}"  # no rate for the bad round
         print(
-            f"| {r['kind']} | {r['count']} | {r['errors']} | {r['rps']:.1f} | {r['p50']:.1f} | "
+            f"| {r['kind']} | {r['count']} | {r['errors']} | {rate} | {r['p50']:.1f} | "
             f"{r['p95']:.1f} | {r['p99']:.1f} |"
         )
     if any(r["errors"] for r in rows):

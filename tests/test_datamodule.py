@@ -99,9 +99,14 @@ def test_training_batches_reshuffle_per_epoch_and_repeat_per_seed():
 def test_a_full_batch_keeps_the_split_order():
     """One batch of every row is the same set in any order: no permutation, no copy."""
     x = torch.arange(100)
-    (user, _, _), *rest = list(RatingBatches(x, x, x.float(), batch_size=0, shuffle=True))
+    (user, _, _), *rest = list(RatingBatches(x, x, x.float(), batch_size=0, shuffle="auto"))
     assert not rest and torch.equal(user, x)
     assert user.data_ptr() == x.data_ptr()  # the split's own tensor
+    # shuffle=true permutes even a full batch (how the seed designs' numbers were recorded)
+    (user, _, _), *rest = list(RatingBatches(x, x, x.float(), batch_size=0, shuffle=True))
+    assert not rest and not torch.equal(user, x) and torch.equal(user.sort().values, x)
+    with pytest.raises(ConfigError, match="data.shuffle='sometimes'"):
+        MovieLensDataModule("ml_100k", "data", shuffle="sometimes")
 
 
 def test_datamodule_end_to_end_on_tiny_archive(tiny_mirror: Path, tmp_path: Path):

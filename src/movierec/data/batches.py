@@ -23,10 +23,12 @@ class RatingBatches(IterableDataset):
     Args:
         user, movie, rating: (N,) tensors of the supervision ratings.
         batch_size: rows per batch; 0 means the whole (per-rank) set in one batch.
-        shuffle: reshuffle every epoch (training) when there is more than one batch: a
-            full batch (batch_size 0) is the same set of rows in any order, so it keeps
-            the split's order (no 20M-row permutation and copies at ML-25M, and rows
-            stay in user order, which sparse pair scoring exploits).
+        shuffle: "auto" = reshuffle every epoch when there is more than one batch (a
+            full batch is the same set of rows in any order, so it keeps the split's
+            order: no 20M-row permutation and copies at ML-25M, and rows stay in user
+            order, which sparse pair scoring exploits); True = reshuffle every epoch even
+            a full batch (the order changes how float sums round: the seed designs pin
+            it to repeat their recorded numbers); False = never.
         seed: base seed of the per-epoch permutation.
         epoch: returns the current epoch (the trainer's), so a resumed run reshuffles
             exactly as the uninterrupted one would.
@@ -39,7 +41,7 @@ class RatingBatches(IterableDataset):
         rating: torch.Tensor,
         *,
         batch_size: int = 0,
-        shuffle: bool = False,
+        shuffle: bool | str = False,
         seed: int = 0,
         epoch: Callable[[], int] | None = None,
     ) -> None:
@@ -59,7 +61,7 @@ class RatingBatches(IterableDataset):
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         rank, world = _rank_and_world()
         n = len(self.rating)
-        shuffle = self.shuffle and 0 < self.batch_size < n
+        shuffle = self._shuffles(n)
         if not shuffle and world == 1:  # in order on one process: views, no copies
             step = n if self.batch_size <= 0 else self.batch_size
             for start in range(0, n, max(step, 1)):
@@ -81,11 +83,16 @@ class RatingBatches(IterableDataset):
             index = order[start : start + step]
             yield self.user[index], self.movie[index], self.rating[index]
 
+    def _shuffles(self, n: int) -> bool:
+        if self.shuffle == "auto":
+            return 0 < self.batch_size < n
+        return bool(self.shuffle)
+
     def _rows_per_rank(self, rank: int, world: int) -> int:
         n = len(self.rating)
         if world == 1:
             return n
-        if self.shuffle and 0 < self.batch_size < n:
+        if self._shuffles(n):
             return -(-n // world)
         return len(range(rank, n, world))
 

@@ -46,6 +46,8 @@ class MovieLensDataModule(pl.LightningDataModule):
         batch_size: supervision ratings per step; 0 = the whole split in one batch.
         eval_batch_size: ratings per validation/test batch; 0 = all at once.
         seed: shuffling seed of the training batches.
+        shuffle: "auto" (mini-batches reshuffled every epoch, a full batch kept in split
+            order) | true (always reshuffled) | false (see `RatingBatches`).
         loader: "full" (rating batches over the whole graph) | "neighbor" (sampled
             subgraphs for training, see `movierec.data.sampling`).
         num_neighbors: neighbours sampled per hop with loader=neighbor.
@@ -73,6 +75,7 @@ class MovieLensDataModule(pl.LightningDataModule):
         batch_size: int = 0,
         eval_batch_size: int = 0,
         seed: int = 0,
+        shuffle: bool | str = "auto",
         loader: str = "full",
         num_neighbors: list[int] | tuple[int, ...] = (10, 10),
     ) -> None:
@@ -103,7 +106,10 @@ class MovieLensDataModule(pl.LightningDataModule):
         self.placeholder_dim = placeholder_dim
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
+        if shuffle not in ("auto", True, False):
+            raise ConfigError(f"data.shuffle={shuffle!r}: expected auto, true or false")
         self.seed = seed
+        self.shuffle = shuffle
         self.loader = loader
         self.num_neighbors = num_neighbors
         self.data: RatingsData | None = None
@@ -162,7 +168,7 @@ class MovieLensDataModule(pl.LightningDataModule):
             return neighbor_loader(
                 self.graph, self.rows("train"), self.num_neighbors, self.batch_size
             )
-        return self._loader("train", self.batch_size, shuffle=True)
+        return self._loader("train", self.batch_size, shuffle=self.shuffle)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val", self.eval_batch_size, shuffle=False)
@@ -188,7 +194,7 @@ class MovieLensDataModule(pl.LightningDataModule):
             torch.from_numpy(ratings["rating"].to_numpy()[rows]),
         )
 
-    def _loader(self, part: str, batch_size: int, shuffle: bool) -> DataLoader:
+    def _loader(self, part: str, batch_size: int, shuffle: bool | str) -> DataLoader:
         batches = RatingBatches(
             *self.split_data.rows(part),  # built once per fold, shared with the module
             batch_size=batch_size,

@@ -36,6 +36,7 @@ from movierec.models.adjacency import (
     csr_matrix,
     full_precision,
     sparse_messages_in_full_precision,
+    transposed,
     use_sparse,
     with_transpose,
 )
@@ -249,7 +250,11 @@ def _gcn_normalized(
     if sparse:  # the graph is symmetric, so A = A^T and no flip is needed
         adj = to_torch_csr_tensor(edge_index, weight, size=(n_nodes, n_nodes))
         adj = compact(gcn_norm(adj, None, n_nodes, add_self_loops=True)[0].to(dtype))
-        return with_transpose(adj), None  # symmetric
+        if weight is None:  # d_i^-1/2 · d_j^-1/2: bit-for-bit symmetric
+            return with_transpose(adj), None
+        # (d_i^-1/2 · w) · d_j^-1/2 and (d_j^-1/2 · w) · d_i^-1/2 may differ in the last
+        # bit: the true transpose, built once, keeps the gradients torch's own
+        return with_transpose(adj, transposed(adj)), None
     edge_index, weight = gcn_norm(edge_index, weight, n_nodes, add_self_loops=True)
     return edge_index, weight.to(dtype)
 

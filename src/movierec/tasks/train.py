@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, ProgressBar
 from pytorch_lightning.utilities import rank_zero_only
@@ -200,6 +201,10 @@ def _fit_and_test(
             "last_epoch_seconds": timer.durations[-1] if timer.durations else math.nan,
             "parameters": sum(p.numel() for p in model.parameters()),
             "peak_rss_mb": _peak_rss_mb(),
+            # the accelerator's peak, where there is one (None on CPU)
+            "peak_gpu_mb": (
+                torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None
+            ),
             "best_checkpoint": checkpoint.best_model_path if checkpoint else "",
         }
     )
