@@ -481,3 +481,31 @@ def test_compare_table_shows_ranking_metrics_at_each_k():
     ]  # fmt: skip
     assert table["test NDCG@20"].tolist() == [0.31, 0.2]
     assert table["test MAP@10"].isna().tolist() == [False, True]
+
+
+def test_a_dataset_insert_lost_to_a_concurrent_run_is_retried():
+    """Runs starting together race to insert the same dataset row (MLflow looks it up,
+    then inserts): the loser's UNIQUE error is retried once; other errors propagate."""
+    from types import SimpleNamespace
+
+    from mlflow.exceptions import MlflowException
+
+    from movierec.tracking.recorder import log_dataset
+
+    calls = []
+
+    def log_inputs(run_id, datasets):
+        calls.append((run_id, datasets))
+        if len(calls) == 1:
+            raise MlflowException("(sqlite3.IntegrityError) UNIQUE constraint failed: datasets")
+
+    client = SimpleNamespace(tracking_uri="http://127.0.0.1:5000", log_inputs=log_inputs)
+    log_dataset(SimpleNamespace(client=client, run_id="r1"), "dataset")
+    assert calls == [("r1", ["dataset"]), ("r1", ["dataset"])]
+
+    def broken(run_id, datasets):
+        raise MlflowException("RESOURCE_DOES_NOT_EXIST: no run r1")
+
+    client.log_inputs = broken
+    with pytest.raises(MlflowException, match="no run r1"):
+        log_dataset(SimpleNamespace(client=client, run_id="r1"), "dataset")

@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 from hydra.core.hydra_config import HydraConfig
+from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities import rank_zero_only
 
@@ -16,6 +17,7 @@ from movierec.tracking.lifecycle import TrackedRun, remember_run_id, run_id_for_
 from movierec.tracking.lineage import ratings_input, split_machine_paths
 from movierec.tracking.params import flatten_config, git_state, library_versions
 from movierec.tracking.plots import plot_curves, plot_predictions
+from movierec.tracking.store import store_lock
 from movierec.training.selection import Selection
 
 log = logging.getLogger(__name__)
@@ -102,14 +104,27 @@ def open_run(
     meta = datamodule.data.meta if datamodule.data is not None else {}
     if meta.get("source_checksum"):
         source = str(meta.get("source") or datamodule.settings.name)
-        run.client.log_inputs(
-            run.run_id,
-            datasets=[ratings_input(datamodule.settings.name, source, meta["source_checksum"])],
-        )
+        dataset = ratings_input(datamodule.settings.name, source, meta["source_checksum"])
+        log_dataset(run, dataset)
     overrides = _overrides()
     if overrides:
         run.set_tags({"overrides": " ".join(overrides)[:6000]})  # may hold machine paths
     return run
+
+
+def log_dataset(run: TrackedRun, dataset) -> None:
+    """`log_inputs` of one dataset. MLflow's store looks the dataset up and inserts it if
+    missing, with nothing in between: runs starting together on one store race to the
+    insert and all but one fail on the (experiment, name, digest) UNIQUE constraint. A
+    local sqlite store is serialized by its file lock; on a server, the loser retries
+    once and then finds the winner's row."""
+    with store_lock(run.client.tracking_uri):
+        try:
+            run.client.log_inputs(run.run_id, datasets=[dataset])
+        except MlflowException as err:
+            if "UNIQUE" not in str(err) and "IntegrityError" not in str(err):
+                raise
+            run.client.log_inputs(run.run_id, datasets=[dataset])
 
 
 def log_config(run: TrackedRun, cfg: DictConfig) -> None:

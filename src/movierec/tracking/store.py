@@ -37,7 +37,8 @@ def ensure_experiment(client: MlflowClient, name: str, artifact_root: str | None
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
         if experiment.tags.get(KIND_TAG) != KIND:
-            client.set_experiment_tag(experiment.experiment_id, KIND_TAG, KIND)
+            with store_lock(client.tracking_uri):  # the tag insert races like any other
+                client.set_experiment_tag(experiment.experiment_id, KIND_TAG, KIND)
         return experiment.experiment_id
     location = None
     if artifact_root and is_local_uri(client.tracking_uri):
