@@ -29,7 +29,6 @@ from movierec.errors import ConfigError
 from movierec.models.adjacency import (
     MESSAGE_PASSING,
     GraphCache,
-    TransposeAware,
     csr_matrix,
     product,
     sparse_messages_in_full_precision,
@@ -83,7 +82,8 @@ class LightGcnNet(RatingNet):
             raise ConfigError(f"model.net.reg={reg!r}: expected ≥ 0 (0 = no L2 penalty)")
         # normalisation happens once per graph in `_adjacency`, not in every layer call
         self.lightgcn = LightGCN(schema.n_users + schema.n_movies, dim, num_layers, normalize=False)
-        self.lightgcn.convs = nn.ModuleList(SymmetricLGConv() for _ in range(num_layers))
+        # PyG's own layers, used on the per-edge path (the sparse path propagates by blocks)
+        self.lightgcn.convs = nn.ModuleList(LGConv(normalize=False) for _ in range(num_layers))
         self.reg = float(reg)
         self.message_passing = message_passing
         self._adjacency_cache = GraphCache()
@@ -131,20 +131,23 @@ class LightGcnNet(RatingNet):
         return self._adjacency_cache.get(graph, sparse, lambda: self._normalized(graph, sparse))
 
     def _normalized(self, graph: HeteroData, sparse: bool) -> tuple:
-        n_users, n_nodes = self.schema.n_users, self.schema.n_users + self.schema.n_movies
+        n_users, n_movies = self.schema.n_users, self.schema.n_movies
         users, movies = graph[RATES].edge_index
         dtype = self.lightgcn.embedding.weight.dtype
-        edge_index = torch.stack([torch.cat([users, movies + n_users]),
-                                  torch.cat([movies + n_users, users])])  # fmt: skip
-        edge_index, weight = gcn_norm(edge_index, None, n_nodes, add_self_loops=False)
         if not sparse:
+            edge_index = torch.stack([torch.cat([users, movies + n_users]),
+                                      torch.cat([movies + n_users, users])])  # fmt: skip
+            n_nodes = n_users + n_movies
+            edge_index, weight = gcn_norm(edge_index, None, n_nodes, add_self_loops=False)
             return edge_index, weight.to(dtype)
-        # gcn_norm's weight of (u, m) is deg_u^-1/2 · deg_m^-1/2, the same in both halves
-        half = len(users)
-        weight = weight[:half].to(dtype)
-        forward = torch.stack([users, movies])  # gcn_norm kept the order: weight[:half]
-        to_user = csr_matrix(forward, weight, (n_users, self.schema.n_movies))
-        to_movie = csr_matrix(forward.flip(0), weight, (self.schema.n_movies, n_users))
+        # gcn_norm's weight of (u, m), deg_u^-1/2 · deg_m^-1/2 (the same in both blocks),
+        # computed as it does, without building the (2, 2E) symmetric edge index
+        user_scale = torch.bincount(users, minlength=n_users).float().pow(-0.5)
+        movie_scale = torch.bincount(movies, minlength=n_movies).float().pow(-0.5)
+        weight = (user_scale[users] * movie_scale[movies]).to(dtype)
+        forward = torch.stack([users, movies])
+        to_user = csr_matrix(forward, weight, (n_users, n_movies))
+        to_movie = csr_matrix(forward.flip(0), weight, (n_movies, n_users))
         return with_transpose(to_user, to_movie), with_transpose(to_movie, to_user)
 
     def decode(
@@ -168,11 +171,3 @@ class LightGcnNet(RatingNet):
         n_users = self.schema.n_users
         counts = torch.bincount(torch.cat([user, movie + n_users]), minlength=len(table))
         return self.reg * (counts.to(table.dtype) @ table.pow(2).sum(-1)) / len(user)
-
-
-class SymmetricLGConv(TransposeAware, LGConv):
-    """PyG's `LGConv` without normalisation (the cached adjacency is normalised already),
-    differentiated through the symmetric adjacency itself (`adjacency.TransposeAware`)."""
-
-    def __init__(self) -> None:
-        super().__init__(normalize=False)

@@ -264,8 +264,10 @@ def _mirrors(forward, reverse) -> bool:
     """Whether `reverse` holds exactly `forward`'s edges flipped, with the same attributes."""
     if not torch.equal(reverse.edge_index, forward.edge_index.flip(0)):
         return False
-    pairs = [(getattr(forward, k, None), getattr(reverse, k, None)) for k in ("edge_attr",)]
-    return all((a is None and b is None) or torch.equal(a, b) for a, b in pairs)
+    attr, reverse_attr = getattr(forward, "edge_attr", None), getattr(reverse, "edge_attr", None)
+    if attr is None or reverse_attr is None:
+        return attr is None and reverse_attr is None
+    return torch.equal(attr, reverse_attr)
 
 
 def _mean_over_all_levels(parts: list, n_receivers: int, n_senders: int, norm: str) -> list:
