@@ -26,6 +26,19 @@ def _restore_tracking_uri():
     mlflow.set_tracking_uri(before)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _bundle_cache(tmp_path_factory: pytest.TempPathFactory):
+    """Downloaded bundles go to a folder of this session, not the user's ~/.cache (the
+    recommend commands that tests start inherit it)."""
+    before = os.environ.get("MOVIEREC_CACHE_DIR")
+    os.environ["MOVIEREC_CACHE_DIR"] = str(tmp_path_factory.mktemp("movierec-cache"))
+    yield
+    if before is None:
+        os.environ.pop("MOVIEREC_CACHE_DIR", None)
+    else:
+        os.environ["MOVIEREC_CACHE_DIR"] = before
+
+
 @pytest.fixture(scope="session")
 def real_mirror() -> Path:
     """The folder of real GroupLens archives; must exist in CI (tests fail, not skip)."""

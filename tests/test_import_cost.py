@@ -1,14 +1,24 @@
-"""The recommend and serving entries import no sweep, Spark, plotting or training stack."""
+"""The recommend and serving entries import no sweep, Spark, plotting or training stack,
+and no PyG (a bundle's scoring snapshot ranks known users without it)."""
 
 import subprocess
 import sys
 
-HEAVY = ("pyspark", "optuna", "matplotlib", "pytorch_lightning", "torchmetrics", "mlflow")
+HEAVY = (
+    "pyspark",
+    "optuna",
+    "matplotlib",
+    "pytorch_lightning",
+    "torchmetrics",
+    "mlflow",
+    "torch_geometric",
+    "networkx",
+)
 
 
 def test_recommend_and_serving_entries_import_no_heavy_stack():
     code = (
-        "import sys, movierec.tasks.recommend, movierec.serving.bundle; "
+        "import sys, movierec.tasks.recommend, movierec.serving.bundle, movierec.serving.loading; "
         f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
     )
     done = subprocess.run(

@@ -164,6 +164,41 @@ def test_recommend_cli_by_mlflow_run_id(finished_run):
     assert f"top 5 for userId {user} from run {run_id}" in done.stdout
 
 
+def test_recommend_by_run_id_keeps_the_bundle_and_then_needs_no_mlflow(finished_run):
+    """The first command for a finished run downloads its bundle into the cache; the next
+    one answers from the cache alone: no MLflow, no PyG, the same recommendations."""
+    tmp, metrics = finished_run
+    run_id = metrics["mlflow_run_id"]
+    user = _known_pairs(tmp, run_id)[0][0]
+    cache = tmp / "bundle-cache"
+    env = dict(
+        os.environ,
+        MLFLOW_TRACKING_URI=f"sqlite:///{tmp / 'mlruns' / 'mlflow.db'}",
+        MOVIEREC_CACHE_DIR=str(cache),
+    )
+    code = (
+        "import sys\n"
+        f"sys.argv = ['recommend.py', 'run_id={run_id}', 'user_id={user}', 'k=4']\n"
+        "from movierec.tasks.entry import recommend\n"
+        "recommend()\n"
+        "print('imported', 'mlflow' in sys.modules, 'torch_geometric' in sys.modules)\n"
+    )
+
+    def command() -> list[str]:
+        done = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout.strip().splitlines()
+
+    first, second = command(), command()
+    assert first[-1] == "imported True False"  # downloaded through MLflow's client
+    assert second[-1] == "imported False False"  # from the cache alone
+    assert first[:-1] == second[:-1] and f"top 4 for userId {user}" in first[0]
+    (kept,) = cache.glob(f"bundles/*/{run_id}")
+    assert (kept / "scoring.pt").is_file() and not list(kept.parent.glob(".*"))
+
+
 def test_served_model_answers_over_http(finished_run):
     tmp, metrics = finished_run
     port = free_port()

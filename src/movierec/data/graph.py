@@ -15,14 +15,17 @@ Layout:
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
-import networkx as nx
 import numpy as np
 import torch
-from torch_geometric.data import HeteroData
 
 from movierec.data.features import movie_features, user_features
 from movierec.data.processed import RatingsData
+
+if TYPE_CHECKING:
+    import networkx as nx
+    from torch_geometric.data import HeteroData
 
 RATES = ("user", "rates", "movie")
 REV_RATES = ("movie", "rev_rates", "user")
@@ -35,6 +38,8 @@ def build_graph(
     placeholder_dim: int = 20,
 ) -> HeteroData:
     """Graph whose edges are the ratings at `message_rows` of `data.ratings`."""
+    from torch_geometric.data import HeteroData  # here: reading a bundle imports no PyG
+
     graph = HeteroData()
     graph["user"].node_id = torch.arange(data.n_users)
     graph["movie"].node_id = torch.arange(data.n_movies)
@@ -62,6 +67,8 @@ def build_graph(
 def to_networkx(data: RatingsData, graph: HeteroData) -> nx.Graph:
     """Undirected NetworkX graph: nodes "u<userId>"/"m<movieId>" with type, title, genres;
     edges carry `rating` (stars) and `rating_norm`."""
+    import networkx as nx
+
     nxg = nx.Graph()
     user_ids = data.users["userId"].to_numpy()
     movie_ids = data.movies["movieId"].to_numpy()
@@ -161,6 +168,8 @@ def graph_tensors(graph: HeteroData) -> dict[str, torch.Tensor]:
 
 def graph_from_tensors(tensors: dict[str, torch.Tensor]) -> HeteroData:
     """Inverse of `graph_tensors`: the same `HeteroData` layout as `build_graph`."""
+    from torch_geometric.data import HeteroData
+
     graph = HeteroData()
     graph["user"].node_id = tensors["user_node_id"]
     graph["movie"].node_id = tensors["movie_node_id"]

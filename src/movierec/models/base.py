@@ -11,14 +11,19 @@ this class: its declared capabilities (`predicts_ratings`, `inductive`,
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
-from torch_geometric.data import HeteroData
 
 from movierec.config import build
 from movierec.data.graph import GraphSchema, graph_from_tensors, graph_tensors
 from movierec.errors import ConfigError, MovieRecError
+
+if TYPE_CHECKING:  # annotations only: this module (and `models.heads`) import no PyG
+    from torch_geometric.data import HeteroData
+
+    from movierec.models.heads import ScoringHead
 
 
 @dataclass
@@ -103,12 +108,21 @@ class RatingNet(nn.Module):
         overrides it. Ranking uses the unclamped value so movies predicted above the top
         of the scale stay ordered instead of tying at the maximum.
         """
-        n_movies = embeddings.movie.shape[0]
-        users = users.to(embeddings.user.device)
-        movies = torch.arange(n_movies, device=users.device)
-        pair_user = users.repeat_interleave(n_movies)
-        pair_movie = movies.repeat(len(users))
-        return self.decode(embeddings, pair_user, pair_movie).rating.view(len(users), n_movies)
+        return pair_scores(
+            lambda zu, zm, u, m: (self.decode(NodeEmbeddings(zu, zm), u, m).rating,),
+            embeddings.user,
+            embeddings.movie,
+            users,
+        )
+
+    def scoring_head(self) -> ScoringHead | None:
+        """`decode` as a `models.heads` module over the embedding tables (sharing this
+        network's decoder weights), or None when the network has none to offer.
+
+        A bundle stores the head with the tables encoded once, so the recommend command
+        ranks a known user without building this network (`serving.snapshot`).
+        """
+        return None
 
     # ------------------------------------------------------------------ new users
 
@@ -157,6 +171,16 @@ class RatingNet(nn.Module):
         return self.encode(graph_with_user(graph, movies, stars, self.schema.rating_scale)), len(
             embeddings.user
         )
+
+
+def pair_scores(decode, z_user, z_movie, users: torch.Tensor) -> torch.Tensor:
+    """`decode(z_user, z_movie, user, movie)[0]` over every (user in `users`, movie)
+    pair, as (B, n_movies)."""
+    n_movies = z_movie.shape[0]
+    users = users.to(z_user.device)
+    pair_user = users.repeat_interleave(n_movies)
+    pair_movie = torch.arange(n_movies, device=users.device).repeat(len(users))
+    return decode(z_user, z_movie, pair_user, pair_movie)[0].view(len(users), n_movies)
 
 
 def graph_with_user(

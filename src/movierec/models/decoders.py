@@ -157,6 +157,19 @@ def build_decoder(
     return BilinearSoftmaxDecoder(channels, levels, n_basis)
 
 
+def decoder_args(kind: str, channels: int, schema, mlp_hidden: list[int], n_basis: int = 2) -> dict:
+    """`build_decoder`'s keyword arguments for `schema` (a `GraphSchema`), as plain
+    Python values: networks keep them so their scoring head can be rebuilt from a file."""
+    return {
+        "kind": kind,
+        "channels": int(channels),
+        "mean_rating": float(schema.mean_rating),
+        "levels": tuple(float(level) for level in schema.rating_levels),
+        "mlp_hidden": [int(width) for width in mlp_hidden],
+        "n_basis": int(n_basis),
+    }
+
+
 def decode_with_bias(
     decoder: nn.Module, bias: PairBias | None, z_user, z_movie, user, movie
 ) -> DecoderOutput:

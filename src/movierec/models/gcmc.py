@@ -29,7 +29,8 @@ from movierec.models.base import (
     check_fraction,
     check_positive,
 )
-from movierec.models.decoders import BilinearSoftmaxDecoder
+from movierec.models.decoders import build_decoder, decoder_args
+from movierec.models.heads import DecoderHead
 
 ACCUMULATIONS = ("sum", "stack")
 NORMALIZATIONS = ("symmetric", "left")
@@ -86,7 +87,8 @@ class GcmcNet(RatingNet):
                         nn.ReLU(),
                         nn.Linear(side_hidden, out, bias=False),
                     )
-        self.decoder = BilinearSoftmaxDecoder(out, schema.rating_levels, n_basis)
+        self.decoder_args = decoder_args("softmax", out, schema, [], n_basis)
+        self.decoder = build_decoder(**self.decoder_args)
         self.dropout = dropout
         self.accumulation = accumulation
         self.norm = norm
@@ -135,6 +137,9 @@ class GcmcNet(RatingNet):
     ) -> RatingScores:
         rating, logits = self.decoder(embeddings.user, embeddings.movie, user, movie)
         return RatingScores(rating, logits)
+
+    def scoring_head(self) -> DecoderHead:
+        return DecoderHead.sharing(self.decoder_args, self.decoder, None)
 
     def _node_dropout(self, weights: torch.Tensor) -> torch.Tensor:
         """Drop all messages of a random subset of source nodes, (L, n, d) → (L, n, d)."""

@@ -48,7 +48,14 @@ from movierec.models.base import (
     check_fraction,
     check_positive,
 )
-from movierec.models.decoders import PairBias, build_decoder, check_bias, decode_with_bias
+from movierec.models.decoders import (
+    PairBias,
+    build_decoder,
+    check_bias,
+    decode_with_bias,
+    decoder_args,
+)
+from movierec.models.heads import DecoderHead
 from movierec.models.inputs import NodeInput
 from movierec.models.layers import (
     COMBINE,
@@ -158,14 +165,14 @@ class GcnNet(RatingNet):
         self.node_dropout = node_dropout
         self.message_passing = message_passing
         self._adjacency_cache = GraphCache()
-        self.decoder = build_decoder(
+        self.decoder_args = decoder_args(
             decoder,
             combined_width(hidden, num_layers, combine),
-            schema.mean_rating,
-            schema.rating_levels,
+            schema,
             list(decoder_hidden) if decoder_hidden is not None else [hidden, hidden // 2 or 1],
             n_basis,
         )
+        self.decoder = build_decoder(**self.decoder_args)
         self.bias = PairBias(schema.n_users, schema.n_movies) if bias else None
         if decoder == "softmax":
             self.supported_losses = ("cross_entropy", "mse", "huber")
@@ -231,6 +238,9 @@ class GcnNet(RatingNet):
                 self.decoder, self.bias, embeddings.user, embeddings.movie, user, movie
             )
         )
+
+    def scoring_head(self) -> DecoderHead:
+        return DecoderHead.sharing(self.decoder_args, self.decoder, self.bias)
 
 
 def _symmetric(

@@ -42,6 +42,7 @@ from movierec.models.base import (
     check_choice,
     check_positive,
 )
+from movierec.models.heads import DotHead, dot_scores
 from movierec.models.pair_dot import pair_dot
 
 
@@ -159,7 +160,10 @@ class LightGcnNet(RatingNet):
     @torch.no_grad()
     def score_users(self, embeddings: NodeEmbeddings, users: torch.Tensor) -> torch.Tensor:
         """Every movie's score for each user: one (B, d) × (d, n_movies) product."""
-        return embeddings.user[users.to(embeddings.user.device)] @ embeddings.movie.T
+        return dot_scores(embeddings.user, embeddings.movie, users)
+
+    def scoring_head(self) -> DotHead:
+        return DotHead()
 
     def regularization(self, user: torch.Tensor, movie: torch.Tensor) -> torch.Tensor:
         """λ · mean over the batch of ‖e⁰_u‖² + ‖e⁰_m‖² (layer-0 embeddings)."""

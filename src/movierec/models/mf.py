@@ -7,12 +7,17 @@ regularization, added to the loss by the LightningModule).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
-from torch_geometric.data import HeteroData
 
 from movierec.data.graph import GraphSchema
 from movierec.models.base import NodeEmbeddings, RatingNet, RatingScores, check_positive
+from movierec.models.heads import BiasedDotHead, biased_dot
+
+if TYPE_CHECKING:
+    from torch_geometric.data import HeteroData
 
 
 class BiasedMF(RatingNet):
@@ -55,9 +60,10 @@ class BiasedMF(RatingNet):
     def decode(
         self, embeddings: NodeEmbeddings, user: torch.Tensor, movie: torch.Tensor
     ) -> RatingScores:
-        zu, zm = embeddings.user[user], embeddings.movie[movie]
-        dot = (zu[:, :-1] * zm[:, :-1]).sum(dim=-1)
-        return RatingScores(self.mean + zu[:, -1] + zm[:, -1] + dot)
+        return RatingScores(biased_dot(self.mean, embeddings.user[user], embeddings.movie[movie]))
+
+    def scoring_head(self) -> BiasedDotHead:
+        return BiasedDotHead(float(self.mean))
 
     def new_user_refusal(self) -> None:
         return None  # fold-in, see embed_new_user

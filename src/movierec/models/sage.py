@@ -46,7 +46,14 @@ from movierec.models.base import (
     check_fraction,
     check_positive,
 )
-from movierec.models.decoders import PairBias, build_decoder, check_bias, decode_with_bias
+from movierec.models.decoders import (
+    PairBias,
+    build_decoder,
+    check_bias,
+    decode_with_bias,
+    decoder_args,
+)
+from movierec.models.heads import DecoderHead
 from movierec.models.inputs import NodeInput
 from movierec.models.layers import (
     COMBINE,
@@ -157,14 +164,14 @@ class SageNet(RatingNet):
         self.norm = norm
         self._adjacency = GraphCache()
         width = combined_width(hidden, num_layers, combine)
-        self.decoder = build_decoder(
+        self.decoder_args = decoder_args(
             decoder,
             width,
-            schema.mean_rating,
-            schema.rating_levels,
+            schema,
             list(decoder_hidden) if decoder_hidden is not None else [hidden],
             n_basis,
         )
+        self.decoder = build_decoder(**self.decoder_args)
         self.bias = PairBias(schema.n_users, schema.n_movies) if bias else None
         if decoder == "softmax":
             self.supported_losses = ("cross_entropy", "mse", "huber")
@@ -258,6 +265,9 @@ class SageNet(RatingNet):
                 self.decoder, self.bias, embeddings.user, embeddings.movie, user, movie
             )
         )
+
+    def scoring_head(self) -> DecoderHead:
+        return DecoderHead.sharing(self.decoder_args, self.decoder, self.bias)
 
 
 def _mirrors(forward, reverse) -> bool:

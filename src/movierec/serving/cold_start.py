@@ -8,10 +8,14 @@ refusal into advice for the person asking.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
-from torch_geometric.data import HeteroData
 
 from movierec.models.base import ColdStartUnsupported, NodeEmbeddings, RatingNet
+
+if TYPE_CHECKING:
+    from torch_geometric.data import HeteroData
 
 ADVICE = "recommend for a known user_id, or use fallback=popular"
 

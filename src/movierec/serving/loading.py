@@ -10,12 +10,21 @@ Accepted, in this order:
     an MLflow run id           the bundle of its `model` artifact, from `tracking_uri`
                                (default: $MLFLOW_TRACKING_URI, else the project's store
                                sqlite:///mlruns/mlflow.db under the working directory)
+
+A finished run's bundle is kept after its first download in a local cache
+($MOVIEREC_CACHE_DIR, else $XDG_CACHE_HOME/movierec or ~/.cache/movierec, under
+`bundles/<store digest>/<run id>`), so later commands for that run start neither MLflow's
+client nor a download (about 2 s of the recommend command). A finished run's artifacts do
+not change; a run deleted from the store after its first use is still answered from the
+cache until the cache folder is removed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -41,7 +50,7 @@ def load_trained_model(run: str, tracking_uri: str | None = None) -> tuple[Train
         return _from_registry(run, tracking_uri), f"model {run}"
     path = Path(run).expanduser()
     if path.is_dir() and (path / CHECKPOINT).is_file():
-        return TrainedModel.load(path), f"bundle {path}"
+        return TrainedModel.load(path, build_network=False), f"bundle {path}"
     if path.is_dir() and (path / "checkpoints").is_dir():
         return _from_checkpoint(_best_checkpoint(path)), f"run folder {path}"
     if path.is_file():
@@ -81,29 +90,65 @@ def _from_checkpoint(checkpoint: Path) -> TrainedModel:
 
 
 def _from_mlflow(run_id: str, tracking_uri: str | None) -> TrainedModel:
+    uri = _store_uri(tracking_uri)
+    cached = bundle_cache_dir() / hashlib.sha256(uri.encode()).hexdigest()[:16] / run_id
+    if (cached / CHECKPOINT).is_file():
+        try:
+            return TrainedModel.load(cached, build_network=False)
+        except DataError as err:  # damaged since: fetch it again
+            log.warning("dropping the damaged cached bundle %s: %s", cached, err)
+            shutil.rmtree(cached, ignore_errors=True)
+
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(
-        tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
-    )
-    uri = client.tracking_uri
+    client = MlflowClient(uri)
     try:
-        client.get_run(run_id)
+        run = client.get_run(run_id)
     except MlflowException:
         raise DataError(
             f"run_id={run_id} is neither a run in the MLflow store {uri} nor a bundle folder "
             "or checkpoint (set MLFLOW_TRACKING_URI or tracking_uri= for another store)"
         ) from None
-    with tempfile.TemporaryDirectory(prefix="movierec-bundle-") as tmp:
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        folder = cached.parent
+    except OSError:  # no writable cache: download for this command only
+        folder = None
+    with tempfile.TemporaryDirectory(prefix=f".{run_id}-", dir=folder) as tmp:
         try:
-            bundle = _download(f"runs:/{run_id}/{BUNDLE_PATH}", uri, tmp)
+            bundle = Path(_download(f"runs:/{run_id}/{BUNDLE_PATH}", uri, tmp))
         except (MlflowException, OSError):
             raise DataError(
                 f"run {run_id} has no servable model (artifact {BUNDLE_PATH}); it may have "
                 "failed before testing, or been logged without a checkpoint"
             ) from None
-        return TrainedModel.load(bundle)
+        if run.info.status != "FINISHED" or folder is None:  # no cache: artifacts may change
+            return TrainedModel.load(bundle)  # built now, before the folder goes
+        TrainedModel.load(bundle, build_network=False)  # a damaged download is not kept
+        try:
+            bundle.rename(cached)  # atomic: a racing command finds all of it or none
+        except OSError:
+            if not (cached / CHECKPOINT).is_file():
+                raise
+    return TrainedModel.load(cached, build_network=False)
+
+
+def bundle_cache_dir() -> Path:
+    """Where downloaded bundles of finished runs are kept."""
+    if os.environ.get("MOVIEREC_CACHE_DIR"):
+        return Path(os.environ["MOVIEREC_CACHE_DIR"]) / "bundles"
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "movierec" / "bundles"
+
+
+def _store_uri(tracking_uri: str | None) -> str:
+    """The store's URI, a relative sqlite path made absolute (the cache key of its runs)."""
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
+        uri = prefix + str(Path(uri[len(prefix) :]).resolve())
+    return uri
 
 
 def _from_registry(model_uri: str, tracking_uri: str | None) -> TrainedModel:
@@ -120,7 +165,7 @@ def _from_registry(model_uri: str, tracking_uri: str | None) -> TrainedModel:
                 f"run_id={model_uri}: no such registered model version in {uri} ({reason}); "
                 "list them with `mlflow models` or the UI's Models page"
             ) from None
-        return TrainedModel.load(Path(folder) / "artifacts" / "bundle")
+        return TrainedModel.load(Path(folder) / "artifacts" / "bundle", build_network=False)
 
 
 def _download(artifact_uri: str, tracking_uri: str, folder: str) -> str:

@@ -146,7 +146,7 @@ def _input_example(model: TrainedModel, split: SplitData) -> pd.DataFrame:
     user, movie, _ = split.rows("train")
     rows = np.arange(min(2, len(user)))
     users = model.users["userId"].to_numpy()[user.numpy()[rows]]
-    if not model.module.net.predicts_ratings:
+    if not model.predicts_ratings:
         return pd.DataFrame({"userId": users, "k": np.full(len(users), 3, dtype=np.int64)})
     movies = model.movies["movieId"].to_numpy()[movie.numpy()[rows]]
     return pd.DataFrame({"userId": users, "movieId": movies})

@@ -204,12 +204,12 @@ class Recommender:
             scores = scores.masked_fill(~allowed, -torch.inf)
         values, movies = scores.topk(min(k, scores.shape[1]), dim=1)
         # a ranking-only model's score orders movies but is no rating: show it as a score
-        ranks_only = rating is None and not self.model.module.net.predicts_ratings
+        ranks_only = rating is None and not self.model.predicts_ratings
         if ranks_only:
             shown = torch.full_like(values, torch.nan)
         else:
             shown = rating.gather(1, movies) if rating is not None else values
-            shown = self.model.module.clamp(shown)
+            shown = self.model.clamp(shown)
         keep = torch.isfinite(values)  # fewer than k candidates left
         row, col = torch.nonzero(keep, as_tuple=True)
         movie_index = movies[row, col].numpy()

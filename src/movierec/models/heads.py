@@ -1,0 +1,127 @@
+"""Scoring heads: the part of a network after its encoder, rebuilt without the network.
+
+A head maps the node tables z_user (n_users, d) and z_movie (n_movies, d) and index pairs
+user, movie (B,) to (rating (B,), logits (B, L) or None), exactly as the network's
+`decode` does: the network and its head share the modules and the functions below, so
+their arithmetic is the same. A network offers its head through
+`RatingNet.scoring_head()`; a bundle stores the head (`spec` + weights) beside the node
+tables encoded once, so a known user is ranked without building the network. That path
+imports no PyG (1.8 s of imports, most of it `torch._dynamo`, which PyG loads eagerly):
+this module and its imports stay PyG-free (`tests/test_import_cost.py`).
+
+    head = build_head(spec); head.load_state_dict(state)
+    head.score_users(z_user, z_movie, users)   # (B, n_movies)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from movierec.errors import DataError
+from movierec.models.base import pair_scores
+from movierec.models.decoders import DecoderOutput, PairBias, build_decoder, decode_with_bias
+from movierec.models.pair_dot import pair_dot
+
+
+class ScoringHead(nn.Module):
+    """Base class. `spec` holds the keyword arguments that rebuild it (`build_head`)."""
+
+    def __init__(self, **spec: Any) -> None:
+        super().__init__()
+        self.spec = {"head": type(self).__name__, **spec}
+
+    def forward(self, z_user, z_movie, user, movie) -> DecoderOutput:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def score_users(
+        self, z_user: torch.Tensor, z_movie: torch.Tensor, users: torch.Tensor
+    ) -> torch.Tensor:
+        """Score of every movie for each user index, (B, n_movies): all B × n_movies pairs
+        decoded in one call (`RatingNet.score_users`'s default; callers bound B)."""
+        return pair_scores(self, z_user, z_movie, users)
+
+
+class DecoderHead(ScoringHead):
+    """A `models.decoders` decoder plus optional learned offsets b_u + b_m (SAGE, GCN,
+    GC-MC).
+
+    Args:
+        decoder: `build_decoder`'s keyword arguments.
+        bias: (n_users, n_movies) of the `PairBias` tables, or None.
+    """
+
+    def __init__(
+        self,
+        decoder: dict[str, Any],
+        bias: list[int] | None = None,
+        *,
+        shared: tuple[nn.Module, PairBias | None] | None = None,
+    ) -> None:
+        super().__init__(decoder=dict(decoder), bias=list(bias) if bias else None)
+        if shared is not None:  # a network's own modules (`sharing`): no new weights
+            self.decoder, self.bias = shared
+        else:
+            self.decoder = build_decoder(**decoder)
+            self.bias = PairBias(*bias) if bias else None
+
+    @classmethod
+    def sharing(
+        cls, decoder_args: dict[str, Any], decoder: nn.Module, bias: PairBias | None
+    ) -> DecoderHead:
+        """The head over a network's `decoder` (built by `build_decoder(**decoder_args)`)
+        and `bias`, sharing their weights."""
+        shape = [bias.user.num_embeddings, bias.movie.num_embeddings] if bias else None
+        return cls(decoder_args, shape, shared=(decoder, bias))
+
+    def forward(self, z_user, z_movie, user, movie) -> DecoderOutput:
+        return decode_with_bias(self.decoder, self.bias, z_user, z_movie, user, movie)
+
+
+def biased_dot(mean: torch.Tensor, zu: torch.Tensor, zm: torch.Tensor) -> torch.Tensor:
+    """μ + b_u + b_m + p_u · q_m for gathered rows [p ‖ b] (B, d + 1), (B,)."""
+    return mean + zu[:, -1] + zm[:, -1] + (zu[:, :-1] * zm[:, :-1]).sum(dim=-1)
+
+
+class BiasedDotHead(ScoringHead):
+    """Biased MF's r̂ = μ + b_u + b_m + p_u · q_m on tables [p ‖ b] (n, d + 1)."""
+
+    def __init__(self, mean: float) -> None:
+        super().__init__(mean=float(mean))
+        self.register_buffer("mean", torch.tensor(float(mean)))
+
+    def forward(self, z_user, z_movie, user, movie) -> DecoderOutput:
+        return biased_dot(self.mean, z_user[user], z_movie[movie]), None
+
+
+def dot_scores(z_user: torch.Tensor, z_movie: torch.Tensor, users: torch.Tensor) -> torch.Tensor:
+    """e_u · e_m of every movie for each user: one (B, d) × (d, n_movies) product."""
+    return z_user[users.to(z_user.device)] @ z_movie.T
+
+
+class DotHead(ScoringHead):
+    """A plain dot product e_u · e_m, a ranking score (LightGCN)."""
+
+    def forward(self, z_user, z_movie, user, movie) -> DecoderOutput:
+        return pair_dot(z_user, z_movie, user, movie), None
+
+    @torch.no_grad()
+    def score_users(self, z_user, z_movie, users) -> torch.Tensor:
+        return dot_scores(z_user, z_movie, users)
+
+
+HEADS: dict[str, type[ScoringHead]] = {
+    cls.__name__: cls for cls in (DecoderHead, BiasedDotHead, DotHead)
+}
+
+
+def build_head(spec: dict[str, Any]) -> ScoringHead:
+    """The head `spec` (a head's `.spec`) describes, with fresh weights."""
+    kwargs = dict(spec)
+    name = kwargs.pop("head", None)
+    if name not in HEADS:
+        raise DataError(f"unknown scoring head {name!r}; expected one of {', '.join(HEADS)}")
+    return HEADS[name](**kwargs)
