@@ -197,6 +197,11 @@ def test_recommend_by_run_id_keeps_the_bundle_and_then_needs_no_mlflow(finished_
     assert first[:-1] == second[:-1] and f"top 4 for userId {user}" in first[0]
     (kept,) = cache.glob(f"bundles/*/{run_id}")
     assert (kept / "scoring.pt").is_file() and not list(kept.parent.glob(".*"))
+    intact = (kept / "scoring.pt").read_bytes()
+    (kept / "scoring.pt").write_bytes(intact[:100])  # damaged in the cache: fetched again
+    third = command()
+    assert third[-1] == "imported True False" and third[:-1] == first[:-1]
+    assert (kept / "scoring.pt").read_bytes() == intact
 
 
 def test_served_model_answers_over_http(finished_run):

@@ -67,7 +67,7 @@ class ScoringSnapshot:
             embeddings = NodeEmbeddings(payload["user"], payload["movie"])
             scale = tuple(float(v) for v in payload["rating_scale"])
             predicts = bool(payload["predicts_ratings"])
-            network = str(payload["network"])
+            network = str(payload.get("network", "the network"))
         except (*UNREADABLE, KeyError, TypeError, RuntimeError, DataError) as err:
             reason = " ".join(str(err).split())[:200]
             raise DataError(
