@@ -26,7 +26,7 @@ train: $(STAMP)
 	$(BIN)/python scripts/train.py $(ARGS)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q $(ARGS)
+	$(BIN)/python -m pytest -q --durations=25 $(ARGS)  # the slowest 25: where CI time goes
 
 # make serve RUN=<MLflow run id | runs:/… | models:/<name>@champion> [ARGS="port=5002"]
 serve: $(STAMP)

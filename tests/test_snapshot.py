@@ -32,11 +32,18 @@ VARIANTS = {
 }
 
 
-def _module(tmp_path: Path, overrides: list[str]):
-    cfg = compose_train(tmp_path, [*TINY_DATA, *QUIET, *overrides])
+@pytest.fixture(scope="module")
+def tiny_split(tmp_path_factory):
+    """The tiny data's split, built once for every model of this file."""
+    cfg = compose_train(tmp_path_factory.mktemp("data"), [*TINY_DATA, *QUIET])
     datamodule = build(cfg.data, "data", split=cfg.split)
     datamodule.prepare_data()
     datamodule.setup()
+    return datamodule
+
+
+def _module(tmp_path: Path, datamodule, overrides: list[str]):
+    cfg = compose_train(tmp_path, [*TINY_DATA, *QUIET, *overrides])
     torch.manual_seed(0)
     module = build(cfg.model, "model", schema=datamodule.schema.as_dict())
     with torch.no_grad():  # spread every weight, biases included, so scores differ
@@ -46,8 +53,8 @@ def _module(tmp_path: Path, overrides: list[str]):
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
-def test_snapshot_scores_and_rates_exactly_as_the_network(tmp_path, variant):
-    module, datamodule = _module(tmp_path, VARIANTS[variant])
+def test_snapshot_scores_and_rates_exactly_as_the_network(tmp_path, tiny_split, variant):
+    module, datamodule = _module(tmp_path, tiny_split, VARIANTS[variant])
     graph, net = datamodule.split_data.graph, module.net
     with torch.no_grad():
         embeddings = net.encode(graph)
@@ -68,9 +75,9 @@ def test_snapshot_scores_and_rates_exactly_as_the_network(tmp_path, variant):
     assert torch.equal(head_rating, rating)
 
 
-def _bundle(tmp_path: Path, overrides: list[str]) -> tuple[Path, object]:
+def _bundle(tmp_path: Path, datamodule, overrides: list[str]) -> tuple[Path, object]:
     """A bundle of a (randomised, untrained) model, written as training writes it."""
-    module, datamodule = _module(tmp_path, overrides)
+    module, datamodule = _module(tmp_path, datamodule, overrides)
     hparams = {
         name: OmegaConf.to_container(value) if isinstance(value, DictConfig) else value
         for name, value in module.hparams.items()
@@ -81,8 +88,8 @@ def _bundle(tmp_path: Path, overrides: list[str]) -> tuple[Path, object]:
     return bundle, datamodule
 
 
-def test_bundle_answers_from_its_snapshot_as_from_its_network(tmp_path):
-    bundle, datamodule = _bundle(tmp_path, ["model=sage", "model.net.bias=true"])
+def test_bundle_answers_from_its_snapshot_as_from_its_network(tmp_path, tiny_split):
+    bundle, datamodule = _bundle(tmp_path, tiny_split, ["model=sage", "model.net.bias=true"])
     assert (bundle / SCORING).is_file()
     fast = TrainedModel.load(bundle, build_network=False)
     users = datamodule.data.users["userId"].tolist()
@@ -98,16 +105,16 @@ def test_bundle_answers_from_its_snapshot_as_from_its_network(tmp_path):
     assert (ratings_fast == full.predict_ratings(users, movies)).all()
 
 
-def test_damaged_snapshot_is_refused_naming_the_file(tmp_path):
-    bundle, _ = _bundle(tmp_path, ["model=mf"])
+def test_damaged_snapshot_is_refused_naming_the_file(tmp_path, tiny_split):
+    bundle, _ = _bundle(tmp_path, tiny_split, ["model=mf"])
     data = (bundle / SCORING).read_bytes()
     (bundle / SCORING).write_bytes(data[: len(data) // 2])
     with pytest.raises(DataError, match=rf"bundle file .*{SCORING} is missing or damaged"):
         TrainedModel.load(bundle, build_network=False)
 
 
-def test_known_user_is_ranked_without_importing_pyg(tmp_path):
-    bundle, datamodule = _bundle(tmp_path, ["model=gcn"])
+def test_known_user_is_ranked_without_importing_pyg(tmp_path, tiny_split):
+    bundle, datamodule = _bundle(tmp_path, tiny_split, ["model=gcn"])
     user = int(datamodule.data.users["userId"].iloc[0])
     code = (
         "import sys\n"

@@ -173,7 +173,8 @@ class TopKRanking(torch.nn.Module):
         counted = relevant.any(dim=1)
         if not bool(counted.any()):
             return
-        scores, candidates, relevant = scores[counted], candidates[counted], relevant[counted]
+        if not bool(counted.all()):  # (copies of the block: only when a row drops out)
+            scores, candidates, relevant = scores[counted], candidates[counted], relevant[counted]
         width = min(self.max_k, scores.shape[1])
         top = scores.masked_fill(~candidates, -math.inf).topk(width, dim=1).indices  # (B, width)
         # fewer than K candidates: the tail holds non-candidates, never relevant, so they
