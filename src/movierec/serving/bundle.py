@@ -76,7 +76,7 @@ class TrainedModel:
         tensors: the training message graph as `graph_tensors`.
         module: the trained network with its graph: a `ServedNetwork` (from a bundle)
             or a `RatingPredictor` with its graph set (`set_graph`); either offers
-            `net`, `schema`, `graph` and `clamp`. Or None, with `load_module`, a
+            `net`, `schema` and `graph`. Or None, with `load_module`, a
             function that builds it when first needed.
         heldout: user, movie index columns of rated movies that are not graph edges.
         snapshot: the bundle's scoring snapshot; known users are then scored from it and

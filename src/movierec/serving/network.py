@@ -2,7 +2,7 @@
 
 A bundle's checkpoint holds the network's config and data schema (`hyper_parameters`) and
 its weights (`state_dict`, under `net.`). Serving needs only what `RatingPredictor`
-offers for inference — `net`, `schema`, `graph` and `clamp` — so this loads exactly that,
+offers for inference — `net`, `schema` and `graph` — so this loads exactly that,
 without importing the training stack (pytorch_lightning, torchmetrics, the objective),
 which would cost the recommend command and every server worker seconds at start.
 
@@ -77,10 +77,6 @@ class ServedNetwork:
     @cached_property
     def graph(self) -> HeteroData:
         return graph_from_tensors(self.tensors)
-
-    def clamp(self, rating: torch.Tensor) -> torch.Tensor:
-        low, high = self.schema.rating_scale
-        return rating.clamp(low, high)
 
     def eval(self) -> ServedNetwork:
         self.net.eval()

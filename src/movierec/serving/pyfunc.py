@@ -136,7 +136,8 @@ def publish_trained_model(run_id: str, client_uri: str, checkpoint: str, datamod
     split, data = datamodule.split_data, datamodule.data
     with tempfile.TemporaryDirectory() as tmp:
         bundle = save_bundle(Path(tmp) / "bundle", checkpoint, split, data)
-        example = _input_example(TrainedModel.load(bundle), split)
+        # the network is built (and every file checked) once, by log_servable_model's load
+        example = _input_example(TrainedModel.load(bundle, build_network=False), split)
         return log_servable_model(run_id, client_uri, bundle, example)
 
 

@@ -68,7 +68,7 @@ class ScoringSnapshot:
             scale = tuple(float(v) for v in payload["rating_scale"])
             predicts = bool(payload["predicts_ratings"])
             network = str(payload.get("network", "the network"))
-        except (*UNREADABLE, KeyError, TypeError, RuntimeError, DataError) as err:
+        except (*UNREADABLE, KeyError, TypeError, DataError) as err:  # RuntimeError: UNREADABLE
             reason = " ".join(str(err).split())[:200]
             raise DataError(
                 f"bundle file {path} is missing or damaged ({reason}); download the model "
