@@ -15,15 +15,22 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_MIRROR = PROJECT_ROOT.parent / "shared" / "data" / "movielens"
 
 
+#: $MLFLOW_TRACKING_URI as the session found it, read before any fixture could set it
+SESSION_TRACKING_URI = os.environ.get("MLFLOW_TRACKING_URI")
+
+
 @pytest.fixture(autouse=True)
 def _restore_tracking_uri():
     """`mlflow.set_tracking_uri` also sets $MLFLOW_TRACKING_URI, which every later
-    subprocess would inherit (a training would log to another test's store): undo it."""
-    before = os.environ.get("MLFLOW_TRACKING_URI")
+    subprocess would inherit (a training would log to another test's store): undo it.
+    The value restored is the session's, not the one before this test: a module-scoped
+    fixture that set it ran before this fixture could read it."""
     yield
     import mlflow
 
-    mlflow.set_tracking_uri(before)
+    mlflow.set_tracking_uri(SESSION_TRACKING_URI)
+    if SESSION_TRACKING_URI is None:  # set_tracking_uri(None) leaves the variable when
+        os.environ.pop("MLFLOW_TRACKING_URI", None)  # MLflow's own URI was already None
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -25,6 +25,7 @@ from movierec.tasks.train import train_fold
 from movierec.training.module import RatingPredictor
 from tests.helpers.configs import FAST, QUIET, TINY_DATA, compose_train
 from tests.helpers.graphs import synthetic_train_graph
+from tests.helpers.stores import tracked_uri
 
 LIGHTGCN = {"_target_": "movierec.models.lightgcn.LightGcnNet", "dim": 8, "num_layers": 2}
 
@@ -233,7 +234,7 @@ def test_fast_dev_run(tmp_path: Path):
 
 
 def test_trains_logs_ndcg_and_no_rmse_and_refuses_rating_requests(tmp_path: Path):
-    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    uri = tracked_uri(tmp_path)
     cfg = compose_train(
         tmp_path,
         [

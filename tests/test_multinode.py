@@ -21,12 +21,13 @@ from tests.conftest import PROJECT_ROOT
 from tests.helpers.configs import QUIET, TINY_DATA
 from tests.helpers.runs import all_runs
 from tests.helpers.servers import free_port
+from tests.helpers.stores import tracked_uri
 
 BUILT = "cached processed"  # movierec.data.cache's line when it builds an entry
 
 
 def test_two_nodes_give_one_process_result_one_run_one_checkpoint_set(tmp_path: Path):
-    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    uri = tracked_uri(tmp_path)
     common = [
         sys.executable, str(PROJECT_ROOT / "scripts" / "train.py"), *TINY_DATA, *QUIET,
         "model=mf", "trainer.max_epochs=3", "seed=5", f"logger.mlflow.tracking_uri={uri}",

@@ -19,6 +19,7 @@ from movierec.models.base import NodeEmbeddings, RatingNet, RatingScores
 from movierec.serving.recommender import Recommender
 from movierec.tasks.train import train_fold
 from tests.helpers.configs import TINY_DATA, compose_train
+from tests.helpers.stores import tracked_uri
 
 
 class TinyDotNet(RatingNet):
@@ -57,7 +58,7 @@ class TinyDotNet(RatingNet):
 
 
 def test_a_model_defined_outside_the_project_runs_end_to_end(tmp_path: Path):
-    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    uri = tracked_uri(tmp_path)
     cfg = compose_train(
         tmp_path,
         [

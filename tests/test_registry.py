@@ -21,6 +21,7 @@ from movierec.tasks.train import train_fold
 from tests.conftest import PROJECT_ROOT
 from tests.helpers.configs import QUIET, TINY_DATA, compose_train
 from tests.helpers.servers import free_port, wait_for
+from tests.helpers.stores import tracked_uri
 
 CHAMPION = "models:/movierec-synthetic-mf@champion"
 
@@ -29,7 +30,7 @@ def test_register_moves_champion_only_to_a_better_model(tmp_path: Path):
     """register=true three times: champion points at the run with the lower best val RMSE,
     the other run is tagged with why it was kept out, the logged model carries its run's
     metrics, and models:/…@champion recommends, loads as an MLflow model and is served."""
-    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    uri = tracked_uri(tmp_path)
     runs = {}
     for name, epochs in (("short", 1), ("long", 25), ("again", 1)):
         cfg = compose_train(

@@ -22,11 +22,15 @@ from tests.conftest import PROJECT_ROOT
 from tests.helpers.configs import QUIET, TINY_DATA
 from tests.helpers.runs import all_runs
 from tests.helpers.servers import free_port, wait_for
+from tests.helpers.stores import seed_mlflow_store
 
 TRAIN = [sys.executable, str(PROJECT_ROOT / "scripts" / "train.py")]
 
 
-def _env(tmp_path: Path) -> dict[str, str]:
+def _env(tmp_path: Path, new_store: bool = False) -> dict[str, str]:
+    """Every path under `tmp_path`; the MLflow store is seeded unless `new_store`."""
+    if not new_store:
+        seed_mlflow_store(tmp_path / "store")
     return dict(
         os.environ,
         MOVIEREC_DATA_DIR=str(tmp_path / "data"),
@@ -45,7 +49,7 @@ def _runs(tmp_path: Path):
 
 
 def test_three_trainings_started_together_on_a_new_store_all_finish(tmp_path: Path):
-    env = _env(tmp_path)
+    env = _env(tmp_path, new_store=True)
     # the data cache is built first: this test is about the MLflow store's creation
     prepare = [*TRAIN, *TINY_DATA, *QUIET, "model=mf", "trainer.max_epochs=1", "logger=none"]
     subprocess.run(prepare, env=env, check=True, capture_output=True, timeout=300)

@@ -24,10 +24,11 @@ from tests.conftest import PROJECT_ROOT
 from tests.helpers.configs import QUIET, TINY_DATA, compose_train
 from tests.helpers.runs import all_runs
 from tests.helpers.servers import free_port, wait_for
+from tests.helpers.stores import tracked_uri
 
 
 def _tracked(tmp_path: Path, extra: list[str], uri: str | None = None) -> list[str]:
-    uri = uri or f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    uri = uri or tracked_uri(tmp_path)
     return [*TINY_DATA, *QUIET, f"logger.mlflow.tracking_uri={uri}", *extra]
 
 
@@ -434,7 +435,7 @@ def _all_runs(tmp_path: Path):
 
 def test_sigterm_kills_the_run_and_resume_continues_it(tmp_path: Path):
     """A real `kill` (SIGTERM) of scripts/train.py: run KILLED, resume continues the run."""
-    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    uri = tracked_uri(tmp_path)
     run_dir = tmp_path / "run"
     env = dict(os.environ, MOVIEREC_DATA_DIR=str(tmp_path / "data"))
     command = [
@@ -473,7 +474,7 @@ def test_sigterm_kills_the_run_and_resume_continues_it(tmp_path: Path):
 
 def test_ddp_two_cpu_processes_log_one_run_and_match_one_process(tmp_path: Path):
     """trainer=ddp_cpu with 2 gloo processes: one MLflow run, same test RMSE as 1 process."""
-    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    uri = tracked_uri(tmp_path)
     env = dict(os.environ, MOVIEREC_DATA_DIR=str(tmp_path / "data"))
     common = [
         sys.executable, str(PROJECT_ROOT / "scripts" / "train.py"), *TINY_DATA, *QUIET,

@@ -20,6 +20,7 @@ from mlflow.tracking import MlflowClient
 from movierec.tasks.train import train
 from tests.conftest import PROJECT_ROOT
 from tests.helpers.configs import QUIET, TINY_DATA, compose_train
+from tests.helpers.stores import tracked_uri
 
 WIDTH, HEIGHT = 1800, 1000
 
@@ -55,7 +56,7 @@ def _distinct_colours(png: Path) -> int:
 
 @pytest.mark.slow
 def test_mlflow_ui_shows_cv_runs_with_hyperparameters_not_paths(tmp_path: Path, chromium):
-    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    uri = tracked_uri(tmp_path)
     cv = ["model=mf", "split=kfold", "split.n_folds=2", "split.fold=all", "trainer.max_epochs=1"]
     overrides = [*TINY_DATA, *QUIET, f"logger.mlflow.tracking_uri={uri}", *cv]
     train(compose_train(tmp_path, overrides))

@@ -7,9 +7,10 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from tests.conftest import PROJECT_ROOT
+from tests.helpers.stores import STORE_NAME, seed_mlflow_store
 
 CONFIG_DIR = str(PROJECT_ROOT / "src" / "movierec" / "conf")
 #: no progress bar (its refresh spams CI logs)
@@ -38,4 +39,7 @@ def compose_train(tmp_path: Path, overrides: list[str], config_name: str = "trai
         cfg.hydra.runtime.output_dir = str(tmp_path / "run")
         cfg.hydra.job.num = 0
     HydraConfig().set_config(cfg)
+    default_store = tmp_path / "mlruns" / STORE_NAME  # where a training logs unless told
+    if OmegaConf.select(cfg, "logger.mlflow.tracking_uri") == f"sqlite:///{default_store}":
+        seed_mlflow_store(default_store.parent)
     return cfg

@@ -9,11 +9,13 @@ from pathlib import Path
 
 from tests.conftest import PROJECT_ROOT
 from tests.helpers.configs import QUIET, TINY_DATA
+from tests.helpers.stores import seed_mlflow_store
 
 STUDY = "sage_synthetic"
 
 
 def sweep_env(tmp_path: Path) -> dict[str, str]:
+    seed_mlflow_store(tmp_path / "mlruns")
     return dict(
         os.environ,
         MOVIEREC_DATA_DIR=str(tmp_path / "data"),
