@@ -39,6 +39,10 @@ def test_only_training_ratings_carry_messages():
         assert not pairs & set(held_out)  # a leak would put a val/test pair into the graph
     reverse = graph[REV_RATES].edge_index
     assert torch.equal(reverse, edges.flip(0))
+    assert reverse.is_contiguous() and edges.is_contiguous()
+    # one (3, E) buffer: the reverse direction's movies are the forward direction's
+    assert reverse[0].data_ptr() == edges[1].data_ptr()
+    assert edges.untyped_storage().nbytes() == 3 * edges.shape[1] * edges.element_size()
     np.testing.assert_allclose(
         graph[RATES].edge_attr[:, 0].numpy(), ratings["rating_norm"].to_numpy()[split.train]
     )
@@ -135,6 +139,11 @@ def test_datamodule_end_to_end_on_tiny_archive(tiny_mirror: Path, tmp_path: Path
     assert rating.tolist() == ratings["rating"].tolist()
     assert user.data_ptr() == dm.graph[RATES].edge_index.data_ptr()
     assert dm.split_data.rows("val") is dm.split_data.rows("val")
+    # what only the split and the graph read is kept until a training releases it
+    assert {"rating_norm", "timestamp"} <= set(dm.data.ratings.columns)
+    dm.release_setup_only_columns()
+    assert not {"rating_norm", "timestamp"} & set(dm.data.ratings.columns)
+    assert dm.split_data.rows("test")[2].tolist() == dm.rows("test")[2].tolist()
 
 
 def test_datamodule_rejects_bad_settings(tmp_path: Path):

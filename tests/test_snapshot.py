@@ -14,8 +14,9 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from movierec.config import build
+from movierec.data.graph import RATES
 from movierec.errors import DataError
-from movierec.serving.bundle import TrainedModel, save_bundle
+from movierec.serving.bundle import GRAPH, TrainedModel, save_bundle
 from movierec.serving.recommender import Recommender
 from movierec.serving.snapshot import SCORING, ScoringSnapshot
 from tests.helpers.configs import TINY_DATA, compose_train
@@ -97,6 +98,9 @@ def test_bundle_answers_from_its_snapshot_as_from_its_network(tmp_path, tiny_spl
     top_fast = Recommender(fast).recommend(users, k=5, genre=None)
     ratings_fast = fast.predict_ratings(users, movies)
     assert "module" not in fast.__dict__, "the network was built for a known user"
+    saved = torch.load(bundle / GRAPH)["edge_index"]  # (2, E), not the graph's (3, E) buffer
+    assert saved.untyped_storage().nbytes() == saved.nbytes
+    assert torch.equal(saved, datamodule.graph[RATES].edge_index)
 
     (bundle / SCORING).unlink()  # the same bundle without a snapshot: the network scores
     full = TrainedModel.load(bundle)

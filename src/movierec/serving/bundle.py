@@ -57,7 +57,7 @@ def save_bundle(
     """Write a bundle for the model at `checkpoint` trained on `split` of `data`."""
     directory.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(checkpoint, directory / CHECKPOINT)
-    torch.save(graph_tensors(split.graph), directory / GRAPH)
+    torch.save(_compact(graph_tensors(split.graph)), directory / GRAPH)
     data.users.to_parquet(directory / USERS, index=False)
     data.movies.to_parquet(directory / MOVIES, index=False)
     _heldout_pairs(split).to_parquet(directory / HELDOUT, index=False)
@@ -66,6 +66,15 @@ def save_bundle(
     if snapshot is not None:
         snapshot.save(directory / SCORING)
     return directory
+
+
+def _compact(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """`tensors` with each view of a larger storage copied out: `torch.save` writes a
+    view's whole storage (the graph's edge index is a view of a (3, E) tensor)."""
+    return {
+        name: tensor.clone() if tensor.untyped_storage().nbytes() > tensor.nbytes else tensor
+        for name, tensor in tensors.items()
+    }
 
 
 class TrainedModel:
