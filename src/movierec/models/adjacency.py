@@ -27,9 +27,6 @@ from movierec.data.graph import RATES
 from movierec.errors import ConfigError
 
 MESSAGE_PASSING = ("auto", "sparse", "edges")
-# PyG builds CSR tensors without invariant checks (as is torch's default); saying so
-# explicitly stops torch warning about it in every process.
-torch.sparse.check_sparse_tensor_invariants.disable()
 # torch.sparse.mm can reduce with max/min only on CPU (PyG's spmm raises on CUDA).
 _CUDA_SPARSE_AGGREGATIONS = ("sum", "mean", "add")
 

@@ -6,12 +6,9 @@ import json
 from pathlib import Path
 
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
-from tqdm.auto import tqdm
 
 from movierec.errors import ConfigError
 from movierec.serving.recommender import Recommender
@@ -56,6 +53,10 @@ def recommend(cfg: DictConfig) -> pd.DataFrame:
 def export_all(recommender: Recommender, cfg: DictConfig, options: dict) -> pd.DataFrame:
     """Top-k of every user to `cfg.out` (Parquet), written block by block: memory stays
     bounded by one block of users whatever the user count. Returns the first block."""
+    import pyarrow as pa  # here: one user's answer writes no Parquet and shows no bar
+    import pyarrow.parquet as pq
+    from tqdm.auto import tqdm
+
     if not cfg.get("out"):
         raise ConfigError("user_id=all writes every user's top k to a file: set out=recs.parquet")
     path = Path(to_absolute_path(str(cfg.out)))
