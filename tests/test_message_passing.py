@@ -6,8 +6,10 @@ import pytest
 import torch
 
 from movierec.errors import ConfigError
-from movierec.models.adjacency import use_sparse
+from movierec.models.adjacency import GraphCache, use_sparse
+from movierec.models.gcmc import GcmcNet
 from movierec.models.gcn import GcnNet
+from movierec.models.lightgcn import LightGcnNet
 from movierec.models.sage import SageNet
 from tests.helpers.graphs import synthetic_train_graph
 
@@ -95,6 +97,29 @@ def test_adjacency_is_built_once_per_graph(graph_and_schema, monkeypatch):
     other["user", "rates", "movie"].edge_index = other["user", "rates", "movie"].edge_index[:, :-5]
     net.encode(other)
     assert len(calls) == 4  # a different graph gets its own adjacency
+
+
+@pytest.mark.parametrize(
+    ("cls", "kwargs"),
+    [
+        (SageNet, {"relations": "per_rating"}),
+        (SageNet, {"aggr": "sum"}),
+        (GcnNet, {"relations": "weighted"}),
+        (GcmcNet, {}),
+        (LightGcnNet, {}),
+    ],
+)
+def test_prepare_builds_the_adjacency_that_encoding_then_uses(graph_and_schema, cls, kwargs):
+    """What `on_fit_start` builds ahead is what the first epoch's encoding needs: the
+    forward pass builds nothing more."""
+    graph, schema = graph_and_schema
+    net = cls(schema, message_passing="sparse", **kwargs) if cls is not GcmcNet else cls(schema)
+    (cache,) = [value for value in vars(net).values() if isinstance(value, GraphCache)]
+    net.prepare(graph)
+    assert cache.builds == 1
+    net.train()
+    net.encode(graph)
+    assert cache.builds == 1
 
 
 def test_auto_picks_sparse_where_supported_and_sparse_refuses_elsewhere():

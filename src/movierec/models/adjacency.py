@@ -42,6 +42,12 @@ def use_sparse(mode: str, aggr: str, device: torch.device) -> bool:
     return mode == "sparse" or (mode == "auto" and supported)
 
 
+def sparse_dtype(net: torch.nn.Module) -> torch.dtype:
+    """The dtype a net's sparse messages carry: its parameters' dtype, at least float32
+    (what `full_precision` gives its inputs)."""
+    return torch.promote_types(next(net.parameters()).dtype, torch.float32)
+
+
 def full_precision(x: torch.Tensor) -> torch.Tensor:
     """x upcast to at least float32 (bf16/fp16 → float32; float32/float64 unchanged)."""
     return x.to(torch.promote_types(x.dtype, torch.float32))
@@ -71,6 +77,7 @@ class GraphCache:
     def __init__(self) -> None:
         self._key: tuple | None = None
         self._value: Any = None
+        self.builds = 0  # how many times a structure was built (tests read it)
 
     def get(self, graph: HeteroData, variant: Any, build: Callable[[], Any]) -> Any:
         edges = graph[RATES].edge_index
@@ -79,6 +86,7 @@ class GraphCache:
             self._value = None  # free the old structure before building the new one
             self._value = build()
             self._key = key
+            self.builds += 1
         return self._value
 
 

@@ -78,6 +78,11 @@ class RatingNet(nn.Module):
     def encode(self, graph: HeteroData) -> NodeEmbeddings:
         raise NotImplementedError
 
+    def prepare(self, graph: HeteroData) -> None:
+        """Build what the net derives from the message `graph` once (its normalized
+        adjacency) before training starts, so that the first epoch costs what every later
+        one does. `encode` builds whatever is missing, so this only moves the work."""
+
     def decode(
         self, embeddings: NodeEmbeddings, user: torch.Tensor, movie: torch.Tensor
     ) -> RatingScores:

@@ -148,6 +148,9 @@ class GcmcNet(RatingNet):
         keep = torch.rand(weights.shape[1], 1, device=weights.device) >= self.dropout
         return weights * keep / (1 - self.dropout)
 
+    def prepare(self, graph: HeteroData) -> None:
+        self._adjacency(graph)
+
     def _adjacency(self, graph: HeteroData) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """Normalized sparse adjacency per rating level: user←movie and movie←user."""
         return self._adjacency_cache.get(graph, self.norm, lambda: self._levels(graph))

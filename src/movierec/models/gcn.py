@@ -35,6 +35,7 @@ from movierec.models.adjacency import (
     compact,
     csr_matrix,
     full_precision,
+    sparse_dtype,
     sparse_messages_in_full_precision,
     transposed,
     use_sparse,
@@ -203,6 +204,11 @@ class GcnNet(RatingNet):
                 outputs.append(h)
         z = combine_layers(outputs, self.combine)
         return NodeEmbeddings(z[:n_users], z[n_users:])
+
+    def prepare(self, graph: HeteroData) -> None:
+        """The sparse path's adjacency (the per-edge path builds little worth moving)."""
+        if use_sparse(self.message_passing, "sum", graph[RATES].edge_index.device):
+            self._adjacency(graph, True, sparse_dtype(self))
 
     def _adjacency(self, graph: HeteroData, sparse: bool, dtype: torch.dtype) -> list[Adjacency]:
         """Per relation, the normalized adjacency over users ∪ movies (built once per

@@ -108,6 +108,10 @@ class LightGcnNet(RatingNet):
             z = self.lightgcn.get_embedding(*adjacency)
         return NodeEmbeddings(z[:n_users], z[n_users:])
 
+    def prepare(self, graph: HeteroData) -> None:
+        device = self.lightgcn.embedding.weight.device
+        self._adjacency(graph, use_sparse(self.message_passing, "sum", device))
+
     def _propagate_by_blocks(self, to_user: torch.Tensor, to_movie: torch.Tensor):
         """PyG's get_embedding with Â = [[0, Â_um], [Â_um^T, 0]] applied as its two blocks.
 

@@ -33,6 +33,7 @@ from movierec.models.adjacency import (
     TransposeAware,
     csr_matrix,
     full_precision,
+    sparse_dtype,
     sparse_messages_in_full_precision,
     transposed,
     use_sparse,
@@ -207,6 +208,11 @@ class SageNet(RatingNet):
             combine_layers([o["user"] for o in outputs], self.combine),
             combine_layers([o["movie"] for o in outputs], self.combine),
         )
+
+    def prepare(self, graph: HeteroData) -> None:
+        """The sparse path's adjacencies (the per-edge path builds little worth moving)."""
+        if use_sparse(self.message_passing, self.aggr, graph[RATES].edge_index.device):
+            self._edges(graph, True, sparse_dtype(self))
 
     def _edges(self, graph: HeteroData, sparse: bool, dtype: torch.dtype) -> dict:
         """Per edge type: (2, E_r) edge_index, or the sparse CSR `adj_t` (receivers ×

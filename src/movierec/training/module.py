@@ -200,6 +200,13 @@ class RatingPredictor(pl.LightningModule):
                 "model (model=sage) or data.loader=full"
             )
 
+    def on_fit_start(self) -> None:
+        # the net's adjacency (seconds to build at ML-25M) is built here rather than in
+        # the first epoch, which then costs what later ones do; a sampled-subgraph loader
+        # encodes other graphs in training, so it has nothing to build ahead
+        if self._split is not None and self._split.loader != "neighbor":
+            self.net.prepare(self.graph)
+
     def training_step(
         self, batch: tuple[torch.Tensor, ...] | HeteroData, batch_idx: int
     ) -> torch.Tensor:
