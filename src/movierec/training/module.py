@@ -201,11 +201,16 @@ class RatingPredictor(pl.LightningModule):
             )
 
     def on_fit_start(self) -> None:
-        # the net's adjacency (seconds to build at ML-25M) is built here rather than in
-        # the first epoch, which then costs what later ones do; a sampled-subgraph loader
-        # encodes other graphs in training, so it has nothing to build ahead
-        if self._split is not None and self._split.loader != "neighbor":
+        # the net's adjacency and the validation ranking's lookups (seconds to build at
+        # ML-25M) are built here rather than in the first epoch, which then costs what
+        # later ones do; a sampled-subgraph loader encodes other graphs in training, so
+        # the net has nothing to build ahead
+        if self._split is None:
+            return
+        if self._split.loader != "neighbor":
             self.net.prepare(self.graph)
+        if self.val_ranking is not None:
+            self._protocol("val")
 
     def training_step(
         self, batch: tuple[torch.Tensor, ...] | HeteroData, batch_idx: int
@@ -284,17 +289,22 @@ class RatingPredictor(pl.LightningModule):
         self.log(f"{stage}/rmse", rmse, on_epoch=True, prog_bar=True, batch_size=len(rating))
         self.log(f"{stage}/mae", mae, on_epoch=True, batch_size=len(rating))
 
+    def _protocol(self, stage: str) -> RankingProtocol:
+        """`stage`'s ranking lookups, built once (the split is fixed)."""
+        assert self._split is not None
+        if stage not in self._protocols:
+            protocol = RankingProtocol.from_split(self._split, self.hparams.relevant_rating, stage)
+            if stage == "val":
+                protocol = protocol.sample(self.hparams.get("validation_users", 0))
+            self._protocols[stage] = protocol
+        return self._protocols[stage]
+
     def _log_ranking(self, stage: str, ranking: TopKRanking | None) -> None:
         """Top-K metrics of `stage`'s users; each DDP rank ranks its own shard of users."""
         if ranking is None or self._split is None:
             return  # evaluated on bare dataloaders: no split to rank against
         assert self._eval_embeddings is not None
-        if stage not in self._protocols:  # the split is fixed: build its lookups once
-            protocol = RankingProtocol.from_split(self._split, self.hparams.relevant_rating, stage)
-            if stage == "val":
-                protocol = protocol.sample(self.hparams.get("validation_users", 0))
-            self._protocols[stage] = protocol
-        protocol = self._protocols[stage]
+        protocol = self._protocol(stage)
         embeddings = self._eval_embeddings
         evaluate_ranking(
             lambda users: self.net.score_users(embeddings, users),
