@@ -57,19 +57,29 @@ def dataset(n_ratings: int, data_dir: Path) -> Path:
     return out
 
 
+def full_batch_overrides(model: str, ratings: Path | str, movies: Path | str) -> list[str]:
+    """train.py overrides for one full-batch model on a ratings/movies CSV pair, decoding
+    and evaluating in `CHUNK`s, with no logger and no top-K test (shared with
+    scripts/profile_epoch.py, so both measure the same training)."""
+    return [
+        f"model={model}", "data=ratings_csv",
+        f"data.ratings_path={ratings}", f"data.movies_path={movies}",
+        "data.rating_scale=[0.5,5.0]", "data.batch_size=0", f"data.eval_batch_size={CHUNK}",
+        f"model.decode_chunk_size={CHUNK}", "logger=none",
+        "ranking.k=0",  # top-K over every user × movie is a separate, costlier question
+    ]  # fmt: skip
+
+
 def run_one(
     model: str, size: int, folder: Path, epochs: int, out: Path, extra: list[str], floor: float
 ) -> dict:
     run_dir = out / "scale-runs" / f"{folder.name}-{model}"
     overrides = [
-        f"model={model}", "data=ratings_csv",
-        f"data.ratings_path={folder / 'ratings.csv'}", f"data.movies_path={folder / 'movies.csv'}",
-        "data.rating_scale=[0.5,5.0]", "data.batch_size=0", f"data.eval_batch_size={CHUNK}",
-        f"model.decode_chunk_size={CHUNK}", "model.net.message_passing=sparse",
-        f"trainer.max_epochs={epochs}", "callbacks.early_stopping=null", "logger=none",
-        "ranking.k=0",  # top-K over every user × movie is a separate, costlier question
-        "callbacks.progress_bar=null", "trainer.enable_progress_bar=false",
-        f"hydra.run.dir={run_dir}", *MODEL_OVERRIDES.get(model, []), *extra,
+        *full_batch_overrides(model, folder / "ratings.csv", folder / "movies.csv"),
+        "model.net.message_passing=sparse", f"trainer.max_epochs={epochs}",
+        "callbacks.early_stopping=null", "callbacks.progress_bar=null",
+        "trainer.enable_progress_bar=false", f"hydra.run.dir={run_dir}",
+        *MODEL_OVERRIDES.get(model, []), *extra,
     ]  # fmt: skip
     started = time.perf_counter()
     done = subprocess.run(

@@ -35,6 +35,7 @@ import torch
 from hydra import compose, initialize_config_module
 from omegaconf import open_dict
 
+from benchmark_scale import CHUNK, full_batch_overrides
 from floors import csr_product_seconds
 from movierec.config import build
 from movierec.data.graph import RATES
@@ -42,17 +43,11 @@ from movierec.models.base import NodeEmbeddings
 from movierec.tasks.train import _ranking_settings
 from movierec.training.optim import build_optimizer
 
-CHUNK = 1_000_000  # as scripts/benchmark_scale.py
 STAGES = ("encode_fwd", "decode_fwd", "decode_bwd", "recompute", "encode_bwd", "optimizer")
 
 
 def compose_run(model: str, ratings: str, movies: str, data_dir: str, extra: list[str]):
-    overrides = [
-        f"model={model}", "data=ratings_csv", f"data.ratings_path={ratings}",
-        f"data.movies_path={movies}", "data.rating_scale=[0.5,5.0]", "data.batch_size=0",
-        f"data.eval_batch_size={CHUNK}", f"model.decode_chunk_size={CHUNK}",
-        "logger=none", "ranking.k=0", "ranking.validate=false", *extra,
-    ]  # fmt: skip
+    overrides = [*full_batch_overrides(model, ratings, movies), "ranking.validate=false", *extra]
     with initialize_config_module("movierec.conf", version_base="1.3"):
         cfg = compose("train", overrides=overrides)
     with open_dict(cfg):
