@@ -24,7 +24,7 @@ from movierec.data.batches import RatingBatches
 from movierec.data.cache import load_ratings_data, prepare_processed
 from movierec.data.features import check_user_feature_kind
 from movierec.data.graph import RATES, GraphSchema, build_graph
-from movierec.data.processed import RatingsData
+from movierec.data.processed import RatingsData, release_arrow_memory
 from movierec.data.sampling import check_loader, neighbor_loader
 from movierec.data.sources import DataSettings
 from movierec.data.split_data import PARTS, Rows, SplitData
@@ -32,11 +32,6 @@ from movierec.data.splits import RandomSplit, Split, SplitIndices
 from movierec.errors import ConfigError
 
 log = logging.getLogger(__name__)
-
-#: rating columns a training no longer reads once `setup` has split the ratings (by
-#: timestamp, for a temporal split) and built the graph (whose edges hold their own copy
-#: of the normalized ratings)
-SETUP_ONLY_COLUMNS = ["rating_norm", "timestamp"]
 
 
 class MovieLensDataModule(pl.LightningDataModule):
@@ -143,12 +138,17 @@ class MovieLensDataModule(pl.LightningDataModule):
             self.indices.sizes(),
         )
 
-    def release_setup_only_columns(self) -> None:
-        """Free `SETUP_ONLY_COLUMNS` of `data.ratings` (300 MB at ML-25M): for a training,
-        after `setup`. Until then `data` stays whole (inspect_data exports all of it)."""
+    def release_ratings_table(self) -> None:
+        """For a training, after `setup`: free the columns of `data.ratings` (600 MB at
+        ML-25M). A training reads the ratings only through `split_data`, the graph's
+        edges and the split's held-out rows, which are gathered here first; `data` keeps
+        its node tables and its row count. Until then `data` stays whole (inspect_data
+        exports all of it)."""
         if self.graph is None:
-            raise RuntimeError("call setup() before releasing what it read")
-        self.data.ratings.drop(columns=SETUP_ONLY_COLUMNS, errors="ignore", inplace=True)
+            raise RuntimeError("call setup() before releasing the ratings it read")
+        self.split_data  # noqa: B018  (gathers the held-out rows while the table is here)
+        self.data = self.data.without_ratings()
+        release_arrow_memory()
 
     @property
     def schema(self) -> GraphSchema:

@@ -13,7 +13,7 @@ The on-disk form is the interface between preprocessing engines (pandas here, Sp
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +85,11 @@ class RatingsData:
     def has_user_side_features(self) -> bool:
         return {"age", "gender", "occupation"} <= set(self.users.columns)
 
+    def without_ratings(self) -> RatingsData:
+        """This dataset with an empty ratings table: the node tables, meta and row count
+        (`n_ratings`) stay. Call `release_arrow_memory` once the full one is dropped."""
+        return replace(self, ratings=self.ratings.iloc[:, :0])
+
     def genre_matrix(self) -> np.ndarray:
         """Multi-hot genres, float32 of shape (n_movies, len(genres))."""
         column = {g: i for i, g in enumerate(self.genres)}
@@ -153,8 +158,15 @@ def read_ratings(directory: Path) -> pd.DataFrame:
     table = pq.read_table(directory / RATINGS_FILE)
     frame = table.to_pandas(split_blocks=True, self_destruct=True)
     del table  # unusable after self_destruct
-    pa.default_memory_pool().release_unused()
+    release_arrow_memory()
     return frame
+
+
+def release_arrow_memory() -> None:
+    """Hand freed Arrow memory back to the system. The ratings columns live in Arrow's
+    pool (`read_ratings` converts without copying), which keeps what is freed for reuse
+    by Arrow alone until told otherwise."""
+    pa.default_memory_pool().release_unused()
 
 
 def save_node_tables(

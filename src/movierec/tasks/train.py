@@ -81,7 +81,7 @@ def train_fold(cfg: DictConfig, parent_run_id: str | None = None) -> dict[str, A
         # the data, so the node's first process prepares it before anything is built.
         datamodule.prepare_data()
     datamodule.setup("fit")
-    datamodule.release_setup_only_columns()
+    datamodule.release_ratings_table()
     model: RatingPredictor = build(
         cfg.model, "model", schema=datamodule.schema.as_dict(), **_ranking_settings(cfg)
     )
