@@ -102,18 +102,18 @@ def test_adjacency_is_built_once_per_graph(graph_and_schema, monkeypatch):
 @pytest.mark.parametrize(
     ("cls", "kwargs"),
     [
-        (SageNet, {"relations": "per_rating"}),
-        (SageNet, {"aggr": "sum"}),
-        (GcnNet, {"relations": "weighted"}),
-        (GcmcNet, {}),
-        (LightGcnNet, {}),
+        (SageNet, {"message_passing": "sparse", "relations": "per_rating"}),
+        (SageNet, {"message_passing": "sparse", "aggr": "sum"}),
+        (GcnNet, {"message_passing": "sparse", "relations": "weighted"}),
+        (GcmcNet, {}),  # always sparse
+        (LightGcnNet, {"message_passing": "sparse"}),
     ],
 )
 def test_prepare_builds_the_adjacency_that_encoding_then_uses(graph_and_schema, cls, kwargs):
     """What `on_fit_start` builds ahead is what the first epoch's encoding needs: the
     forward pass builds nothing more."""
     graph, schema = graph_and_schema
-    net = cls(schema, message_passing="sparse", **kwargs) if cls is not GcmcNet else cls(schema)
+    net = cls(schema, **kwargs)
     (cache,) = [value for value in vars(net).values() if isinstance(value, GraphCache)]
     net.prepare(graph)
     assert cache.builds == 1

@@ -139,8 +139,8 @@ class MovieLensDataModule(pl.LightningDataModule):
         )
 
     def release_ratings_table(self) -> None:
-        """For a training, after `setup`: free the columns of `data.ratings` (600 MB at
-        ML-25M). A training reads the ratings only through `split_data`, the graph's
+        """For a training, after `setup`: free the columns of `data.ratings` (785 MiB at
+        ML-25M, measured). A training reads the ratings only through `split_data`, the graph's
         edges and the split's held-out rows, which are gathered here first; `data` keeps
         its node tables and its row count. Until then `data` stays whole (inspect_data
         exports all of it)."""
