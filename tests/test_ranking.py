@@ -185,6 +185,33 @@ def test_blocked_metrics_at_several_k_match_the_definitions(seed: int):
             assert computed[f"{name}_at_{k}"] == pytest.approx(want[name], abs=1e-6), (name, k)
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_ranking_from_user_items_pairs_matches_dense_masks(seed: int):
+    """evaluate_ranking feeds (row, movie) pairs (`update_pairs`): the same values as
+    dense masks, with repeated pairs, relevant movies that are also excluded, users with
+    nothing relevant and blocks where some rows drop out; the scorer's blocks (here a
+    shared expanded view) are left as they were."""
+    generator = torch.Generator().manual_seed(seed)
+    n_users, n_movies = 30, 25
+    scores = torch.rand(n_users, n_movies, generator=generator)
+    seen = torch.randint(0, n_users * n_movies, (500,), generator=generator)  # repeats
+    liked = torch.randint(0, n_users * n_movies, (60,), generator=generator)
+    exclude = UserItems.from_pairs(seen // n_movies, seen % n_movies, n_users, n_movies)
+    relevant = UserItems.from_pairs(liked // n_movies, liked % n_movies, n_users, n_movies)
+    shared = scores.clone()
+    users = torch.arange(n_users)
+    sparse = TopKRanking(list(KS), n_movies)
+    evaluate_ranking(
+        lambda u: shared[u], users, exclude, relevant, sparse, pair_budget=4 * n_movies
+    )
+    dense = TopKRanking(list(KS), n_movies)
+    dense.update(scores, ~exclude.mask(users), relevant.mask(users))
+    assert sparse.compute() == pytest.approx(dense.compute(), abs=1e-6)
+    assert torch.equal(shared, scores)
+    want = _reference(scores, ~exclude.mask(users), relevant.mask(users) & ~exclude.mask(users), 5)
+    assert sparse.compute()["ndcg_at_5"] == pytest.approx(want["ndcg"], abs=1e-6)
+
+
 @pytest.mark.parametrize("k", KS)
 def test_definitions_match_torchmetrics_retrieval(k: int):
     scores, candidates, relevant = _random_case(k)
@@ -318,9 +345,17 @@ def test_user_items_masks_match_a_dense_matrix():
     dense[user, movie] = True
     query = torch.tensor([3, 9, 0, 3])  # 9 has no movies; 3 twice
     assert torch.equal(items.mask(query), dense[query])
+    rows, movies = items.pairs(query)
+    assert torch.equal(dense[query].nonzero().t(), torch.stack(rows_sorted(rows, movies)))
     assert items.count(query).tolist() == [int((user == u).sum()) for u in query]
     assert items.users_with_items().tolist() == sorted(set(user.tolist()))
     assert sorted(items.of(3).tolist()) == sorted(movie[user == 3].tolist())
+
+
+def rows_sorted(rows: torch.Tensor, movies: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Unique (row, movie) pairs in row-major order."""
+    key = torch.unique(rows * 1_000 + movies)
+    return key // 1_000, key % 1_000
 
 
 def test_popularity_ranks_by_count_then_damped_mean():

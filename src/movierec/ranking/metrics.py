@@ -161,7 +161,7 @@ class TopKRanking(torch.nn.Module):
     def update(
         self, scores: torch.Tensor, candidates: torch.Tensor, relevant: torch.Tensor
     ) -> None:
-        """Add one block of users.
+        """Add one block of users, given as dense masks (see `update_pairs`).
 
         Args:
             scores: (B, M) float, higher = recommended first.
@@ -169,18 +169,54 @@ class TopKRanking(torch.nn.Module):
             relevant: (B, M) bool; only relevant candidates count. Rows without one are
                 not evaluated (neither in the means nor in coverage).
         """
-        relevant = relevant & candidates
-        counted = relevant.any(dim=1)
+        excluded = (~candidates).nonzero().unbind(1)
+        self.update_pairs(scores, excluded, relevant.nonzero().unbind(1))
+
+    def update_pairs(
+        self,
+        scores: torch.Tensor,
+        excluded: tuple[torch.Tensor, torch.Tensor],
+        relevant: tuple[torch.Tensor, torch.Tensor],
+    ) -> None:
+        """Add one block of users whose exclusions and relevant movies are (row, movie)
+        index pairs, as `UserItems.pairs` gives them: a user rates a few hundred of
+        ML-25M's 59k movies, so dense (B, M) masks would cost more than the ranking.
+
+        Args:
+            scores: (B, M) float, higher = recommended first (not modified).
+            excluded: (P,) rows, (P,) movies that may not be recommended.
+            relevant: (R,) rows, (R,) movies; only relevant movies that are not excluded
+                count. Rows without one are not evaluated (neither in the means nor in
+                coverage).
+        """
+        n_rows, n_movies = scores.shape
+        device = scores.device
+        excluded_row, excluded_movie = excluded[0].to(device), excluded[1].to(device)
+        excluded_key = excluded_row * n_movies + excluded_movie
+        # a relevant movie counts once (as in a mask), and only when it is a candidate
+        relevant_key = torch.unique(relevant[0].to(device) * n_movies + relevant[1].to(device))
+        relevant_key = relevant_key[~torch.isin(relevant_key, excluded_key)]
+        relevant_row, relevant_movie = relevant_key // n_movies, relevant_key % n_movies
+        counted = torch.zeros(n_rows, dtype=torch.bool, device=device)
+        counted[relevant_row] = True
         if not bool(counted.any()):
             return
-        if not bool(counted.all()):  # (copies of the block: only when a row drops out)
-            scores, candidates, relevant = scores[counted], candidates[counted], relevant[counted]
-        width = min(self.max_k, scores.shape[1])
-        top = scores.masked_fill(~candidates, -math.inf).topk(width, dim=1).indices  # (B, width)
-        # fewer than K candidates: the tail holds non-candidates, never relevant, so they
+        masked = scores.index_put(
+            (excluded_row, excluded_movie),
+            torch.tensor(-math.inf, dtype=scores.dtype, device=device),
+        )
+        if not bool(counted.all()):  # a copy of the block: only when a row drops out
+            masked = masked[counted]
+            relevant_row = (torch.cumsum(counted, 0) - 1)[relevant_row]
+            excluded_key = _kept_rows(excluded_key, counted, n_movies)
+        width = min(self.max_k, n_movies)
+        top = masked.topk(width, dim=1).indices  # (B, width)
+        # fewer than K candidates: the tail holds excluded movies, never relevant, so they
         # never hit; for coverage the tail repeats the list's first movie (a candidate)
-        shown = torch.where(candidates.gather(1, top), top, top[:, :1])
-        label = relevant.nonzero().t()  # (2, hits): block row, movie
+        rows = torch.arange(len(top), device=device).unsqueeze(1)
+        shown_excluded = torch.isin(rows * n_movies + top, excluded_key)
+        shown = torch.where(shown_excluded, top[:, :1], top)
+        label = torch.stack([relevant_row, relevant_movie])  # (2, hits): block row, movie
         for short, metric in self.metrics.items():
             metric.update(shown if short.startswith("coverage") else top, label)
 
@@ -193,3 +229,12 @@ class TopKRanking(torch.nn.Module):
     def reset(self) -> None:
         for metric in self.metrics.values():
             metric.reset()
+
+
+def _kept_rows(key: torch.Tensor, kept: torch.Tensor, n_movies: int) -> torch.Tensor:
+    """Flat (row · n_movies + movie) keys of the rows in `kept` (B,) bool, renumbered as
+    rows of the block without the others."""
+    row = key // n_movies
+    inside = kept[row]
+    new_row = (torch.cumsum(kept, 0) - 1)[row[inside]]
+    return new_row * n_movies + key[inside] % n_movies

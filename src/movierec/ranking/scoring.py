@@ -46,7 +46,4 @@ def evaluate_ranking(
     At most `pair_budget` scores (one block of users × every movie) exist at a time.
     """
     for chunk in user_chunks(users, exclude.n_movies, pair_budget):
-        scores = scorer(chunk)
-        device = scores.device
-        candidates = ~exclude.mask(chunk, device)
-        metric.update(scores, candidates, relevant.mask(chunk, device))
+        metric.update_pairs(scorer(chunk), exclude.pairs(chunk), relevant.pairs(chunk))

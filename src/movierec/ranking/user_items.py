@@ -53,8 +53,9 @@ class UserItems:
         """Movie indices of one user."""
         return self.movie[self.offsets[user] : self.offsets[user + 1]]
 
-    def mask(self, users: torch.Tensor, device: torch.device | str | None = None) -> torch.Tensor:
-        """(B, n_movies) bool: True where row b's user has the movie."""
+    def pairs(self, users: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The movies of `users` (B,) as (P,) row positions in `users` and (P,) movie
+        indices, row by row: the non-zeros of `mask(users)` without the (B, n_movies)."""
         users = users.long().cpu()
         starts = self.offsets[users]
         counts = self.offsets[users + 1] - starts
@@ -62,6 +63,11 @@ class UserItems:
         # position of every selected entry in `movie`: its row's start + its rank in the row
         first = torch.repeat_interleave(counts.cumsum(0) - counts, counts)
         positions = torch.repeat_interleave(starts, counts) + torch.arange(len(rows)) - first
+        return rows, self.movie[positions]
+
+    def mask(self, users: torch.Tensor, device: torch.device | str | None = None) -> torch.Tensor:
+        """(B, n_movies) bool: True where row b's user has the movie."""
+        rows, movies = self.pairs(users)
         mask = torch.zeros(len(users), self.n_movies, dtype=torch.bool)
-        mask[rows, self.movie[positions]] = True
+        mask[rows, movies] = True
         return mask if device is None else mask.to(device)
