@@ -8,7 +8,8 @@ import pytorch_lightning as pl
 
 
 class EpochTimer(pl.Callback):
-    """Logs `time/epoch_s`: wall seconds of each training epoch (without validation)."""
+    """Logs `time/epoch_s`: wall seconds of each training epoch, its validation included
+    (Lightning validates at the end of the epoch loop, before `on_train_epoch_end`)."""
 
     def __init__(self) -> None:
         self._start = 0.0
