@@ -10,6 +10,9 @@ is reported apart) and every stage is timed on its own:
     decode_fwd     the loss over every training pair, in checkpointed decoder chunks
     decode_bwd     its backward, which recomputes each chunk's forward first
     recompute      that recomputation alone (the chunked forward again, without grad)
+                   (BPR on a dot-product net, LightGCN, runs fused (`models.dot_bpr`):
+                   decode_fwd computes the gradient too, decode_bwd is ~0 and nothing
+                   is recomputed, so recompute then times a forward it never runs)
     encode_bwd     the encoder's backward from the embeddings' gradients
     optimizer      optimizer.step() and zero_grad()
     validation     encode without grad, decode the validation pairs in eval batches

@@ -154,6 +154,30 @@ def test_loss_bpr_is_the_mean_over_positives_and_their_negatives():
     torch.testing.assert_close(loss, expected)
 
 
+@pytest.mark.parametrize("chunk", [0, 100])
+def test_fused_bpr_gives_the_checkpointed_paths_loss_and_gradients(chunk: int):
+    """LightGCN scores by a plain dot product, so its BPR runs fused (`dot_bpr`): the
+    same negatives, loss and parameter gradients as the generic chunked decoding."""
+    graph, schema = synthetic_train_graph(30, 50, 600, seed=3)
+    torch.manual_seed(0)
+    net = LightGcnNet(schema, dim=8, num_layers=2).double()
+    objective = Objective(loss="bpr", bpr_negatives=3, decode_chunk_size=chunk)
+    user, movie = graph[RATES].edge_index
+    rating = graph[RATES].edge_label
+    results = []
+    for fused in (True, False):
+        net.scores_by_dot = fused  # the instance attribute shadows the class's
+        net.zero_grad()
+        torch.manual_seed(7)
+        loss = objective.batch_loss(net, net.encode(graph), user, movie, rating, schema.n_movies)
+        loss.backward()
+        results.append((loss.detach(), net.lightgcn.embedding.weight.grad.clone()))
+    (fused_loss, fused_grad), (plain_loss, plain_grad) = results
+    torch.testing.assert_close(fused_loss, plain_loss, rtol=0, atol=1e-12)
+    torch.testing.assert_close(fused_grad, plain_grad, rtol=0, atol=1e-12)
+    assert fused_grad.abs().sum() > 0
+
+
 def test_one_negative_gives_exactly_the_former_bpr_term():
     """bpr_negatives=1 draws the same movies and gives the same loss, bit for bit, as
     the former one-negative term: mse − λ · mean(log σ(r̂_um − r̂_uj) · positive)."""

@@ -15,7 +15,8 @@ plus `net.regularization` (added by the training module). Both use the one `bpr`
 The graph is encoded once per step; the pairs are decoded in `decode_chunk_size` chunks
 whose decoder activations are recomputed in backward (activation checkpointing), so a
 full batch of 20M ratings needs the memory of one chunk, with the same loss and gradients
-as unchunked.
+as unchunked. BPR on a net that scores by a plain dot product (`scores_by_dot`, LightGCN)
+skips that recomputation: `models.dot_bpr` computes each chunk's gradient with its value.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from torch.utils.checkpoint import checkpoint
 
 from movierec.errors import ConfigError, MovieRecError
 from movierec.models.base import NodeEmbeddings, RatingNet, RatingScores, check_choice
+from movierec.models.dot_bpr import dot_bpr, dot_bpr_applies
 
 LOSSES = ("mse", "huber", "l1", "cross_entropy", "bpr")
 
@@ -144,6 +146,12 @@ class Objective:
             negative = torch.randint(n_movies, (size,), device=movie.device)
             negative = negative.view(len(movie), self.bpr_negatives)
         chunk = self.decode_chunk_size
+        if (
+            self.loss == "bpr"
+            and net.scores_by_dot
+            and dot_bpr_applies(embeddings.user, embeddings.movie, self.bpr_negatives)
+        ):
+            return dot_bpr(embeddings.user, embeddings.movie, user, movie, negative, chunk)
         if chunk <= 0 or len(rating) <= chunk:
             return self.pair_loss(net, embeddings.user, embeddings.movie, user, movie, rating,
                                   negative)  # fmt: skip

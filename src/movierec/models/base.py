@@ -70,6 +70,10 @@ class RatingNet(nn.Module):
     #: (`ranking.scoring`): the default decodes each pair, whose activations bound it; a
     #: net whose `score_users` is one (B, d) × (d, n_movies) product affords more.
     ranking_block_pairs: int = 2**18
+    #: whether `decode(...).rating` is exactly z_user[u] · z_movie[m] of the encoded
+    #: tables (no weights, no biases): BPR then runs as one fused pass that computes its
+    #: gradient with its value (`models.dot_bpr`) instead of checkpointed decoding.
+    scores_by_dot: bool = False
 
     def __init__(self, schema: GraphSchema) -> None:
         super().__init__()

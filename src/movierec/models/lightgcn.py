@@ -63,6 +63,7 @@ class LightGcnNet(RatingNet):
     supported_losses = ("bpr",)
     predicts_ratings = False
     inductive = False
+    scores_by_dot = True
     # score_users is one product: 4M scores (16 MB) per block, 16× the default, so ML-25M's
     # 59k movies are ranked for 71 users at a time instead of 4 (per-block costs dominated)
     ranking_block_pairs = 2**22

@@ -43,7 +43,7 @@ def pair_dot(
     return _PairDot.apply(z_user, z_movie, user, movie)
 
 
-def _row_order(rows: torch.Tensor, n_rows: int) -> torch.Tensor | None:
+def row_order(rows: torch.Tensor, n_rows: int) -> torch.Tensor | None:
     """The stable order that sorts `rows` (B,), or None when they are sorted already (a
     2 ms check that saves the sort for user-ordered training pairs). Columns stay in
     pair order within a row: torch's CSR kernels (sampled_addmm, CSR @ dense) do not
@@ -54,8 +54,8 @@ def _row_order(rows: torch.Tensor, n_rows: int) -> torch.Tensor | None:
     return torch.argsort(keys, stable=True)
 
 
-def _pattern(rows, cols, n_rows: int, n_cols: int, values: torch.Tensor, order):
-    """CSR (n_rows, n_cols) with one entry per pair, rows ascending, given `_row_order`."""
+def csr_of_pairs(rows, cols, n_rows: int, n_cols: int, values: torch.Tensor, order):
+    """CSR (n_rows, n_cols) with one entry per pair, rows ascending, given `row_order`."""
     crow = torch.zeros(n_rows + 1, dtype=torch.int64, device=rows.device)
     torch.cumsum(torch.bincount(rows, minlength=n_rows), 0, out=crow[1:])
     if order is not None:
@@ -67,9 +67,9 @@ class _PairDot(torch.autograd.Function):
     @staticmethod
     def forward(ctx, z_user, z_movie, user, movie):
         n_users, n_movies = z_user.shape[0], z_movie.shape[0]
-        order = _row_order(user, n_users)
+        order = row_order(user, n_users)
         ones = torch.ones(len(user), dtype=z_user.dtype, device=z_user.device)
-        pattern = _pattern(user, movie, n_users, n_movies, ones, order)
+        pattern = csr_of_pairs(user, movie, n_users, n_movies, ones, order)
         sampled = torch.sparse.sampled_addmm(pattern, z_user, z_movie.T, beta=0.0).values()
         if order is not None:
             out = torch.empty_like(sampled)
@@ -92,7 +92,7 @@ class _PairDot(torch.autograd.Function):
             by_user = torch.sparse_csr_tensor(crow, col, values, (n_users, n_movies))
             grad_user = by_user @ z_movie
         if ctx.needs_input_grad[1]:
-            order = _row_order(movie, n_movies)
-            by_movie = _pattern(movie, user, n_movies, n_users, grad, order)
+            order = row_order(movie, n_movies)
+            by_movie = csr_of_pairs(movie, user, n_movies, n_users, grad, order)
             grad_movie = by_movie @ z_user
         return grad_user, grad_movie, None, None
