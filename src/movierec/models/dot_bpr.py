@@ -70,6 +70,10 @@ class _DotBpr(torch.autograd.Function):
         chunk = min(chunk if chunk > 0 else n_pos, (n_users * n_movies - 1) // (n_neg + 1))
         chunk = max(chunk, 1)
         grad_user, grad_movie = torch.zeros_like(z_user), torch.zeros_like(z_movie)
+        if max(n_users, n_movies, len(user) * (n_neg + 1)) < 2**31:
+            # int32 indices: half the bytes to sort and gather, and the CSR products' MKL
+            # kernels take them without converting int64 indices on every call
+            user, movie, negative = user.int(), movie.int(), negative.int()
         total = torch.zeros((), dtype=torch.float64)
         scale = 1.0 / max(n_pos * n_neg, 1)
         for start in range(0, n_pos, chunk):

@@ -55,12 +55,24 @@ def row_order(rows: torch.Tensor, n_rows: int) -> torch.Tensor | None:
 
 
 def csr_of_pairs(rows, cols, n_rows: int, n_cols: int, values: torch.Tensor, order):
-    """CSR (n_rows, n_cols) with one entry per pair, rows ascending, given `row_order`."""
-    crow = torch.zeros(n_rows + 1, dtype=torch.int64, device=rows.device)
+    """CSR (n_rows, n_cols) with one entry per pair, rows ascending, given `row_order`;
+    its indices have the dtype of `cols` (int32 or int64)."""
+    crow = torch.zeros(n_rows + 1, dtype=cols.dtype, device=rows.device)
     torch.cumsum(torch.bincount(rows, minlength=n_rows), 0, out=crow[1:])
     if order is not None:
-        cols, values = cols[order], values[order]
+        cols, values = _gather_pairs(cols, values, order)
     return torch.sparse_csr_tensor(crow, cols, values, (n_rows, n_cols))
+
+
+def _gather_pairs(cols: torch.Tensor, values: torch.Tensor, order: torch.Tensor):
+    """cols[order], values[order]. int32 columns and float32 values are gathered as one
+    8-byte word per pair: a random gather costs a cache miss per element, so one gather
+    of the pair costs about half of two."""
+    if cols.dtype != torch.int32 or values.dtype != torch.float32:
+        return cols[order], values[order]
+    words = torch.stack([cols, values.view(torch.int32)], 1).view(torch.int64).view(-1)
+    pairs = words[order].view(torch.int32).view(-1, 2)
+    return pairs[:, 0].contiguous(), pairs[:, 1].contiguous().view(torch.float32)
 
 
 class _PairDot(torch.autograd.Function):
