@@ -49,6 +49,20 @@ def test_value_and_gradients_match_the_gathered_form(n_pos, n_neg, chunk, sort_u
         torch.testing.assert_close(got, expected, rtol=0, atol=1e-12)
 
 
+def test_float32_matches_float64():
+    """float32 tables take the int32 path whose column and gradient are gathered as one
+    word (`pair_dot._gather_pairs`): unsorted users make that gather run on both sides."""
+    z_user, z_movie, user, movie, negative = _case(n_pos=300, n_neg=3, seed=5)
+    single = [z.detach().float().requires_grad_() for z in (z_user, z_movie)]
+    loss64 = dot_bpr(z_user, z_movie, user, movie, negative, 50)
+    loss32 = dot_bpr(*single, user, movie, negative, 50)
+    torch.testing.assert_close(loss32.double(), loss64, rtol=1e-6, atol=1e-6)
+    grads64 = torch.autograd.grad(loss64, [z_user, z_movie])
+    grads32 = torch.autograd.grad(loss32, single)
+    for got, expected in zip(grads32, grads64, strict=True):
+        torch.testing.assert_close(got.double(), expected, rtol=1e-5, atol=1e-7)
+
+
 def test_gradcheck():
     z_user, z_movie, user, movie, negative = _case(8, 5, 3, n_pos=6, n_neg=2)
     assert torch.autograd.gradcheck(
