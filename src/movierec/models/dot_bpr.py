@@ -70,17 +70,20 @@ class _DotBpr(torch.autograd.Function):
         chunk = min(chunk if chunk > 0 else n_pos, (n_users * n_movies - 1) // (n_neg + 1))
         chunk = max(chunk, 1)
         grad_user, grad_movie = torch.zeros_like(z_user), torch.zeros_like(z_movie)
-        if max(n_users, n_movies, len(user) * (n_neg + 1)) < 2**31:
-            # int32 indices: half the bytes to sort and gather, and the CSR products' MKL
-            # kernels take them without converting int64 indices on every call
-            user, movie, negative = user.int(), movie.int(), negative.int()
+        # int32 indices: half the bytes to sort and gather, and the CSR products' MKL
+        # kernels take them without converting int64 indices on every call (converted a
+        # chunk at a time: a whole batch's 80M negatives would take 320 MB more)
+        index = torch.int32 if max(n_users, n_movies, chunk * (n_neg + 1)) < 2**31 else None
         total = torch.zeros((), dtype=torch.float64)
         scale = 1.0 / max(n_pos * n_neg, 1)
         for start in range(0, n_pos, chunk):
             part = slice(start, start + chunk)
             # each positive followed by its negatives: user-ordered pairs stay user-ordered
-            pair_user = user[part].repeat_interleave(n_neg + 1)
-            pair_movie = torch.cat([movie[part].unsqueeze(1), negative[part]], 1).reshape(-1)
+            positive_user, positive_movie, negatives = (
+                t[part].to(index or t.dtype) for t in (user, movie, negative)
+            )
+            pair_user = positive_user.repeat_interleave(n_neg + 1)
+            pair_movie = torch.cat([positive_movie.unsqueeze(1), negatives], 1).reshape(-1)
             order = row_order(pair_user, n_users)
             ones = torch.ones(len(pair_user), dtype=z_user.dtype)
             by_user = csr_of_pairs(pair_user, pair_movie, n_users, n_movies, ones, order)
