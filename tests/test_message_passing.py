@@ -244,3 +244,34 @@ def test_cached_adjacencies_own_exactly_their_storage(graph_and_schema):
         for adj in matrices:
             for part in (adj.crow_indices(), adj.col_indices(), adj.values()):
                 assert part.untyped_storage().nbytes() == part.numel() * part.element_size()
+
+
+def test_products_by_column_blocks_equal_the_plain_product(monkeypatch):
+    """An adjacency tagged with column blocks (`BLOCK_BYTES` shrunk to 4 columns) gives
+    the plain product's value and gradient through `product`; a sparse one is not tagged."""
+    from movierec.models import adjacency
+
+    generator = torch.Generator().manual_seed(4)
+    users = torch.randint(0, 40, (600,), generator=generator)
+    movies = torch.randint(0, 25, (600,), generator=generator)
+    weight = torch.rand(600, dtype=torch.float64, generator=generator)
+    forward = torch.stack([users, movies])
+    to_user = adjacency.csr_matrix(forward, weight, (40, 25))
+    to_movie = adjacency.csr_matrix(forward.flip(0), weight, (25, 40))
+    monkeypatch.setattr(adjacency, "BLOCK_BYTES", 4 * 3 * 8)  # 4 rows of x per block
+    monkeypatch.setattr(adjacency, "DENSE_ENOUGH", 1)
+    for adj in (to_user, to_movie):
+        adjacency.add_column_blocks(adj, row_bytes=3 * 8)
+    adjacency.with_transpose(to_user, to_movie)
+    blocks = getattr(to_user, adjacency._BLOCKS)
+    assert [start for start, _ in blocks] == list(range(0, 25, 4))
+    assert sum(block.values().numel() for _, block in blocks) == to_user.values().numel()
+    x = torch.randn(25, 3, dtype=torch.float64, generator=generator, requires_grad=True)
+    upstream = torch.randn(40, 3, dtype=torch.float64, generator=generator)
+    blocked = adjacency.product(to_user, x, "sum")
+    torch.testing.assert_close(blocked, to_user.to_dense() @ x)
+    (grad,) = torch.autograd.grad(blocked, x, upstream)  # through to_movie's blocks
+    torch.testing.assert_close(grad, to_user.to_dense().T @ upstream)
+    monkeypatch.setattr(adjacency, "DENSE_ENOUGH", 10**6)
+    sparse = adjacency.csr_matrix(forward, weight, (40, 25))
+    assert not hasattr(adjacency.add_column_blocks(sparse, row_bytes=3 * 8), adjacency._BLOCKS)

@@ -144,11 +144,76 @@ class _ProductWithTranspose(torch.autograd.Function):
     @staticmethod
     def forward(ctx, adj: torch.Tensor, transpose: torch.Tensor, x: torch.Tensor):
         ctx.transpose = transpose
-        return adj @ x
+        return blocked_product(adj, x)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        return None, None, ctx.transpose @ grad
+        return None, None, blocked_product(ctx.transpose, grad)
+
+
+# ---------------------------------------------------------------- products by column blocks
+#
+# A CSR × dense product reads a row of x for every entry, at random over all of x. When x
+# is larger than the cache (ML-25M's 162,541 users × 64 floats = 42 MB) most reads miss;
+# splitting the adjacency into column blocks whose slice of x stays cached and summing
+# the block products gave the same result about twice as fast for the 59k × 162k
+# movies × users product (694 → 353 ms) on this project's machine. Each block rewrites the
+# whole output, so it pays only for a dense adjacency: SAGE's and GCN's per-rating-level
+# adjacencies got slower (hence `DENSE_ENOUGH`). torch has no cache-blocked sparse product,
+# hence this thin piece; a net opts in with `add_column_blocks` when it builds the matrix.
+
+#: bytes of x that one column block reads (well inside a server's last-level cache)
+BLOCK_BYTES = 8 * 2**20
+#: entries per (row × block) below which blocks cost more than they save
+DENSE_ENOUGH = 16
+_BLOCKS = "_movierec_column_blocks"
+
+
+def add_column_blocks(adj: torch.Tensor, row_bytes: int) -> torch.Tensor:
+    """Tag CSR `adj` (n, m) with column blocks for products with an x of `row_bytes` per
+    row, when x (m rows) is larger than `BLOCK_BYTES`, on CPU, and the matrix is dense
+    enough; otherwise leave it as it is. The blocks add 8 bytes per entry. Returns adj."""
+    width = max(1, BLOCK_BYTES // max(1, row_bytes))
+    n_rows, n_cols = adj.shape
+    n_blocks = -(-n_cols // width)
+    dense = adj.values().numel() >= DENSE_ENOUGH * n_rows * n_blocks
+    if adj.device.type == "cpu" and adj.layout == torch.sparse_csr and n_blocks > 1 and dense:
+        setattr(adj, _BLOCKS, column_blocks(adj, width))
+    return adj
+
+
+def blocked_product(adj: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """`adj @ x`, as a sum of block products when `add_column_blocks` tagged adj."""
+    blocks = getattr(adj, _BLOCKS, None)
+    if blocks is None or x.device != adj.device:
+        return adj @ x
+    out = None
+    for start, block in blocks:
+        part = block @ x[start : start + block.shape[1]]
+        out = part if out is None else out.add_(part)
+    return out
+
+
+def column_blocks(adj: torch.Tensor, width: int) -> list[tuple[int, torch.Tensor]]:
+    """CSR `adj` (n, m) as (first column, CSR (n, ≤ width)) blocks of consecutive columns,
+    each entry in exactly one block, in its original order within its row; int32 indices
+    where they fit."""
+    crow, col, values = adj.crow_indices(), adj.col_indices(), adj.values()
+    n_rows, n_cols = adj.shape
+    row = torch.repeat_interleave(torch.arange(n_rows, device=col.device), crow.diff())
+    index = torch.int32 if max(len(col), n_cols) < 2**31 else col.dtype
+    blocks = []
+    for start in range(0, n_cols, width):
+        stop = min(start + width, n_cols)
+        inside = (col >= start) & (col < stop)
+        block_crow = torch.zeros(n_rows + 1, dtype=index, device=col.device)
+        torch.cumsum(torch.bincount(row[inside], minlength=n_rows), 0, out=block_crow[1:])
+        block_col = (col[inside] - start).to(index)
+        block = torch.sparse_csr_tensor(
+            block_crow, block_col, values[inside], (n_rows, stop - start)
+        )
+        blocks.append((start, block))
+    return blocks
 
 
 def csr_matrix(

@@ -29,6 +29,7 @@ from movierec.errors import ConfigError
 from movierec.models.adjacency import (
     MESSAGE_PASSING,
     GraphCache,
+    add_column_blocks,
     csr_matrix,
     product,
     sparse_messages_in_full_precision,
@@ -154,6 +155,10 @@ class LightGcnNet(RatingNet):
         forward = torch.stack([users, movies])
         to_user = csr_matrix(forward, weight, (n_users, n_movies))
         to_movie = csr_matrix(forward.flip(0), weight, (n_movies, n_users))
+        # every product multiplies an (n, dim) table of this dtype
+        row_bytes = self.lightgcn.embedding.weight.shape[1] * weight.element_size()
+        add_column_blocks(to_user, row_bytes)
+        add_column_blocks(to_movie, row_bytes)
         return with_transpose(to_user, to_movie), with_transpose(to_movie, to_user)
 
     def decode(
