@@ -1,10 +1,11 @@
 """The recommend and serving entries import no sweep, Spark, plotting or training stack,
-and no PyG (a bundle's scoring snapshot ranks known users without it)."""
+and no torch or PyG (a bundle's scoring tables rank known users with NumPy)."""
 
 import subprocess
 import sys
 
 HEAVY = (
+    "torch",
     "pyspark",
     "optuna",
     "matplotlib",

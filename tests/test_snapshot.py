@@ -1,6 +1,7 @@
-"""A bundle's scoring snapshot (`serving.snapshot`) scores exactly as the network does,
-survives a save and load, is refused in one line when damaged, and lets a known user be
-ranked without building the network or importing PyG."""
+"""A bundle's scoring tables (`serving.snapshot` writes them, `serving.tables` and
+`serving.numpy_heads` read them) score as the network does for every family, are refused
+in one line when damaged, and let a known user be ranked and rated without building the
+network or importing torch."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -18,7 +20,8 @@ from movierec.data.graph import RATES
 from movierec.errors import DataError
 from movierec.serving.bundle import GRAPH, TrainedModel, save_bundle
 from movierec.serving.recommender import Recommender
-from movierec.serving.snapshot import SCORING, ScoringSnapshot
+from movierec.serving.snapshot import write_snapshot
+from movierec.serving.tables import RATED, SCORING, RatedMovies, ScoringTables
 from tests.helpers.configs import TINY_DATA, compose_train
 
 QUIET = ["logger=none", "callbacks.progress_bar=null", "trainer.enable_progress_bar=false"]
@@ -54,26 +57,47 @@ def _module(tmp_path: Path, datamodule, overrides: list[str]):
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
-def test_snapshot_scores_and_rates_exactly_as_the_network(tmp_path, tiny_split, variant):
+def test_tables_score_and_rate_as_the_network(tmp_path, tiny_split, variant):
     module, datamodule = _module(tmp_path, tiny_split, VARIANTS[variant])
     graph, net = datamodule.split_data.graph, module.net
+    n_users = datamodule.data.n_users
     with torch.no_grad():
         embeddings = net.encode(graph)
-        expected = net.score_users(embeddings, torch.arange(7))
+        expected = net.score_users(embeddings, torch.arange(n_users)).numpy()
         user, movie, _ = datamodule.split_data.rows("test")
-        rating = net.decode(embeddings, user, movie).rating
-    snapshot = ScoringSnapshot.of(net, graph, datamodule.schema.rating_scale)
-    snapshot.save(tmp_path / SCORING)
-    loaded = ScoringSnapshot.load(tmp_path / SCORING)  # the head rebuilt from its spec
-    assert loaded.network == type(net).__name__
-    assert loaded.predicts_ratings == net.predicts_ratings
-    tables = loaded.embeddings
-    assert torch.equal(tables.user, embeddings.user) and torch.equal(tables.movie, embeddings.movie)
-    with torch.no_grad():
-        scores = loaded.head.score_users(tables.user, tables.movie, torch.arange(7))
-        head_rating = loaded.head(tables.user, tables.movie, user, movie)[0]
-    assert torch.equal(scores, expected)
-    assert torch.equal(head_rating, rating)
+        rating = net.decode(embeddings, user, movie).rating.numpy()
+    assert write_snapshot(net, graph, datamodule.schema.rating_scale, tmp_path / SCORING)
+    tables = ScoringTables.load(tmp_path / SCORING)  # the head rebuilt from its spec, in NumPy
+    assert tables.network == type(net).__name__
+    assert tables.predicts_ratings == net.predicts_ratings
+    assert tables.rating_scale == tuple(datamodule.schema.rating_scale)
+    assert np.array_equal(tables.user, embeddings.user.numpy())
+    assert np.array_equal(tables.movie, embeddings.movie.numpy())
+    scores = tables.score_users(np.arange(n_users))
+    assert scores.dtype == np.float32 and scores.shape == expected.shape
+    # the same float32 arithmetic in another order: equal to rounding (relative to the
+    # scores' scale, as sums that cancel lose digits), and the same ranking
+    atol = 1e-6 * np.abs(expected).max()
+    np.testing.assert_allclose(scores, expected, rtol=1e-5, atol=atol)
+    assert len(np.unique(scores)) > scores.size // 5, "randomised weights spread the scores"
+    top = np.argsort(-scores, axis=1, kind="stable")[:, :5]
+    assert (np.take_along_axis(expected, top, 1)[:, 0] == expected.max(axis=1)).mean() > 0.9
+    pairs = tables.score_pairs(user.numpy(), movie.numpy())
+    np.testing.assert_allclose(pairs, rating, rtol=1e-5, atol=atol)
+
+
+def test_rated_movies_mask_marks_exactly_each_users_pairs(tmp_path):
+    user = np.array([2, 0, 2, 2, 0])
+    movie = np.array([1, 3, 0, 1, 0])  # (2, 1) twice: harmless
+    rated = RatedMovies.from_pairs(user, movie, n_users=4, n_movies=5)
+    rated.save(tmp_path / RATED)
+    loaded = RatedMovies.load(tmp_path / RATED)
+    expected = np.zeros((4, 5), dtype=bool)
+    expected[user, movie] = True
+    for table in (rated, loaded):
+        assert np.array_equal(table.mask(np.arange(4)), expected)
+        assert np.array_equal(table.mask(np.array([3, 2, 2])), expected[[3, 2, 2]])
+    assert loaded.movies.dtype == np.int32 and loaded.n_movies == 5
 
 
 def _bundle(tmp_path: Path, datamodule, overrides: list[str]) -> tuple[Path, object]:
@@ -89,44 +113,54 @@ def _bundle(tmp_path: Path, datamodule, overrides: list[str]) -> tuple[Path, obj
     return bundle, datamodule
 
 
-def test_bundle_answers_from_its_snapshot_as_from_its_network(tmp_path, tiny_split):
-    bundle, datamodule = _bundle(tmp_path, tiny_split, ["model=sage", "model.net.bias=true"])
-    assert (bundle / SCORING).is_file()
+@pytest.mark.parametrize("variant", ["sage_mlp_bias", "lightgcn"])
+def test_bundle_answers_from_its_tables_as_from_its_network(tmp_path, tiny_split, variant):
+    bundle, datamodule = _bundle(tmp_path, tiny_split, VARIANTS[variant])
+    assert (bundle / SCORING).is_file() and (bundle / RATED).is_file()
     fast = TrainedModel.load(bundle, build_network=False)
     users = datamodule.data.users["userId"].tolist()
     movies = datamodule.data.movies["movieId"].tolist()[: len(users)]
     top_fast = Recommender(fast).recommend(users, k=5, genre=None)
-    ratings_fast = fast.predict_ratings(users, movies)
+    assert not top_fast.empty
+    predicts = fast.predicts_ratings
+    ratings_fast = fast.predict_ratings(users, movies) if predicts else None
     assert "module" not in fast.__dict__, "the network was built for a known user"
+    assert "tensors" not in fast.__dict__, "graph.pt was read for a known user"
     saved = torch.load(bundle / GRAPH)["edge_index"]  # (2, E), not the graph's (3, E) buffer
     assert saved.untyped_storage().nbytes() == saved.nbytes
     assert torch.equal(saved, datamodule.graph[RATES].edge_index)
 
-    (bundle / SCORING).unlink()  # the same bundle without a snapshot: the network scores
+    (bundle / SCORING).unlink()  # the same bundle without tables: the network scores
     full = TrainedModel.load(bundle)
-    assert full.snapshot is None
-    pd.testing.assert_frame_equal(top_fast, Recommender(full).recommend(users, k=5))
-    assert (ratings_fast == full.predict_ratings(users, movies)).all()
+    assert full.tables is None
+    top_full = Recommender(full).recommend(users, k=5)
+    pd.testing.assert_frame_equal(top_fast, top_full, check_exact=False, rtol=1e-5)
+    if predicts:
+        np.testing.assert_allclose(ratings_fast, full.predict_ratings(users, movies), rtol=1e-6)
 
 
-def test_damaged_snapshot_is_refused_naming_the_file(tmp_path, tiny_split):
+@pytest.mark.parametrize("name", [SCORING, RATED])
+def test_damaged_table_file_is_refused_naming_it(tmp_path, tiny_split, name):
     bundle, _ = _bundle(tmp_path, tiny_split, ["model=mf"])
-    data = (bundle / SCORING).read_bytes()
-    (bundle / SCORING).write_bytes(data[: len(data) // 2])
-    with pytest.raises(DataError, match=rf"bundle file .*{SCORING} is missing or damaged"):
+    data = (bundle / name).read_bytes()
+    (bundle / name).write_bytes(data[: len(data) // 2])
+    with pytest.raises(DataError, match=rf"bundle file .*{name} is missing or damaged"):
         TrainedModel.load(bundle, build_network=False)
 
 
-def test_known_user_is_ranked_without_importing_pyg(tmp_path, tiny_split):
-    bundle, datamodule = _bundle(tmp_path, tiny_split, ["model=sage"])  # dot: CSR pairs
+def test_known_user_is_ranked_and_rated_without_importing_torch(tmp_path, tiny_split):
+    bundle, datamodule = _bundle(tmp_path, tiny_split, ["model=sage"])
     user = int(datamodule.data.users["userId"].iloc[0])
+    movie = int(datamodule.data.movies["movieId"].iloc[0])
     code = (
         "import sys\n"
         "from movierec.serving.recommender import Recommender\n"
-        f"top = Recommender.load({str(bundle)!r}).recommend({user}, k=3)\n"
-        "print(len(top), 'torch_geometric' in sys.modules)\n"
+        f"rec = Recommender.load({str(bundle)!r})\n"
+        f"top = rec.recommend({user}, k=3)\n"
+        f"rating = rec.model.predict_ratings([{user}], [{movie}])\n"
+        "print(len(top), len(rating), 'torch' in sys.modules)\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.split() == ["3", "False"]
+    assert done.stdout.split() == ["3", "1", "False"]
     assert "Warning" not in done.stderr  # torch's sparse notices are not a user's concern

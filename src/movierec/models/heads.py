@@ -1,16 +1,16 @@
-"""Scoring heads: the part of a network after its encoder, rebuilt without the network.
+"""Scoring heads: the part of a network after its encoder, as a module of its own.
 
 A head maps the node tables z_user (n_users, d) and z_movie (n_movies, d) and index pairs
 user, movie (B,) to (rating (B,), logits (B, L) or None), exactly as the network's
 `decode` does: the network and its head share the modules and the functions below, so
 their arithmetic is the same. A network offers its head through
-`RatingNet.scoring_head()`; a bundle stores the head (`spec` + weights) beside the node
-tables encoded once, so a known user is ranked without building the network. That path
-imports no PyG (1.8 s of imports, most of it `torch._dynamo`, which PyG loads eagerly):
-this module and its imports stay PyG-free (`tests/test_import_cost.py`).
+`RatingNet.scoring_head()`; a bundle stores the head's `spec` and weights beside the node
+tables encoded once (`serving.snapshot`), and `serving.numpy_heads` evaluates them from
+the spec without torch, so a known user is ranked without building the network.
 
-    head = build_head(spec); head.load_state_dict(state)
+    head = net.scoring_head()
     head.score_users(z_user, z_movie, users)   # (B, n_movies)
+    head.spec                                   # {"head": "DecoderHead", "decoder": {...}, ...}
 """
 
 from __future__ import annotations
@@ -20,14 +20,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from movierec.errors import DataError
 from movierec.models.base import pair_scores
 from movierec.models.decoders import DecoderOutput, PairBias, build_decoder, decode_with_bias
 from movierec.models.pair_dot import pair_dot
 
 
 class ScoringHead(nn.Module):
-    """Base class. `spec` holds the keyword arguments that rebuild it (`build_head`)."""
+    """Base class. `spec` holds the keyword arguments that describe it (`serving.numpy_heads`
+    evaluates a head from its spec and weights)."""
 
     def __init__(self, **spec: Any) -> None:
         super().__init__()
@@ -111,17 +111,3 @@ class DotHead(ScoringHead):
     @torch.no_grad()
     def score_users(self, z_user, z_movie, users) -> torch.Tensor:
         return dot_scores(z_user, z_movie, users)
-
-
-HEADS: dict[str, type[ScoringHead]] = {
-    cls.__name__: cls for cls in (DecoderHead, BiasedDotHead, DotHead)
-}
-
-
-def build_head(spec: dict[str, Any]) -> ScoringHead:
-    """The head `spec` (a head's `.spec`) describes, with fresh weights."""
-    kwargs = dict(spec)
-    name = kwargs.pop("head", None)
-    if name not in HEADS:
-        raise DataError(f"unknown scoring head {name!r}; expected one of {', '.join(HEADS)}")
-    return HEADS[name](**kwargs)

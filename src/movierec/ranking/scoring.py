@@ -8,26 +8,25 @@ block is scored once; `TopKRanking.update` ranks it once, to the largest K of `r
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
-import torch
+if TYPE_CHECKING:  # torch (2-3 s) and torchmetrics: the recommend path imports neither
+    import torch
 
-from movierec.ranking.user_items import UserItems
-
-if TYPE_CHECKING:  # torchmetrics, which it imports, costs seconds the serving path skips
     from movierec.ranking.metrics import TopKRanking
+    from movierec.ranking.user_items import UserItems
 
-Scorer = Callable[[torch.Tensor], torch.Tensor]
+Scorer = Callable[["torch.Tensor"], "torch.Tensor"]
+Indices = TypeVar("Indices")  # a torch.Tensor or a numpy array of indices
 
 #: (user, movie) pairs decoded per call: bounds the memory of MLP decoders, which
 #: materialise a (pairs, 2·hidden) input (2^18 pairs × 128 floats ≈ 128 MiB).
 PAIR_BUDGET = 2**18
 
 
-def user_chunks(
-    users: torch.Tensor, n_movies: int, pair_budget: int = PAIR_BUDGET
-) -> Iterator[torch.Tensor]:
-    """Consecutive slices of `users` with at most `pair_budget` pairs each (≥ 1 user)."""
+def user_chunks(users: Indices, n_movies: int, pair_budget: int = PAIR_BUDGET) -> Iterator[Indices]:
+    """Consecutive slices of `users` (a tensor or an array) with at most `pair_budget`
+    pairs each (≥ 1 user)."""
     step = max(1, pair_budget // max(n_movies, 1))
     for start in range(0, len(users), step):
         yield users[start : start + step]

@@ -5,16 +5,20 @@ A bundle is a folder:
     graph.pt         the training message graph's tensors (`graph_tensors`)
     users.parquet    row i: userId of user index i (+ side columns)
     movies.parquet   row j: movieId, title, genres of movie index j
-    heldout.parquet  user, movie indices of the validation and test ratings: rated movies
-                     that are not graph edges (bundles written before it existed lack it;
-                     then only training ratings count as rated)
-    scoring.pt       the node tables encoded once and the network's scoring head
+    rated.npz        the movies each user rated in training, validation and test
+                     (`serving.tables`)
+    scoring.npz      the node tables encoded once and the network's scoring head
                      (`serving.snapshot`; absent for a network that offers no head)
+Bundles written before rated.npz existed hold heldout.parquet instead (user, movie
+indices of the validation and test ratings); bundles written before scoring.npz existed
+are served by their network.
+
 `TrainedModel.load(bundle)` restores it on CPU, without the training stack
-(`serving.network`). With a scoring snapshot it ranks and rates known users from the
-snapshot alone and builds the network (importing PyG) only for what needs the encoder,
-such as a new user. `predict_ratings` maps original userId/movieId pairs to clamped
-predicted ratings in stars; `score_users` scores every movie for a block of users.
+(`serving.network`). With scoring.npz it ranks and rates known users with NumPy alone:
+torch (2–3 s of imports) is imported only where a method needs the network, the graph
+or the popularity baseline (a new user, an unknown user's fallback). `predict_ratings`
+maps original userId/movieId pairs to clamped predicted ratings in stars; `score_users`
+scores every movie for a block of users.
 """
 
 from __future__ import annotations
@@ -28,20 +32,19 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import torch
 
-from movierec.data.graph import graph_tensors
 from movierec.data.processed import RatingsData, lookup_ids
 from movierec.errors import DataError
-from movierec.models.base import NodeEmbeddings
-from movierec.ranking.popularity import Popularity
-from movierec.ranking.user_items import UserItems
-from movierec.serving.network import ServedNetwork
-from movierec.serving.snapshot import SCORING, ScoringSnapshot
-from movierec.training.checkpoints import UNREADABLE
+from movierec.serving.tables import RATED, SCORING, RatedMovies, ScoringTables
+from movierec.serving.tables import damaged as _damaged
 
-if TYPE_CHECKING:  # pytorch_lightning, torchmetrics, PyG: seconds the serving path skips
+if TYPE_CHECKING:  # torch, PyG, pytorch_lightning: seconds the known-user path skips
+    import torch
+
     from movierec.data.split_data import SplitData
+    from movierec.models.base import NodeEmbeddings
+    from movierec.ranking.popularity import Popularity
+    from movierec.serving.network import ServedNetwork
     from movierec.training.module import RatingPredictor
 
 CHECKPOINT = "model.ckpt"
@@ -55,16 +58,23 @@ def save_bundle(
     directory: Path, checkpoint: str | Path, split: SplitData, data: RatingsData
 ) -> Path:
     """Write a bundle for the model at `checkpoint` trained on `split` of `data`."""
+    import torch
+
+    from movierec.data.graph import graph_tensors
+    from movierec.serving.network import ServedNetwork
+    from movierec.serving.snapshot import write_snapshot
+
     directory.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(checkpoint, directory / CHECKPOINT)
-    torch.save(_compact(graph_tensors(split.graph)), directory / GRAPH)
+    tensors = graph_tensors(split.graph)
+    torch.save(_compact(tensors), directory / GRAPH)
     data.users.to_parquet(directory / USERS, index=False)
     data.movies.to_parquet(directory / MOVIES, index=False)
-    _heldout_pairs(split).to_parquet(directory / HELDOUT, index=False)
-    served = ServedNetwork.from_checkpoint(directory / CHECKPOINT, graph_tensors(split.graph))
-    snapshot = ScoringSnapshot.of(served.net, served.graph, served.schema.rating_scale)
-    if snapshot is not None:
-        snapshot.save(directory / SCORING)
+    _rated_movies(tensors, _heldout_pairs(split), len(data.users), len(data.movies)).save(
+        directory / RATED
+    )
+    served = ServedNetwork.from_checkpoint(directory / CHECKPOINT, tensors)
+    write_snapshot(served.net, served.graph, served.schema.rating_scale, directory / SCORING)
     return directory
 
 
@@ -78,39 +88,45 @@ def _compact(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 class TrainedModel:
-    """A loaded bundle: the network (built when first needed), its graph and the ID maps.
+    """A loaded bundle: ID maps, scoring tables, and the network built when first needed.
 
     Args:
         users, movies: the ID maps (row = index).
-        tensors: the training message graph as `graph_tensors`.
         module: the trained network with its graph: a `ServedNetwork` (from a bundle)
             or a `RatingPredictor` with its graph set (`set_graph`); either offers
-            `net`, `schema` and `graph`. Or None, with `load_module`, a
-            function that builds it when first needed.
-        heldout: user, movie index columns of rated movies that are not graph edges.
-        snapshot: the bundle's scoring snapshot; known users are then scored from it and
+            `net`, `schema` and `graph`. Or None, with `load_module`, a function of
+            the graph tensors that builds it when first needed.
+        tensors: the training message graph as `graph_tensors`; or None, with
+            `load_tensors`, a function that reads them when first needed.
+        tables: the bundle's scoring tables; known users are then scored from them and
             the network is built only for what needs its encoder (a new user).
+        rated: every user's rated movies; None derives them from the graph's edges
+            plus `heldout` (user, movie index columns of the validation and test ratings).
     """
 
     def __init__(
         self,
         users: pd.DataFrame,
         movies: pd.DataFrame,
-        tensors: dict[str, torch.Tensor],
+        *,
         module: ServedNetwork | RatingPredictor | None = None,
+        load_module: Callable[[dict[str, torch.Tensor]], ServedNetwork] | None = None,
+        tensors: dict[str, torch.Tensor] | None = None,
+        load_tensors: Callable[[], dict[str, torch.Tensor]] | None = None,
+        tables: ScoringTables | None = None,
+        rated: RatedMovies | None = None,
         heldout: pd.DataFrame | None = None,
-        snapshot: ScoringSnapshot | None = None,
-        load_module: Callable[[], ServedNetwork] | None = None,
     ):
         if module is None and load_module is None:
             raise ValueError("TrainedModel needs a module or a load_module function")
-        self._module = module
-        self._load_module = load_module
+        if tensors is None and load_tensors is None:
+            raise ValueError("TrainedModel needs tensors or a load_tensors function")
+        self._module, self._load_module = module, load_module
+        self._tensors, self._load_tensors = tensors, load_tensors
+        self._rated, self._heldout = rated, heldout
         self.users = users
         self.movies = movies
-        self.tensors = tensors
-        self.heldout = heldout
-        self.snapshot = snapshot
+        self.tables = tables
         self._user_ids = users["userId"].to_numpy()
         self._movie_ids = movies["movieId"].to_numpy()
 
@@ -120,66 +136,79 @@ class TrainedModel:
 
         Args:
             build_network: build the network now (a server checks every file at start);
-                False builds it only when something needs its encoder, if the bundle has a
-                scoring snapshot (the recommend command: no PyG import for a known user).
+                False builds it (and reads graph.pt) only when something needs it, if
+                the bundle has scoring tables (the recommend command: no torch import
+                for a known user).
         """
         directory = Path(directory)
-        tensors = _read_tensors(directory / GRAPH)
-        checkpoint = directory / CHECKPOINT
-        if not checkpoint.is_file():
-            raise _damaged(checkpoint, FileNotFoundError("no such file"))
-        snapshot = None
+        for required in (CHECKPOINT, GRAPH):
+            if not (directory / required).is_file():
+                raise _damaged(directory / required, FileNotFoundError("no such file"))
+        tables = None
         if (directory / SCORING).is_file():
-            snapshot = ScoringSnapshot.load(directory / SCORING)
-        heldout = _read_table(directory / HELDOUT) if (directory / HELDOUT).is_file() else None
+            tables = ScoringTables.load(directory / SCORING)
+        rated = RatedMovies.load(directory / RATED) if (directory / RATED).is_file() else None
+        heldout = None
+        if rated is None and (directory / HELDOUT).is_file():
+            heldout = _read_table(directory / HELDOUT)
+        checkpoint = directory / CHECKPOINT
         model = cls(
             _read_table(directory / USERS),
             _read_table(directory / MOVIES),
-            tensors,
+            load_module=lambda tensors: _served(checkpoint, tensors),
+            load_tensors=lambda: _read_tensors(directory / GRAPH),
+            tables=tables,
+            rated=rated,
             heldout=heldout,
-            snapshot=snapshot,
-            load_module=lambda: ServedNetwork.from_checkpoint(checkpoint, tensors, key="bundle"),
         )
-        if build_network or snapshot is None:
+        if build_network or tables is None:
             _ = model.module
         return model
 
     @classmethod
     def from_split(cls, module: RatingPredictor, split: SplitData, data: RatingsData):
         """`module` over the `split` of `data` it was trained on (no bundle)."""
+        from movierec.data.graph import graph_tensors
+
         module.set_graph(split.graph)
         tensors = graph_tensors(split.graph)
-        return cls(data.users, data.movies, tensors, module, _heldout_pairs(split))
+        heldout = _heldout_pairs(split)
+        return cls(data.users, data.movies, module=module, tensors=tensors, heldout=heldout)
+
+    @cached_property
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """The training message graph's tensors (graph.pt, read on first use)."""
+        return self._tensors if self._tensors is not None else self._load_tensors()
 
     @cached_property
     def module(self) -> ServedNetwork | RatingPredictor:
         """The network in eval mode with its graph (built on first use from a bundle)."""
-        module = self._module if self._module is not None else self._load_module()
+        module = self._module if self._module is not None else self._load_module(self.tensors)
         return module.eval()
 
     @property
     def rating_scale(self) -> tuple[float, float]:
-        if self.snapshot is not None:
-            return self.snapshot.rating_scale
+        if self.tables is not None:
+            return self.tables.rating_scale
         return self.module.schema.rating_scale
 
     @property
     def predicts_ratings(self) -> bool:
         """Whether the model predicts stars (False: it only ranks, e.g. LightGCN)."""
-        if self.snapshot is not None:
-            return self.snapshot.predicts_ratings
+        if self.tables is not None:
+            return self.tables.predicts_ratings
         return self.module.net.predicts_ratings
 
     @property
     def network_name(self) -> str:
         """The network's class name (e.g. SageNet), for messages."""
-        if self.snapshot is not None:
-            return self.snapshot.network
+        if self.tables is not None:
+            return self.tables.network
         return type(self.module.net).__name__
 
-    def clamp(self, rating: torch.Tensor) -> torch.Tensor:
+    def clamp(self, rating: np.ndarray) -> np.ndarray:
         low, high = self.rating_scale
-        return rating.clamp(low, high)
+        return np.clip(rating, low, high)
 
     @property
     def n_users(self) -> int:
@@ -208,53 +237,86 @@ class TrainedModel:
                 f"{self.network_name} only ranks movies, it predicts no ratings: "
                 "send top-K requests (userId, k) instead of rating pairs (userId, movieId)"
             )
-        users = torch.from_numpy(self.user_index(user_ids))
-        movies = torch.from_numpy(self.movie_index(movie_ids))
+        users, movies = self.user_index(user_ids), self.movie_index(movie_ids)
         if len(users) != len(movies):
             raise DataError(f"got {len(users)} userIds but {len(movies)} movieIds")
-        embeddings = self.embeddings
-        with torch.no_grad():
-            if self.snapshot is not None:
-                rating = self.snapshot.head(embeddings.user, embeddings.movie, users, movies)[0]
-            else:
-                rating = self.module.net.decode(embeddings, users, movies).rating
-        return self.clamp(rating).double().numpy()
+        if self.tables is not None:
+            rating = self.tables.score_pairs(users, movies)
+        else:
+            import torch
+
+            with torch.no_grad():
+                pairs = torch.from_numpy(users), torch.from_numpy(movies)
+                rating = self.module.net.decode(self.embeddings, *pairs).rating.float().numpy()
+        return self.clamp(rating).astype(np.float64)
 
     # ------------------------------------------------------------------ ranking
 
     @cached_property
     def embeddings(self) -> NodeEmbeddings:
-        """Node embeddings of the training graph, encoded once per loaded model."""
-        if self.snapshot is not None:
-            return self.snapshot.embeddings
+        """Node embeddings of the training graph as torch tensors, encoded once per
+        loaded model (a new user's encoding starts from them)."""
+        import torch
+
+        from movierec.models.base import NodeEmbeddings
+
+        if self.tables is not None:
+            return NodeEmbeddings(
+                torch.from_numpy(self.tables.user), torch.from_numpy(self.tables.movie)
+            )
         with torch.no_grad():
             return self.module.net.encode(self.module.graph)
 
-    def score_users(self, users: torch.Tensor) -> torch.Tensor:
-        """Unclamped predicted stars of every movie for user indices (B,), (B, n_movies)."""
-        embeddings = self.embeddings
+    def score_users(self, users: np.ndarray) -> np.ndarray:
+        """Unclamped predicted stars (or ranking scores) of every movie for user indices
+        (B,): (B, n_movies) float32."""
+        users = np.asarray(users, dtype=np.int64)
+        if self.tables is not None:
+            return self.tables.score_users(users)
+        import torch
+
         with torch.no_grad():  # a plug-in's override may not disable gradients itself
-            if self.snapshot is not None:
-                return self.snapshot.head.score_users(embeddings.user, embeddings.movie, users)
-            return self.module.net.score_users(embeddings, users)
+            scores = self.module.net.score_users(self.embeddings, torch.from_numpy(users))
+        return scores.float().cpu().numpy()
 
     @cached_property
-    def rated(self) -> UserItems:
+    def rated(self) -> RatedMovies:
         """Movies each user has rated: training edges plus held-out (val/test) ratings."""
-        user, movie = self.tensors["edge_index"].cpu()
-        if self.heldout is not None and len(self.heldout):
-            user = torch.cat([user, torch.tensor(self.heldout["user"].to_numpy(np.int64))])
-            movie = torch.cat([movie, torch.tensor(self.heldout["movie"].to_numpy(np.int64))])
-        return UserItems.from_pairs(user, movie, self.n_users, self.n_movies)
+        if self._rated is not None:
+            return self._rated
+        return _rated_movies(self.tensors, self._heldout, self.n_users, self.n_movies)
 
     @cached_property
     def popularity(self) -> Popularity:
         """The popularity baseline of this model's training ratings."""
+        from movierec.ranking.popularity import Popularity
+
         edges, stars = self.tensors["edge_index"], self.tensors["edge_label"]
         return Popularity.from_ratings(edges[1], stars, self.n_movies)
 
 
+def _served(checkpoint: Path, tensors: dict[str, torch.Tensor]) -> ServedNetwork:
+    from movierec.serving.network import ServedNetwork
+
+    return ServedNetwork.from_checkpoint(checkpoint, tensors, key="bundle")
+
+
+def _rated_movies(
+    tensors: dict[str, torch.Tensor], heldout: pd.DataFrame | None, n_users: int, n_movies: int
+) -> RatedMovies:
+    """The training edges of `tensors` plus the `heldout` (user, movie) index pairs."""
+    user, movie = (part.cpu().numpy() for part in tensors["edge_index"])
+    if heldout is not None and len(heldout):
+        user = np.concatenate([user, heldout["user"].to_numpy(np.int64)])
+        movie = np.concatenate([movie, heldout["movie"].to_numpy(np.int64)])
+    return RatedMovies.from_pairs(user, movie, n_users, n_movies)
+
+
 def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    import torch
+
+    from movierec.training.checkpoints import UNREADABLE
+
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except UNREADABLE as err:
@@ -268,20 +330,12 @@ def _read_table(path: Path) -> pd.DataFrame:
         raise _damaged(path, err) from None
 
 
-def _damaged(path: Path, err: BaseException) -> DataError:
-    reason = " ".join(str(err).split())[:200]
-    return DataError(
-        f"bundle file {path} is missing or damaged ({reason}); download the model again "
-        "(e.g. `mlflow artifacts download`) or retrain it"
-    )
-
-
 def _heldout_pairs(split: SplitData) -> pd.DataFrame:
     """User and movie indices (int32) of the validation and test ratings."""
     parts = [split.rows(part) for part in ("val", "test")]
     return pd.DataFrame(
         {
-            "user": torch.cat([p[0] for p in parts]).numpy().astype(np.int32),
-            "movie": torch.cat([p[1] for p in parts]).numpy().astype(np.int32),
+            "user": np.concatenate([p[0].numpy() for p in parts]).astype(np.int32),
+            "movie": np.concatenate([p[1].numpy() for p in parts]).astype(np.int32),
         }
     )

@@ -32,7 +32,6 @@ from omegaconf import OmegaConf
 
 from movierec.errors import ConfigError, DataError
 from movierec.serving.bundle import CHECKPOINT, TrainedModel
-from movierec.training.checkpoints import load_predictor
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +73,7 @@ def _best_checkpoint(run_dir: Path) -> Path:
 def _from_checkpoint(checkpoint: Path) -> TrainedModel:
     """Rebuild the training split from the run's composed config and load the weights."""
     from movierec.config import build
+    from movierec.training.checkpoints import load_predictor
 
     config_path = checkpoint.resolve().parent.parent / RUN_CONFIG
     if not config_path.is_file():

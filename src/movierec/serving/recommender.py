@@ -5,11 +5,13 @@
     rec.recommend([999999], k=10, fallback="popular")   # unknown user → popularity
     rec.recommend_new_user({1: 5.0, 260: 4.5}, k=10)    # a user given at request time
 
-The graph is encoded once per loaded model; each block of users is scored against every
-movie in one decoder call. Rows are ranked by the unclamped predicted rating; `rating`
-is the prediction clamped to the rating scale. A ranking-only model (one that predicts no
-ratings, e.g. LightGCN) has no stars to show: its rows have `rating` NaN and carry the
-model's ranking `score` instead.
+The graph is encoded once per loaded model (a bundle stores it encoded); each block of
+users is scored against every movie in one decoder call. Ranking is NumPy: a known user of
+a bundle with scoring tables is answered without importing torch. Rows are ranked by the
+unclamped predicted rating (equal scores by movie index); `rating` is the prediction
+clamped to the rating scale. A ranking-only model (one that predicts no ratings, e.g.
+LightGCN) has no stars to show: its rows have `rating` NaN and carry the model's ranking
+`score` instead.
 """
 
 from __future__ import annotations
@@ -18,12 +20,10 @@ from collections.abc import Iterable, Iterator, Mapping
 
 import numpy as np
 import pandas as pd
-import torch
 
 from movierec.errors import ConfigError, DataError
 from movierec.ranking.scoring import user_chunks
 from movierec.serving.bundle import TrainedModel
-from movierec.serving.cold_start import embed_new_user
 
 FALLBACKS = ("popular",)
 COLUMNS = ["userId", "rank", "movieId", "title", "genres", "rating", "source"]
@@ -102,15 +102,14 @@ class Recommender:
         frames = []
         known_ids = ids[known]
         if len(known_ids):
-            users = torch.from_numpy(self.model.user_index(known_ids))
+            users = self.model.user_index(known_ids)
             for chunk in user_chunks(users, self.model.n_movies):
-                scores = self.model.score_users(chunk)
-                excluded = self.model.rated.mask(chunk) if exclude_rated else None
-                frames.append(self._top(chunk, scores, excluded, allowed, k, "model"))
+                frames.append(self._top_of_users(chunk, exclude_rated, allowed, k))
         if not known.all():
             unknown = np.unique(ids[~known])
-            scores = self.model.popularity.scorer()(unknown)
-            rating = self.model.popularity.rating.expand(len(unknown), -1)
+            popularity, shape = self.model.popularity, (len(unknown), self.model.n_movies)
+            scores = np.broadcast_to(popularity.score.numpy(), shape)
+            rating = np.broadcast_to(popularity.rating.numpy(), shape)
             frames.append(self._top(unknown, scores, None, allowed, k, "popular", rating))
         if known.all() and frames:
             # the chunks follow `ids` and each chunk's rows go user by user, then by rank
@@ -132,11 +131,9 @@ class Recommender:
         """Top-`k` of every known user, one block of users at a time (`COLUMNS`)."""
         _check_k(k)
         allowed = self._genre_mask(genre)
-        users = torch.arange(self.model.n_users)
+        users = np.arange(self.model.n_users)
         for chunk in user_chunks(users, self.model.n_movies):
-            scores = self.model.score_users(chunk)
-            excluded = self.model.rated.mask(chunk) if exclude_rated else None
-            yield self._top(chunk, scores, excluded, allowed, k, "model")
+            yield self._top_of_users(chunk, exclude_rated, allowed, k)
 
     def recommend_new_user(
         self,
@@ -157,6 +154,10 @@ class Recommender:
         Raises:
             ColdStartUnsupported: the model cannot embed new users (see `cold_start`).
         """
+        import torch  # the network's encoder runs: torch is needed here, not before
+
+        from movierec.serving.cold_start import embed_new_user
+
         _check_k(k)
         if isinstance(ratings, pd.DataFrame):
             movie_ids, stars = ratings["movieId"].to_numpy(), ratings["rating"].to_numpy()
@@ -176,64 +177,74 @@ class Recommender:
             embeddings, user = embed_new_user(
                 module.net, module.graph, self.model.embeddings, movies, stars_t
             )
-            scores = module.net.score_users(embeddings, torch.tensor([user]))
+            scores = module.net.score_users(embeddings, torch.tensor([user])).float().numpy()
         excluded = None
         if exclude_rated:
-            excluded = torch.zeros(1, self.model.n_movies, dtype=torch.bool)
-            excluded[0, movies] = True
+            excluded = np.zeros((1, self.model.n_movies), dtype=bool)
+            excluded[0, movies.numpy()] = True
         ids = np.array([user_id], dtype=np.int64)
         return self._top(ids, scores, excluded, self._genre_mask(genre), k, "new_user")
 
     # ------------------------------------------------------------------ helpers
 
+    def _top_of_users(
+        self, users: np.ndarray, exclude_rated: bool, allowed: np.ndarray | None, k: int
+    ) -> pd.DataFrame:
+        """`_top` of model users (indices (B,)) scored by the model."""
+        scores = self.model.score_users(users)
+        excluded = self.model.rated.mask(users) if exclude_rated else None
+        return self._top(self._user_ids[users], scores, excluded, allowed, k, "model")
+
     def _top(
         self,
-        users: torch.Tensor | np.ndarray,
-        scores: torch.Tensor,
-        excluded: torch.Tensor | None,
-        allowed: torch.Tensor | None,
+        user_ids: np.ndarray,
+        scores: np.ndarray,
+        excluded: np.ndarray | None,
+        allowed: np.ndarray | None,
         k: int,
         source: str,
-        rating: torch.Tensor | None = None,
+        rating: np.ndarray | None = None,
     ) -> pd.DataFrame:
-        """Rows of the k best-scored candidates of each row of `scores` (B, n_movies)."""
-        scores = scores.float()
+        """Rows of the k best-scored candidates of each row of `scores` (B, n_movies).
+
+        Args:
+            user_ids: (B,) the userId each row is written with.
+            excluded: (B, n_movies) bool of movies left out, or None.
+            allowed: (n_movies,) bool of movies kept (a genre filter), or None.
+            rating: (B, n_movies) stars shown in place of the scores (the fallback's).
+        """
+        scores = np.array(scores, dtype=np.float32)  # a copy: the masks write into it
         if excluded is not None:
-            scores = scores.masked_fill(excluded, -torch.inf)
+            scores[excluded] = -np.inf
         if allowed is not None:
-            scores = scores.masked_fill(~allowed, -torch.inf)
-        values, movies = scores.topk(min(k, scores.shape[1]), dim=1)
+            scores[:, ~allowed] = -np.inf
+        values, movies = _top_k(scores, k)
         # a ranking-only model's score orders movies but is no rating: show it as a score
         ranks_only = rating is None and not self.model.predicts_ratings
         if ranks_only:
-            shown = torch.full_like(values, torch.nan)
+            shown = np.full(values.shape, np.nan)
         else:
-            shown = rating.gather(1, movies) if rating is not None else values
+            shown = np.take_along_axis(rating, movies, 1) if rating is not None else values
             shown = self.model.clamp(shown)
-        keep = torch.isfinite(values)  # fewer than k candidates left
-        row, col = torch.nonzero(keep, as_tuple=True)
-        movie_index = movies[row, col].numpy()
-        if isinstance(users, torch.Tensor):  # model users: indices → userIds
-            user_ids = self._user_ids[users.numpy()]
-        else:
-            user_ids = np.asarray(users)
+        row, col = np.nonzero(np.isfinite(values))  # fewer than k candidates left
+        movie_index = movies[row, col]
         frame = pd.DataFrame(
             {
-                "userId": user_ids[row.numpy()].astype(np.int64),
-                "rank": col.numpy().astype(np.int64) + 1,
+                "userId": np.asarray(user_ids)[row].astype(np.int64),
+                "rank": col.astype(np.int64) + 1,
                 "movieId": self._movie_ids[movie_index],
                 "title": self._titles[movie_index],
                 "genres": self._genre_names[movie_index],
-                "rating": shown[row, col].double().numpy(),
+                "rating": shown[row, col].astype(np.float64),
                 "source": source,
             }
         )
         if ranks_only:
-            frame["score"] = values[row, col].double().numpy()
+            frame["score"] = values[row, col].astype(np.float64)
         return frame
 
-    def _genre_mask(self, genre: str | Iterable[str] | None) -> torch.Tensor | None:
-        """(1, n_movies) bool of movies with any of the genres; None = no filter."""
+    def _genre_mask(self, genre: str | Iterable[str] | None) -> np.ndarray | None:
+        """(n_movies,) bool of movies with any of the genres; None = no filter."""
         if genre is None:
             return None
         wanted = [genre] if isinstance(genre, str) else list(genre)
@@ -245,8 +256,7 @@ class Recommender:
                 f"expected any of {', '.join(self._genres)}"
             )
         names = {by_lower[str(g).lower()] for g in wanted}
-        keep = [bool(names.intersection(row)) for row in self._movie_genres]
-        return torch.tensor(keep).unsqueeze(0)
+        return np.array([bool(names.intersection(row)) for row in self._movie_genres])
 
     def _unknown_message(self, unknown: np.ndarray) -> str:
         shown = ", ".join(str(u) for u in np.unique(unknown)[:10])
@@ -256,6 +266,19 @@ class Recommender:
             f"({self.model.n_users:,} users); use fallback=popular to recommend the most "
             "popular movies instead"
         )
+
+
+def _top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The `k` largest of each row of `scores` (B, M), best first, and their columns:
+    (B, min(k, M)) values and int64 columns. Equal scores rank by column."""
+    k = min(k, scores.shape[1])
+    if k < scores.shape[1]:
+        columns = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    else:
+        columns = np.broadcast_to(np.arange(k), scores.shape)
+    values = np.take_along_axis(scores, columns, 1)
+    order = np.lexsort((columns, -values), axis=1)
+    return np.take_along_axis(values, order, 1), np.take_along_axis(columns, order, 1)
 
 
 def _check_k(k: int) -> None:
