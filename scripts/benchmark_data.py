@@ -36,6 +36,10 @@ def measure(
     engine: str = "pandas",
     spark: dict | None = None,
 ) -> dict:
+    # PyG is imported before the clock, like torch below: `build_graph` imports it lazily
+    # (1–3 s, mostly torch._dynamo), which is start-up cost, not data work
+    from torch_geometric.data import HeteroData  # noqa: F401
+
     from movierec.data.cache import load_ratings_data, prepare_processed
     from movierec.data.graph import build_graph
     from movierec.data.sources import DataSettings
