@@ -164,3 +164,18 @@ def test_known_user_is_ranked_and_rated_without_importing_torch(tmp_path, tiny_s
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["3", "1", "False"]
     assert "Warning" not in done.stderr  # torch's sparse notices are not a user's concern
+
+
+def test_new_user_from_a_bundle_with_tables_matches_the_network(tmp_path, tiny_split):
+    """A new user needs the encoder: the network is built then, starting from the tables'
+    embeddings, and answers as the same bundle without tables does."""
+    bundle, datamodule = _bundle(tmp_path, tiny_split, ["model=mf"])
+    movie_ids = datamodule.data.movies["movieId"].tolist()
+    ratings = {movie_ids[0]: 5.0, movie_ids[3]: 1.0, movie_ids[7]: 4.0}
+    fast = TrainedModel.load(bundle, build_network=False)
+    top_fast = Recommender(fast).recommend_new_user(ratings, k=6)
+    assert "module" in fast.__dict__  # built for the encoder
+    assert len(top_fast) == 6 and not set(ratings) & set(top_fast["movieId"])
+    (bundle / SCORING).unlink()
+    top_full = Recommender(TrainedModel.load(bundle)).recommend_new_user(ratings, k=6)
+    pd.testing.assert_frame_equal(top_fast, top_full, check_exact=False, rtol=1e-5)
