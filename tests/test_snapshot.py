@@ -179,3 +179,18 @@ def test_new_user_from_a_bundle_with_tables_matches_the_network(tmp_path, tiny_s
     (bundle / SCORING).unlink()
     top_full = Recommender(TrainedModel.load(bundle)).recommend_new_user(ratings, k=6)
     pd.testing.assert_frame_equal(top_fast, top_full, check_exact=False, rtol=1e-5)
+
+
+def test_a_head_numpy_cannot_evaluate_gets_no_tables(tmp_path, tiny_split, monkeypatch):
+    """A plug-in's own head class: no scoring.npz, and the bundle is served by its network."""
+    from movierec.models.heads import DotHead
+
+    class PluginHead(DotHead):
+        pass
+
+    module, datamodule = _module(tmp_path, tiny_split, VARIANTS["lightgcn"])
+    net, graph = module.net, datamodule.split_data.graph
+    assert write_snapshot(net, graph, (0.5, 5.0), tmp_path / "known.npz")
+    monkeypatch.setattr(type(net), "scoring_head", lambda self: PluginHead())
+    assert not write_snapshot(net, graph, (0.5, 5.0), tmp_path / SCORING)
+    assert not (tmp_path / SCORING).exists()

@@ -6,8 +6,9 @@ tables and a few matrix products. This module evaluates the three heads a networ
 offer (`DotHead`, `BiasedDotHead`, `DecoderHead` over the mlp, dot, bilinear and softmax
 decoders, with or without `PairBias`) from the spec and state dict the bundle stores, in
 float32 like the network. `tests/test_snapshot.py` checks every family's scores against
-the network's own (to float rounding). A head this module does not know is refused with
-a `DataError`; its bundle is then served by the network (torch).
+the network's own (to float rounding). A head it does not know (`supports` is False: a
+plug-in's own head class) gets no scoring tables in its bundle, which is then served by
+the network (torch).
 
 Every evaluator has one call form, over gathered rows:
     head(zu, zm, grid)    zu (B, d) user rows, zm movie rows
@@ -94,6 +95,17 @@ def _decoder(decoder: dict[str, Any], weights: Weights) -> Evaluator:
     if kind == "softmax":
         return _softmax_levels(weights, prefix)
     raise DataError(f"unknown decoder kind {kind!r} in the bundle's scoring head")
+
+
+HEADS = ("DotHead", "BiasedDotHead", "DecoderHead")
+DECODERS = ("mlp", "dot", "bilinear", "softmax")
+
+
+def supports(spec: Mapping[str, Any]) -> bool:
+    """Whether `NumpyHead` evaluates the head `spec` describes."""
+    if spec.get("head") not in HEADS:
+        return False
+    return spec["head"] != "DecoderHead" or dict(spec.get("decoder") or {}).get("kind") in DECODERS
 
 
 class NumpyHead:

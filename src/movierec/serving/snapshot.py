@@ -14,14 +14,16 @@ from pathlib import Path
 
 import torch
 
+from movierec.serving.numpy_heads import supports
 from movierec.serving.tables import write_scoring
 
 
 def write_snapshot(net, graph, rating_scale: tuple[float, float], path: Path) -> bool:
     """Write `net`'s snapshot on its training `graph` to `path`; False (nothing written)
-    when the network offers no scoring head."""
+    when the network offers no scoring head, or one `serving.numpy_heads` cannot evaluate
+    (the bundle is then served by the network)."""
     head = net.scoring_head()
-    if head is None:
+    if head is None or not supports(head.spec):
         return False
     was_training = net.training
     net.eval()
