@@ -27,25 +27,26 @@ from movierec.errors import DataError
 
 Weights = Mapping[str, np.ndarray]
 Evaluator = Callable[[np.ndarray, np.ndarray, bool], np.ndarray]
+PREFIX = "decoder."  # `DecoderHead`'s decoder weights in its state dict
 
 
 def _dot(zu: np.ndarray, zm: np.ndarray, grid: bool) -> np.ndarray:
     return zu @ zm.T if grid else np.einsum("bd,bd->b", zu, zm)
 
 
-def _mlp(weights: Weights, prefix: str) -> Evaluator:
+def _mlp(decoder: dict[str, Any], weights: Weights) -> Evaluator:
     """`MlpDecoder`: Linear → ReLU per hidden layer, then Linear to one rating (no
     dropout at evaluation). The first layer is split into its user and movie halves so a
     grid never materialises the (B·M, 2d) concatenation."""
-    hidden = sorted(
-        int(key[len(prefix) + 4 : -7])
+    layers = sorted(  # the Linear layers' positions in `decoder.mlp` (ReLUs between)
+        int(key.removeprefix(f"{PREFIX}mlp.").removesuffix(".weight"))
         for key in weights
-        if key.startswith(f"{prefix}mlp.") and key.endswith(".weight")
+        if key.startswith(f"{PREFIX}mlp.") and key.endswith(".weight")
     )
     linear = [
-        (weights[f"{prefix}mlp.{i}.weight"], weights[f"{prefix}mlp.{i}.bias"]) for i in hidden
+        (weights[f"{PREFIX}mlp.{i}.weight"], weights[f"{PREFIX}mlp.{i}.bias"]) for i in layers
     ]
-    linear.append((weights[f"{prefix}out.weight"], weights[f"{prefix}out.bias"]))
+    linear.append((weights[f"{PREFIX}out.weight"], weights[f"{PREFIX}out.bias"]))
 
     def evaluate(zu, zm, grid):
         (first, first_bias), rest = linear[0], linear[1:]
@@ -60,12 +61,12 @@ def _mlp(weights: Weights, prefix: str) -> Evaluator:
     return evaluate
 
 
-def _softmax_levels(weights: Weights, prefix: str) -> Evaluator:
+def _softmax_levels(decoder: dict[str, Any], weights: Weights) -> Evaluator:
     """`BilinearSoftmaxDecoder`: logits_r = Σ_b a_{r,b} z_u^T P_b z_m; rating = expected
     level under softmax(logits)."""
-    bases = weights[f"{prefix}bases"]  # (K, d, d)
-    coefficients = weights[f"{prefix}coefficients.weight"]  # (L, K)
-    levels = weights[f"{prefix}levels"]  # (L,)
+    bases = weights[f"{PREFIX}bases"]  # (K, d, d)
+    coefficients = weights[f"{PREFIX}coefficients.weight"]  # (L, K)
+    levels = weights[f"{PREFIX}levels"]  # (L,)
 
     def evaluate(zu, zm, grid):
         projected = np.einsum("ni,kij->nkj", zu, bases)  # (B, K, d)
@@ -82,23 +83,47 @@ def _softmax_levels(weights: Weights, prefix: str) -> Evaluator:
     return evaluate
 
 
-def _decoder(decoder: dict[str, Any], weights: Weights) -> Evaluator:
-    kind, mean = decoder.get("kind"), np.float32(decoder.get("mean_rating", 0.0))
-    prefix = "decoder."
-    if kind == "mlp":
-        return _mlp(weights, prefix)
-    if kind == "dot":
-        return lambda zu, zm, grid: mean + _dot(zu, zm, grid)
-    if kind == "bilinear":
-        weight = weights[f"{prefix}weight"]
-        return lambda zu, zm, grid: mean + _dot(zu @ weight, zm, grid)
-    if kind == "softmax":
-        return _softmax_levels(weights, prefix)
-    raise DataError(f"unknown decoder kind {kind!r} in the bundle's scoring head")
+def _dot_decoder(decoder: dict[str, Any], weights: Weights) -> Evaluator:
+    """`DotDecoder`: μ + z_u · z_m."""
+    mean = np.float32(decoder.get("mean_rating", 0.0))
+    return lambda zu, zm, grid: mean + _dot(zu, zm, grid)
 
 
-HEADS = ("DotHead", "BiasedDotHead", "DecoderHead")
-DECODERS = ("mlp", "dot", "bilinear", "softmax")
+def _bilinear(decoder: dict[str, Any], weights: Weights) -> Evaluator:
+    """`BilinearDecoder`: μ + z_u^T W z_m."""
+    mean, weight = np.float32(decoder.get("mean_rating", 0.0)), weights[f"{PREFIX}weight"]
+    return lambda zu, zm, grid: mean + _dot(zu @ weight, zm, grid)
+
+
+#: `build_decoder`'s kinds → builders of their evaluators from (decoder spec, weights)
+DECODERS: dict[str, Callable[[dict[str, Any], Weights], Evaluator]] = {
+    "mlp": _mlp,
+    "dot": _dot_decoder,
+    "bilinear": _bilinear,
+    "softmax": _softmax_levels,
+}
+
+
+def _biased_dot(spec: Mapping[str, Any], weights: Weights) -> Evaluator:
+    """`BiasedDotHead`: μ + b_u + b_m + p_u · q_m on tables [p ‖ b]."""
+    mean = np.float32(weights["mean"])
+    return lambda zu, zm, grid: (
+        mean + _add(zu[:, -1], zm[:, -1], grid) + _dot(zu[:, :-1], zm[:, :-1], grid)
+    )
+
+
+def _decoder_head(spec: Mapping[str, Any], weights: Weights) -> Evaluator:
+    """`DecoderHead`: its decoder (the bias, if any, is added by `NumpyHead`)."""
+    decoder = dict(spec["decoder"])
+    return DECODERS[decoder.get("kind")](decoder, weights)
+
+
+#: `models.heads` classes → builders of their evaluators from (spec, weights)
+HEADS: dict[str, Callable[[Mapping[str, Any], Weights], Evaluator]] = {
+    "DotHead": lambda spec, weights: _dot,
+    "BiasedDotHead": _biased_dot,
+    "DecoderHead": _decoder_head,
+}
 
 
 def supports(spec: Mapping[str, Any]) -> bool:
@@ -118,18 +143,10 @@ class NumpyHead:
 
     def __init__(self, spec: Mapping[str, Any], weights: Weights) -> None:
         name = spec.get("head")
+        if not supports(spec):
+            raise DataError(f"unknown scoring head {name!r} (spec {dict(spec)}) in the bundle")
         try:
-            if name == "DotHead":
-                self._pairs: Evaluator = _dot
-            elif name == "BiasedDotHead":
-                mean = np.float32(weights["mean"])
-                self._pairs = lambda zu, zm, grid: (
-                    mean + _add(zu[:, -1], zm[:, -1], grid) + _dot(zu[:, :-1], zm[:, :-1], grid)
-                )
-            elif name == "DecoderHead":
-                self._pairs = _decoder(dict(spec["decoder"]), weights)
-            else:
-                raise DataError(f"unknown scoring head {name!r} in the bundle")
+            self._pairs: Evaluator = HEADS[name](spec, weights)
             self._bias = None
             if spec.get("bias"):
                 self._bias = (weights["bias.user.weight"][:, 0], weights["bias.movie.weight"][:, 0])
