@@ -143,7 +143,10 @@ class Objective:
         negative = None
         if self.ranks:  # (B, N), drawn as one flat (B·N,) call: N=1 keeps the old draws
             size = len(movie) * self.bpr_negatives
-            negative = torch.randint(n_movies, (size,), device=movie.device)
+            # int32 where movie ids fit: the same draws as int64 in half the memory (320 MB
+            # less for ML-25M's 80M negatives) and no conversion before dot_bpr's products
+            dtype = torch.int32 if n_movies < 2**31 else torch.int64
+            negative = torch.randint(n_movies, (size,), device=movie.device, dtype=dtype)
             negative = negative.view(len(movie), self.bpr_negatives)
         chunk = self.decode_chunk_size
         if (
