@@ -163,10 +163,11 @@ _VALUE_BITS = 30  # a float32 in [0, 2): sign and top exponent bit are 0, the re
 def _words_by_row(rows, cols, factor, n_rows):
     """(crow, col, value) of a CSR with one entry factor[p] at (rows[p], cols[p]), rows
     ascending, built by sorting one uint64 word per entry, row | col − min col | the
-    factor's bits, with NumPy's vectorised sort: it replaces an argsort and a gather
-    (torch's argsort has no such kernel). rows, cols (P,) int32; factor (P,) float32 in
-    [0, 2); crow and col int32. None when row and column span need over 34 bits or a
-    factor is out of range (a NaN)."""
+    factor's bits, with NumPy's vectorised sort. It replaces an argsort and a gather:
+    torch's CPU sort is not vectorised (5M int32 keys: argsort 230–410 ms and the gather
+    160 ms, against 100 ms for NumPy's sort of 5M words, 2026-12-03). rows, cols (P,)
+    int32; factor (P,) float32 in [0, 2); crow and col int32. None when row and column
+    span need over 34 bits or a factor is out of range (a NaN)."""
     bits = factor.view(torch.int32)
     first_col = int(cols.min())
     col_bits = (int(cols.max()) - first_col).bit_length()
