@@ -86,49 +86,17 @@ def test_without_autograd_it_gives_the_value_alone():
     torch.testing.assert_close(loss, _gathered(z_user, z_movie, user, movie, negative).detach())
 
 
-def test_words_by_row_lays_entries_out_by_row_with_their_columns_and_values():
-    generator = torch.Generator().manual_seed(7)
-    n_rows, n_cols, size = 50, 300, 4_000
-    rows = torch.randint(n_rows, (size,), generator=generator, dtype=torch.int32)
-    cols = torch.randint(100, n_cols, (size,), generator=generator, dtype=torch.int32)
-    factor = torch.rand(size, generator=generator)
-    factor[:10] = torch.tensor([0.0, 1.0, 1e-40, 1.5, 1.9999999, 0.5, 0.25, 1e-30, 0.75, 1.0])
-    crow, col, value = dot_bpr_module._words_by_row(rows, cols, factor, n_rows)
-    assert crow.dtype == col.dtype == torch.int32 and value.dtype == torch.float32
-    assert torch.equal(crow.diff(), torch.bincount(rows, minlength=n_rows).int())
-    # the same (row, col, value) entries, bit for bit, each row's in its own slice
-    row_of_entry = torch.repeat_interleave(torch.arange(n_rows), crow.diff())
-    got = sorted(zip(row_of_entry.tolist(), col.tolist(), value.tolist(), strict=True))
-    expected = sorted(zip(rows.tolist(), cols.tolist(), factor.tolist(), strict=True))
-    assert got == expected
-
-
-@pytest.mark.parametrize(
-    ("bad", "n_rows"),
-    [("nan", 50), ("negative", 50), ("two", 50), ("wide", 2**20)],
-)
-def test_words_by_row_refuses_what_a_word_cannot_hold(bad, n_rows):
-    rows = torch.tensor([0, 3, 1], dtype=torch.int32)
-    cols = torch.tensor([5, 2, 9], dtype=torch.int32)
-    factor = torch.tensor([0.5, 0.25, 1.0])
-    if bad == "wide":  # 20 row bits + 15 column bits > 34
-        cols[2] = 2 + 2**15
-    else:
-        factor[1] = {"nan": float("nan"), "negative": -0.25, "two": 2.0}[bad]
-    assert dot_bpr_module._words_by_row(rows, cols, factor, n_rows) is None
-
-
 def test_float32_word_sort_equals_the_argsort_path(monkeypatch):
     """The float32 path groups pairs by movie through sorted words; it must give what
     the argsort + gather path gives, and must actually run (counted)."""
     z_user, z_movie, user, movie, negative = _case(n_pos=500, n_neg=3, seed=11)
     single = [z.detach().float().requires_grad_() for z in (z_user, z_movie)]
     calls = []
-    words_by_row = dot_bpr_module._words_by_row
+    words_by_row = dot_bpr_module.words_by_row
     monkeypatch.setattr(
         dot_bpr_module,
-        "_words_by_row",
-        lambda *args: calls.append(1) or words_by_row(*args),
+        "words_by_row",
+        lambda *args, **kwargs: calls.append(1) or words_by_row(*args, **kwargs),
     )
     loss = dot_bpr(*single, user, movie, negative, 120)
     grads = torch.autograd.grad(loss, single)

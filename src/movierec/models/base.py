@@ -212,6 +212,15 @@ def graph_with_user(
     return graph_from_tensors(tensors)
 
 
+def embedding_rows(table: nn.Embedding, index: torch.Tensor) -> torch.Tensor:
+    """table(index), (*index.shape, d), by `index_select`, whose backward is one index_add_.
+    torch's CPU Embedding backward scans every index once per 1,000 table rows: 1M
+    lookups into ML-25M's 162,541 users took 100 ms to differentiate against 4 ms (one
+    column, 2026-12-03), 389 against 217 ms 64 wide; the gradients are bit for bit the
+    same. For tables without padding_idx, max_norm or scale_grad_by_freq (all here)."""
+    return table.weight.index_select(0, index.reshape(-1)).view(*index.shape, -1)
+
+
 def build_net(net_cfg: dict, schema: GraphSchema) -> RatingNet:
     """The network `net_cfg` names by `_target_` (any importable `RatingNet` subclass),
     built for `schema`; a wrong target or argument is a `ConfigError` naming model.net."""

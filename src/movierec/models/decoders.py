@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from movierec.errors import ConfigError
-from movierec.models.base import check_choice, check_fraction, check_positive
+from movierec.models.base import check_choice, check_fraction, check_positive, embedding_rows
 from movierec.models.pair_dot import pair_dot
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh}
@@ -135,7 +135,7 @@ class PairBias(nn.Module):
         nn.init.zeros_(self.movie.weight)
 
     def forward(self, user: torch.Tensor, movie: torch.Tensor) -> torch.Tensor:
-        return (self.user(user) + self.movie(movie)).squeeze(-1)
+        return (embedding_rows(self.user, user) + embedding_rows(self.movie, movie)).squeeze(-1)
 
 
 def build_decoder(

@@ -21,23 +21,22 @@ and gives the generic path's value and gradients (tested, float64).
 
 The movie gradient needs the pairs grouped by movie. A stable argsort of the chunk's
 movies and a gather of its columns and gradients into that order were 40% of the fused
-BPR at ML-25M. For float32 tables each pair fits one 64-bit word instead: movie, user
-and the 30 low bits of a gradient factor in [0, 1] (σ for a negative, Σσ / 2^k for a
-positive: sign and top exponent bit are zero there, so nothing is rounded), and one
-vectorised NumPy sort of those words (AVX-512/AVX2 on x86) lays the pairs out by movie
-with their columns and values in them (`_words_by_row`). Where the words cannot hold a
-chunk (more than 34 bits of movie and user span, e.g. ML-32M's 87,585 movies with
-shuffled users) or the tables are float64, the argsort path runs.
+BPR at ML-25M. For float32 tables each pair is one 64-bit word instead, sorted by NumPy
+(`pair_dot.words_by_row`): movie, user and the 30 low bits of a gradient factor in
+[0, 1] (σ for a negative, Σσ / 2^k for a positive: sign and top exponent bit are zero
+there, so nothing is rounded, and shuffled mini-batches at ML-25M, 16 + 18 bits of movie
+and user, still fit). Where the words cannot hold a chunk (over 34 bits of movie and
+user span, e.g. ML-32M's 87,585 movies with shuffled users) or the tables are float64,
+the argsort path runs.
 """
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
-from movierec.models.pair_dot import csr_of_pairs, row_order
+from movierec.models.pair_dot import csr_of_pairs, row_order, words_by_row
 
 _DTYPES = (torch.float32, torch.float64)
 
@@ -148,38 +147,10 @@ def _by_movie_words(
     )
     by_movie = []
     for rows, cols, factor, multiplier in parts:
-        words = _words_by_row(rows, cols, factor, n_movies)
+        words = words_by_row(rows, cols, factor, n_movies, value_bits=30)
         if words is None:
             return None
         crow, col, value = words
         shape = (n_movies, n_users)
         by_movie.append(torch.sparse_csr_tensor(crow, col, value * multiplier, shape))
     return by_movie
-
-
-_VALUE_BITS = 30  # a float32 in [0, 2): sign and top exponent bit are 0, the rest fits 30
-
-
-def _words_by_row(rows, cols, factor, n_rows):
-    """(crow, col, value) of a CSR with one entry factor[p] at (rows[p], cols[p]), rows
-    ascending, built by sorting one uint64 word per entry, row | col − min col | the
-    factor's bits, with NumPy's vectorised sort. It replaces an argsort and a gather:
-    torch's CPU sort is not vectorised (5M int32 keys: argsort 230–410 ms and the gather
-    160 ms, against 100 ms for NumPy's sort of 5M words, 2026-12-03). rows, cols (P,)
-    int32; factor (P,) float32 in [0, 2); crow and col int32. None when row and column
-    span need over 34 bits or a factor is out of range (a NaN)."""
-    bits = factor.view(torch.int32)
-    first_col = int(cols.min())
-    col_bits = (int(cols.max()) - first_col).bit_length()
-    row_bits = max(n_rows - 1, 1).bit_length()
-    if row_bits + col_bits > 64 - _VALUE_BITS or bool((bits >> _VALUE_BITS).any()):
-        return None
-    words = rows.to(torch.int64) << (col_bits + _VALUE_BITS)
-    words |= (cols - first_col).to(torch.int64) << _VALUE_BITS
-    words |= bits
-    words.numpy().view(np.uint64).sort()  # in place; rows first, as unsigned integers
-    col = ((words >> _VALUE_BITS) & ((1 << col_bits) - 1)).to(torch.int32) + first_col
-    value = (words & ((1 << _VALUE_BITS) - 1)).to(torch.int32).view(torch.float32)
-    crow = torch.zeros(n_rows + 1, dtype=torch.int32)
-    torch.cumsum(torch.bincount(rows, minlength=n_rows), 0, out=crow[1:])
-    return crow, col, value

@@ -8,6 +8,7 @@ from torch_geometric.data import HeteroData
 
 from movierec.data.graph import GraphSchema
 from movierec.errors import ConfigError
+from movierec.models.base import embedding_rows
 
 
 class NodeInput(nn.Module):
@@ -57,7 +58,7 @@ class NodeInput(nn.Module):
             if kind in self.embedding:
                 store = graph[kind]  # a sampled subgraph names its nodes' global ids
                 table = self.embedding[kind]
-                ids = table(store.node_id) if "node_id" in store else table.weight
+                ids = embedding_rows(table, store.node_id) if "node_id" in store else table.weight
                 value = ids if value is None else value + ids
             out[kind] = value
         return out

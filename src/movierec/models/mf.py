@@ -13,7 +13,13 @@ import torch
 from torch import nn
 
 from movierec.data.graph import GraphSchema
-from movierec.models.base import NodeEmbeddings, RatingNet, RatingScores, check_positive
+from movierec.models.base import (
+    NodeEmbeddings,
+    RatingNet,
+    RatingScores,
+    check_positive,
+    embedding_rows,
+)
 from movierec.models.heads import BiasedDotHead, biased_dot
 
 if TYPE_CHECKING:
@@ -91,9 +97,9 @@ class BiasedMF(RatingNet):
     def regularization(self, user: torch.Tensor, movie: torch.Tensor) -> torch.Tensor:
         """λ · mean over the batch of the squared norms of the pairs' parameters."""
         terms = (
-            self.user_factors(user).pow(2).sum(-1)
-            + self.movie_factors(movie).pow(2).sum(-1)
-            + self.user_bias(user).squeeze(-1).pow(2)
-            + self.movie_bias(movie).squeeze(-1).pow(2)
+            embedding_rows(self.user_factors, user).pow(2).sum(-1)
+            + embedding_rows(self.movie_factors, movie).pow(2).sum(-1)
+            + embedding_rows(self.user_bias, user).squeeze(-1).pow(2)
+            + embedding_rows(self.movie_bias, movie).squeeze(-1).pow(2)
         )
         return self.reg * terms.mean()
