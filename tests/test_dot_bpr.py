@@ -86,26 +86,28 @@ def test_without_autograd_it_gives_the_value_alone():
     torch.testing.assert_close(loss, _gathered(z_user, z_movie, user, movie, negative).detach())
 
 
-def test_float32_word_sort_equals_the_argsort_path(monkeypatch):
+@pytest.mark.parametrize("n_neg", [1, 2, 3, 4])
+def test_float32_word_sort_equals_the_argsort_path(monkeypatch, n_neg):
     """The float32 path groups pairs by movie through sorted words; it must give what
     the argsort + gather path gives, and must actually run (counted)."""
-    z_user, z_movie, user, movie, negative = _case(n_pos=500, n_neg=3, seed=11)
+    z_user, z_movie, user, movie, negative = _case(n_pos=500, n_neg=n_neg, seed=11)
     single = [z.detach().float().requires_grad_() for z in (z_user, z_movie)]
-    calls = []
+    results = []  # what each call returned: the word path ran only if it built the words
     words_by_row = dot_bpr_module.words_by_row
     monkeypatch.setattr(
         dot_bpr_module,
         "words_by_row",
-        lambda *args, **kwargs: calls.append(1) or words_by_row(*args, **kwargs),
+        lambda *args, **kwargs: results.append(words_by_row(*args, **kwargs)) or results[-1],
     )
     loss = dot_bpr(*single, user, movie, negative, 120)
     grads = torch.autograd.grad(loss, single)
-    assert len(calls) == 2 * 5  # positives and negatives of each of the 5 chunks
+    assert len(results) == 2 * 5  # positives and negatives of each of the 5 chunks
+    assert all(words is not None for words in results)
     monkeypatch.setattr(dot_bpr_module, "_by_movie_words", lambda *args: None)
     reference = [z.detach().clone().requires_grad_() for z in single]
     expected_loss = dot_bpr(*reference, user, movie, negative, 120)
     expected = torch.autograd.grad(expected_loss, reference)
-    assert len(calls) == 10  # the argsort path ran instead
+    assert len(results) == 10  # the argsort path ran instead
     torch.testing.assert_close(loss, expected_loss, rtol=0, atol=0)
     for got, want in zip(grads, expected, strict=True):  # float32 sums in another order
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6 * float(want.abs().max()))

@@ -134,6 +134,8 @@ def test_embedding_rows_is_the_embedding_lookup_with_the_same_gradient(width):
     (expected_grad,) = torch.autograd.grad(table(index), table.weight, upstream)
     rows = embedding_rows(table, index)
     assert torch.equal(rows, table(index))
+    for odd in (torch.tensor(7), torch.zeros(0, dtype=torch.int64)):  # 0-d, empty
+        assert torch.equal(embedding_rows(table, odd), table(odd))
     (got_grad,) = torch.autograd.grad(rows, table.weight, upstream)
     assert torch.equal(got_grad, expected_grad)
 

@@ -117,7 +117,15 @@ def _csr_parts_of(rows, cols, values, n_rows):
 
 @pytest.mark.parametrize(
     ("case", "value_bits"),
-    [("nan", 30), ("negative", 30), ("two", 30), ("wide", 30), ("wide", 32), ("empty", 32)],
+    [
+        ("nan", 30),
+        ("negative", 30),
+        ("two", 30),
+        ("wide", 30),
+        ("wide", 32),
+        ("empty", 32),
+        ("int32 column", 32),
+    ],
 )
 def test_words_by_row_refuses_what_a_word_cannot_hold(case, value_bits):
     rows = torch.tensor([0, 3, 1], dtype=torch.int32)
@@ -129,12 +137,17 @@ def test_words_by_row_refuses_what_a_word_cannot_hold(case, value_bits):
         n_rows, cols[2] = (2**20 if value_bits == 30 else 2**16), 2 + 2**span_bits
     elif case == "empty":
         rows, cols, values = rows[:0], cols[:0], values[:0]
+    elif case == "int32 column":  # a narrow span, but columns past the int32 indices
+        cols = cols.long() + 2**31
     else:
         values[1] = {"nan": float("nan"), "negative": -0.25, "two": 2.0}[case]
     assert words_by_row(rows, cols, values, n_rows, value_bits) is None
-    if case == "wide":  # a span one shorter fits (the smallest column is 2)
-        cols[2] = 1 + 2**span_bits
-        assert words_by_row(rows, cols, values, n_rows, value_bits) is not None
+    if case == "wide":  # a span one shorter fits (the smallest column is 2), with the
+        cols[2] = 1 + 2**span_bits  # last row in the word's top (sign) bit
+        rows[0] = n_rows - 1
+        crow, col, value = words_by_row(rows, cols, values, n_rows, value_bits)
+        expected = _entries_by_row(*_csr_parts_of(rows, cols, values, n_rows))
+        assert _entries_by_row(crow, col, value) == expected
 
 
 def test_float32_word_sort_equals_the_argsort_path(monkeypatch):
@@ -145,14 +158,14 @@ def test_float32_word_sort_equals_the_argsort_path(monkeypatch):
     user = torch.randint(30, (500,), generator=generator)
     movie = torch.randint(20, (500,), generator=generator)
     upstream = torch.randn(500, generator=generator)
-    calls = []
+    results = []  # what each call returned: the word path ran only if it built the words
     monkeypatch.setattr(
         pair_dot_module,
         "words_by_row",
-        lambda *args, **kwargs: calls.append(1) or words_by_row(*args, **kwargs),
+        lambda *args, **kwargs: results.append(words_by_row(*args, **kwargs)) or results[-1],
     )
     grads = torch.autograd.grad(pair_dot(z_user, z_movie, user, movie), [z_user, z_movie], upstream)
-    assert len(calls) == 1
+    assert len(results) == 1 and results[0] is not None
     monkeypatch.setattr(pair_dot_module, "words_by_row", lambda *args, **kwargs: None)
     expected = torch.autograd.grad(
         pair_dot(z_user, z_movie, user, movie), [z_user, z_movie], upstream
@@ -160,3 +173,14 @@ def test_float32_word_sort_equals_the_argsort_path(monkeypatch):
     torch.testing.assert_close(grads[0], expected[0], rtol=0, atol=0)  # the user side
     scale = float(expected[1].abs().max())  # float32 sums in another order
     torch.testing.assert_close(grads[1], expected[1], rtol=1e-5, atol=1e-6 * scale)
+
+
+def test_pair_dot_cannot_be_differentiated_twice():
+    z_user, z_movie = (z.detach().float().requires_grad_() for z in _tables())
+    user, movie = torch.tensor([1, 2, 1]), torch.tensor([0, 4, 4])
+    upstream = torch.ones(3, requires_grad=True)
+    (grad_movie,) = torch.autograd.grad(
+        pair_dot(z_user, z_movie, user, movie), z_movie, upstream, create_graph=True
+    )
+    with pytest.raises(RuntimeError, match="once_differentiable|does not require grad"):
+        grad_movie.sum().backward()

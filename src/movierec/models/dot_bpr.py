@@ -23,11 +23,11 @@ The movie gradient needs the pairs grouped by movie. A stable argsort of the chu
 movies and a gather of its columns and gradients into that order were 40% of the fused
 BPR at ML-25M. For float32 tables each pair is one 64-bit word instead, sorted by NumPy
 (`pair_dot.words_by_row`): movie, user and the 30 low bits of a gradient factor in
-[0, 1] (σ for a negative, Σσ / 2^k for a positive: sign and top exponent bit are zero
-there, so nothing is rounded, and shuffled mini-batches at ML-25M, 16 + 18 bits of movie
-and user, still fit). Where the words cannot hold a chunk (over 34 bits of movie and
-user span, e.g. ML-32M's 87,585 movies with shuffled users) or the tables are float64,
-the argsort path runs.
+[0, 1], σ for a negative and Σσ / 2^k for a positive. Sign and top exponent bit are zero
+there, so nothing is rounded (but a subnormal Σσ / 2^k, below 1e-38), and shuffled
+mini-batches at ML-25M, 16 + 18 bits of movie and user, still fit. Where the words
+cannot hold a chunk (over 34 bits of movie and user span, e.g. ML-32M's 87,585 movies
+with shuffled users) or the tables are float64, the argsort path runs.
 """
 
 from __future__ import annotations
@@ -140,7 +140,9 @@ def _by_movie_words(
     positive_user/positive_movie (b,) int32, negatives (b, N) int32, sigma (b, N) and
     sigma_sum (b, 1) float32."""
     n_neg = negatives.shape[1]
-    shift = max(n_neg - 1, 1).bit_length()  # 2^shift ≥ N, so Σσ / 2^shift ≤ 1 (exact)
+    shift = max(
+        n_neg - 1, 1
+    ).bit_length()  # 2^shift ≥ N, so Σσ / 2^shift ≤ 1 (exact but for subnormals)
     parts = (
         (positive_movie, positive_user, sigma_sum.view(-1) / 2**shift, -(2**shift) * scale),
         (negatives.reshape(-1), positive_user.repeat_interleave(n_neg), sigma.view(-1), scale),

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from torch.autograd.function import once_differentiable
 
 _SPARSE_DTYPES = (torch.float32, torch.float64)
 
@@ -79,26 +80,30 @@ def words_by_row(
     value_bits: int = 32,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
     """(crow, col, value), int32/int32/float32, of a CSR with one entry values[p] at
-    (rows[p], cols[p]), rows ascending: what `row_order` + `csr_of_pairs` build, by one
-    sort of a uint64 word per entry, row | col − min col | the value's low `value_bits`
-    bits, with NumPy's vectorised sort (AVX-512/AVX2 on x86). torch's CPU sort is not
+    (rows[p], cols[p]), rows ascending: the matrix `row_order` + `csr_of_pairs` build
+    (there a row keeps its entries in pair order, here in column order), by one sort of
+    a uint64 word per entry, row | col − min col | the value's low `value_bits` bits,
+    with NumPy's vectorised sort (AVX-512/AVX2 on x86). torch's CPU sort is not
     vectorised: for 5M int32 keys its argsort took 230–410 ms and the gather 160 ms,
-    against 100 ms for NumPy's sort of 5M words (2026-12-03). Within a row, entries are
-    ordered by column. rows, cols (P,) integer; values (P,) float32, any with
-    value_bits=32, or in [0, 2) with value_bits=30, whose sign and top exponent bit are
-    zero, for two more bits of span. None when the words cannot hold them: no entry, row
-    and column span over 64 − value_bits bits, or a value out of range."""
-    if len(rows) == 0:
+    against 100 ms for NumPy's sort of 5M words (2026-12-03). rows, cols (P,) integer,
+    0 ≤ rows < n_rows; values (P,) float32, any with value_bits=32, or in [0, 2) with
+    value_bits=30, whose sign and top exponent bit are zero, for two more bits of span.
+    None when the words or the int32 indices cannot hold them: no entry, row and column
+    span over 64 − value_bits bits, a value out of range, a column or an entry count
+    from 2^31."""
+    if values.dtype != torch.float32:
+        raise TypeError(f"words_by_row packs float32 values, not {values.dtype}")
+    if len(rows) == 0 or len(rows) >= 2**31:
         return None
     bits = values.view(torch.int32)
     if value_bits < 32 and bool((bits >> value_bits).any()):
         return None
-    first_col = int(cols.min())
-    col_bits = (int(cols.max()) - first_col).bit_length()
-    if max(n_rows - 1, 1).bit_length() + col_bits + value_bits > 64:
+    first_col, last_col = int(cols.min()), int(cols.max())
+    col_bits = (last_col - first_col).bit_length()
+    if last_col >= 2**31 or max(n_rows - 1, 1).bit_length() + col_bits + value_bits > 64:
         return None
     words = rows.to(torch.int64) << (col_bits + value_bits)
-    words |= (cols - first_col).to(torch.int64) << value_bits
+    words |= (cols.to(torch.int64) - first_col) << value_bits
     words |= bits.to(torch.int64) & ((1 << value_bits) - 1)
     words.numpy().view(np.uint64).sort()  # in place; rows first, as unsigned integers
     col = ((words >> value_bits) & ((1 << col_bits) - 1)).to(torch.int32) + first_col
@@ -138,6 +143,7 @@ class _PairDot(torch.autograd.Function):
         return sampled
 
     @staticmethod
+    @once_differentiable  # its products (and `words_by_row`'s integer words) build no graph
     def backward(ctx, grad):
         z_user, z_movie, user, movie = ctx.saved_tensors
         n_users, n_movies = z_user.shape[0], z_movie.shape[0]
