@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from movierec.models import dot_bpr as dot_bpr_module
+from movierec.models import pair_dot as pair_dot_module
 from movierec.models.dot_bpr import dot_bpr, dot_bpr_applies
 from movierec.objective import bpr
 
@@ -104,6 +105,7 @@ def test_float32_word_sort_equals_the_argsort_path(monkeypatch, n_neg):
     assert len(results) == 2 * 5  # positives and negatives of each of the 5 chunks
     assert all(words is not None for words in results)
     monkeypatch.setattr(dot_bpr_module, "_by_movie_words", lambda *args: None)
+    monkeypatch.setattr(pair_dot_module, "words_by_row", lambda *args, **kwargs: None)
     reference = [z.detach().clone().requires_grad_() for z in single]
     expected_loss = dot_bpr(*reference, user, movie, negative, 120)
     expected = torch.autograd.grad(expected_loss, reference)

@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
-from movierec.models.pair_dot import csr_of_pairs, row_order, words_by_row
+from movierec.models.pair_dot import csr_by_row, csr_of_pairs, row_order, words_by_row
 
 _DTYPES = (torch.float32, torch.float64)
 
@@ -115,11 +115,8 @@ class _DotBpr(torch.autograd.Function):
             if z_user.dtype == torch.float32 and index is not None:
                 positives = (positive_user, positive_movie, sigma_sum)
                 by_movie = _by_movie_words(*positives, negatives, sigma, scale, n_users, n_movies)
-            if by_movie is None:
-                movie_order = row_order(pair_movie, n_movies)
-                by_movie = [
-                    csr_of_pairs(pair_movie, pair_user, n_movies, n_users, grad, movie_order)
-                ]
+            if by_movie is None:  # the pair gradients themselves, 32-bit words or argsort
+                by_movie = [csr_by_row(pair_movie, pair_user, n_movies, n_users, grad)]
             for part_by_movie in by_movie:
                 grad_movie.addmm_(part_by_movie, z_user)
         ctx.save_for_backward(grad_user, grad_movie)
@@ -140,9 +137,8 @@ def _by_movie_words(
     positive_user/positive_movie (b,) int32, negatives (b, N) int32, sigma (b, N) and
     sigma_sum (b, 1) float32."""
     n_neg = negatives.shape[1]
-    shift = max(
-        n_neg - 1, 1
-    ).bit_length()  # 2^shift ≥ N, so Σσ / 2^shift ≤ 1 (exact but for subnormals)
+    # 2^shift ≥ N, so Σσ / 2^shift ≤ 1 (exact but for subnormals)
+    shift = max(n_neg - 1, 1).bit_length()
     parts = (
         (positive_movie, positive_user, sigma_sum.view(-1) / 2**shift, -(2**shift) * scale),
         (negatives.reshape(-1), positive_user.repeat_interleave(n_neg), sigma.view(-1), scale),
@@ -153,6 +149,5 @@ def _by_movie_words(
         if words is None:
             return None
         crow, col, value = words
-        shape = (n_movies, n_users)
-        by_movie.append(torch.sparse_csr_tensor(crow, col, value * multiplier, shape))
+        by_movie.append(torch.sparse_csr_tensor(crow, col, value * multiplier, (n_movies, n_users)))
     return by_movie

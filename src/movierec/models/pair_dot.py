@@ -65,11 +65,29 @@ def row_order(rows: torch.Tensor, n_rows: int) -> torch.Tensor | None:
 def csr_of_pairs(rows, cols, n_rows: int, n_cols: int, values: torch.Tensor, order):
     """CSR (n_rows, n_cols) with one entry per pair, rows ascending, given `row_order`;
     its indices have the dtype of `cols` (int32 or int64)."""
-    crow = torch.zeros(n_rows + 1, dtype=cols.dtype, device=rows.device)
-    torch.cumsum(torch.bincount(rows, minlength=n_rows), 0, out=crow[1:])
+    crow = _row_pointers(rows, n_rows, cols.dtype)
     if order is not None:
         cols, values = _gather_pairs(cols, values, order)
     return torch.sparse_csr_tensor(crow, cols, values, (n_rows, n_cols))
+
+
+def csr_by_row(rows, cols, n_rows: int, n_cols: int, values: torch.Tensor):
+    """CSR (n_rows, n_cols) with one entry values[p] at (rows[p], cols[p]), rows
+    ascending: by `words_by_row` where float32 values on CPU and the spans fit its words,
+    else by `row_order` + `csr_of_pairs`."""
+    words = None
+    if values.dtype == torch.float32 and values.device.type == "cpu":
+        words = words_by_row(rows, cols, values, n_rows)
+    if words is not None:
+        return torch.sparse_csr_tensor(*words, (n_rows, n_cols))
+    return csr_of_pairs(rows, cols, n_rows, n_cols, values, row_order(rows, n_rows))
+
+
+def _row_pointers(rows: torch.Tensor, n_rows: int, dtype: torch.dtype) -> torch.Tensor:
+    """A CSR's crow_indices (n_rows + 1,) for entries in rows `rows`, in `dtype`."""
+    crow = torch.zeros(n_rows + 1, dtype=dtype, device=rows.device)
+    torch.cumsum(torch.bincount(rows, minlength=n_rows), 0, out=crow[1:])
+    return crow
 
 
 def words_by_row(
@@ -109,9 +127,7 @@ def words_by_row(
     col = ((words >> value_bits) & ((1 << col_bits) - 1)).to(torch.int32) + first_col
     # the low 32 bits back to int32 (two's complement), then reread as float32
     value = (words & ((1 << value_bits) - 1)).to(torch.int32).view(torch.float32)
-    crow = torch.zeros(n_rows + 1, dtype=torch.int32)
-    torch.cumsum(torch.bincount(rows, minlength=n_rows), 0, out=crow[1:])
-    return crow, col, value
+    return _row_pointers(rows, n_rows, torch.int32), col, value
 
 
 def _gather_pairs(cols: torch.Tensor, values: torch.Tensor, order: torch.Tensor):
@@ -155,13 +171,5 @@ class _PairDot(torch.autograd.Function):
             by_user = torch.sparse_csr_tensor(crow, col, values, (n_users, n_movies))
             grad_user = by_user @ z_movie
         if ctx.needs_input_grad[1]:
-            words = (
-                words_by_row(movie, user, grad, n_movies) if grad.dtype == torch.float32 else None
-            )
-            if words is not None:
-                by_movie = torch.sparse_csr_tensor(*words, (n_movies, n_users))
-            else:
-                order = row_order(movie, n_movies)
-                by_movie = csr_of_pairs(movie, user, n_movies, n_users, grad, order)
-            grad_movie = by_movie @ z_user
+            grad_movie = csr_by_row(movie, user, n_movies, n_users, grad) @ z_user
         return grad_user, grad_movie, None, None
