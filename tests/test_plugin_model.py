@@ -99,3 +99,37 @@ def test_a_model_defined_outside_the_project_runs_end_to_end(tmp_path: Path):
     assert ratings.to_numpy().ravel().tolist() == pytest.approx(expected.tolist(), abs=1e-5)
     served_top = served.predict(pd.DataFrame({"userId": [user_id], "k": [3]}))
     assert served_top["movieId"].tolist() == top["movieId"].tolist()
+
+
+class ShrinkingDotNet(TinyDotNet):
+    """TinyDotNet bringing its own loss term: w · mean ‖q_m‖² over the batch's movies."""
+
+    def __init__(self, schema: GraphSchema, dim: int = 4, weight: float = 0.0) -> None:
+        super().__init__(schema, dim)
+        self.weight = weight
+
+    def training_terms(self, graph, embeddings, user, movie) -> dict[str, torch.Tensor]:
+        return {"shrink": self.weight * embeddings.movie[movie].pow(2).sum(-1).mean()}
+
+
+def test_a_model_brings_its_own_loss_term(tmp_path: Path):
+    """The term, defined here only, is added to the objective and logged: a heavy one
+    shrinks the movie factors, which no other part of the loss asks for."""
+    uri = tracked_uri(tmp_path)
+    norms = {}
+    for weight in (0.0, 100.0):
+        cfg = compose_train(
+            tmp_path,
+            [*TINY_DATA, "model=mf", "trainer.max_epochs=10", "ranking.k=0",
+             "callbacks.progress_bar=null", "trainer.enable_progress_bar=false",
+             f"logger.mlflow.tracking_uri={uri}"],
+        )  # fmt: skip
+        with open_dict(cfg):
+            cfg.model.net = {"_target_": f"{__name__}.ShrinkingDotNet", "weight": weight}
+        run_id = train_fold(cfg)["mlflow_run_id"]
+        history = mlflow.MlflowClient(uri).get_metric_history(run_id, "train/shrink")
+        assert len(history) == 10  # one per epoch
+        assert (history[-1].value < history[0].value) if weight else history[-1].value == 0
+        net = Recommender.load(run_id, tracking_uri=uri).model.module.net
+        norms[weight] = net.movie.weight.norm(dim=-1).mean().item()
+    assert norms[100.0] < 0.5 * norms[0.0]

@@ -1,7 +1,8 @@
 """The training objective: a rating loss or BPR, an optional BPR term, chunked decoding.
 
 Over a batch of B (user, movie, rating) training pairs, with N = `bpr_negatives` movies
-j_1..j_N drawn uniformly from all movies for each pair:
+j_1..j_N drawn uniformly for each pair, from all movies or (`bpr_exclude_rated`) from
+the movies the user did not rate in training (`movierec.data.negatives`):
 
     BPR(u, m) = 1/N · Σ_n −log σ(ŝ(u, m) − ŝ(u, j_n))        (ŝ: the decoder's score)
 
@@ -11,7 +12,8 @@ j_1..j_N drawn uniformly from all movies for each pair:
     loss=mse|huber|…   mean rating_loss(r̂(u, m), r) + λ · 1/B · Σ_{positive (u, m)} BPR(u, m)
                        (λ = `bpr_weight`, 0 = off; non-positive pairs add 0)
 
-plus `net.regularization` (added by the training module). Both use the one `bpr` below.
+plus `net.regularization` and the terms a network brings itself (`net.training_terms`,
+e.g. a contrastive term), both added by the training module. Both use the one `bpr` below.
 The graph is encoded once per step; the pairs are decoded in `decode_chunk_size` chunks
 whose decoder activations are recomputed in backward (activation checkpointing), so a
 full batch of 20M ratings needs the memory of one chunk, with the same loss and gradients
@@ -27,11 +29,12 @@ import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
+from movierec.data.negatives import RatedPairs, draw_uniform, draw_unrated
 from movierec.errors import ConfigError, MovieRecError
 from movierec.models.base import NodeEmbeddings, RatingNet, RatingScores, check_choice
 from movierec.models.dot_bpr import dot_bpr, dot_bpr_applies
 
-LOSSES = ("mse", "huber", "l1", "cross_entropy", "bpr")
+LOSSES = ("mse", "huber", "l1", "cross_entropy", "bpr", "none")
 
 
 def bpr(
@@ -59,7 +62,8 @@ class Objective:
 
     Attributes:
         loss: mse | huber | l1 | cross_entropy (classification over rating levels) |
-            bpr (ranking only: the mean BPR loss over the batch's positives).
+            bpr (ranking only: the mean BPR loss over the batch's positives) | none (a
+            net fitted in closed form, EASE: no training step runs).
         huber_delta: Huber loss threshold in stars.
         decode_chunk_size: training pairs decoded per checkpointed chunk (0 = all at once).
         bpr_weight: weight λ of the BPR term added to a rating loss (0 = off): each
@@ -71,6 +75,8 @@ class Objective:
         bpr_positive_rating: BPR's positives are training ratings ≥ this many stars;
             None = every rated movie.
         bpr_negatives: movies drawn per positive for BPR (N ≥ 1).
+        bpr_exclude_rated: draw BPR's negatives among the movies each user did not rate
+            in training (as the LightGCN paper does) instead of among all movies.
     """
 
     loss: str = "mse"
@@ -79,6 +85,7 @@ class Objective:
     bpr_weight: float = 0.0
     bpr_positive_rating: float | None = None
     bpr_negatives: int = 1
+    bpr_exclude_rated: bool = False
 
     def __post_init__(self) -> None:
         check_choice("model.loss", self.loss, LOSSES)
@@ -107,6 +114,11 @@ class Objective:
                 f"model.bpr_negatives={n!r}: expected an integer ≥ 1 (movies per positive)"
             )
 
+        if not isinstance(self.bpr_exclude_rated, bool):
+            raise ConfigError(
+                f"model.bpr_exclude_rated={self.bpr_exclude_rated!r}: expected true or false"
+            )
+
     @property
     def ranks(self) -> bool:
         """Whether the objective has a BPR part (and so draws negatives)."""
@@ -128,26 +140,29 @@ class Objective:
         movie: torch.Tensor,
         rating: torch.Tensor,
         n_movies: int,
+        rated: RatedPairs | None = None,
     ) -> torch.Tensor:
         """Mean loss of B pairs (index tensors into `embeddings`), without regularization.
 
         Args:
             n_movies: how many movies the BPR negatives are drawn from (the subgraph's
                 own movies for sampled batches: the encoder saw only those).
+            rated: the training graph's (user, movie) pairs; with `bpr_exclude_rated`
+                the negatives are drawn among each user's unrated movies (None: uniform).
         """
+        if self.loss == "none":
+            raise MovieRecError("model.loss=none has no gradient loss: the net fits in closed form")
         if self.loss == "bpr" and self.bpr_positive_rating is not None:
             keep = rating >= self.bpr_positive_rating  # loss=bpr trains on positives only
             user, movie, rating = user[keep], movie[keep], rating[keep]
             if not len(rating):
                 return embeddings.user.sum() * 0.0  # no positive in this batch
         negative = None
-        if self.ranks:  # (B, N), drawn as one flat (B·N,) call: N=1 keeps the old draws
-            size = len(movie) * self.bpr_negatives
-            # int32 where movie ids fit: the same draws as int64 in half the memory (320 MB
-            # less for ML-25M's 80M negatives) and no conversion before dot_bpr's products
-            dtype = torch.int32 if n_movies < 2**31 else torch.int64
-            negative = torch.randint(n_movies, (size,), device=movie.device, dtype=dtype)
-            negative = negative.view(len(movie), self.bpr_negatives)
+        if self.ranks:  # (B, N); int32 where ids fit (320 MB less for ML-25M's 80M)
+            if self.bpr_exclude_rated and rated is not None:
+                negative = draw_unrated(user, self.bpr_negatives, rated)
+            else:
+                negative = draw_uniform(len(movie), self.bpr_negatives, n_movies, movie.device)
         chunk = self.decode_chunk_size
         if (
             self.loss == "bpr"

@@ -74,6 +74,9 @@ class RatingNet(nn.Module):
     #: tables (no weights, no biases): BPR then runs as one fused pass that computes its
     #: gradient with its value (`models.dot_bpr`) instead of checkpointed decoding.
     scores_by_dot: bool = False
+    #: whether training steps optimise parameters by gradient; False for a net fitted in
+    #: closed form in `start_epoch` (EASE), whose training steps are skipped.
+    trains_by_gradient: bool = True
 
     def __init__(self, schema: GraphSchema) -> None:
         super().__init__()
@@ -98,6 +101,25 @@ class RatingNet(nn.Module):
     def regularization(self, user: torch.Tensor, movie: torch.Tensor) -> torch.Tensor:
         """Extra loss term for a batch of pairs (0 unless a model defines one)."""
         return torch.zeros((), device=user.device)
+
+    def training_terms(
+        self, graph: HeteroData, embeddings: NodeEmbeddings, user: torch.Tensor, movie: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """Loss terms this network adds to the objective for a training batch, by name.
+
+        Each is a scalar added to the step's loss and logged as `train/<name>` (per epoch).
+        A model brings its own terms here (a contrastive InfoNCE term, a second output's
+        loss) with no change to the objective or the training loop.
+
+        Args:
+            graph: the message graph `embeddings` were encoded from (in training mode).
+            embeddings: `self.encode(graph)` of this step.
+            user, movie: (B,) index tensors of the batch's training pairs.
+        """
+        return {}
+
+    def start_epoch(self, epoch: int) -> None:
+        """Called before each training epoch (0-based); a closed-form net fits here."""
 
     def rating_class(self, rating: torch.Tensor) -> torch.Tensor:
         """Index of each rating in `schema.rating_levels` (for classification losses), (B,)."""

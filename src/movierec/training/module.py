@@ -18,6 +18,7 @@ from torch_geometric.data import HeteroData
 from torchmetrics import MeanAbsoluteError, MeanSquaredError
 
 from movierec.data.graph import RATES, GraphSchema
+from movierec.data.negatives import RatedPairs
 from movierec.data.split_data import SplitData
 from movierec.errors import ConfigError, MovieRecError
 from movierec.models.base import NodeEmbeddings, RatingNet, build_net
@@ -43,7 +44,7 @@ class RatingPredictor(pl.LightningModule):
         net: config of the network (`_target_` + arguments); built with `schema=`.
         schema: `GraphSchema.as_dict()` of the training data.
         loss, huber_delta, decode_chunk_size, bpr_weight, bpr_positive_rating,
-            bpr_negatives: the `Objective` (see `movierec.objective`).
+            bpr_negatives, bpr_exclude_rated: the `Objective` (see `movierec.objective`).
         optimizer: a preset (adam | adamw | sgd) or a `_target_` node with `_partial_`.
         lr: learning rate (> 0); weight_decay: L2 / decoupled weight decay (≥ 0).
         scheduler: a preset (none | cosine | plateau | step) or a `_target_` node.
@@ -74,6 +75,7 @@ class RatingPredictor(pl.LightningModule):
         bpr_weight: float = 0.0,
         bpr_positive_rating: float | None = None,
         bpr_negatives: int = 1,
+        bpr_exclude_rated: bool = False,
         ranking_k: int | list[int] | tuple[int, ...] = (10, 20),
         relevant_rating: float = RELEVANT_RATING,
         validate_ranking: bool = False,
@@ -103,6 +105,7 @@ class RatingPredictor(pl.LightningModule):
                 "bpr_weight": bpr_weight,
                 "bpr_positive_rating": bpr_positive_rating,
                 "bpr_negatives": bpr_negatives,
+                "bpr_exclude_rated": bpr_exclude_rated,
                 "ranking_k": list(ks),
                 "relevant_rating": relevant_rating,
                 "validate_ranking": validate_ranking,
@@ -113,7 +116,13 @@ class RatingPredictor(pl.LightningModule):
             logger=False,  # the tracking layer logs the whole resolved config instead
         )
         self.objective = Objective(
-            loss, huber_delta, decode_chunk_size, bpr_weight, bpr_positive_rating, bpr_negatives
+            loss,
+            huber_delta,
+            decode_chunk_size,
+            bpr_weight,
+            bpr_positive_rating,
+            bpr_negatives,
+            bpr_exclude_rated,
         )
         self._optimizer = optimizer_node(optimizer)
         self._scheduler = scheduler_node(scheduler, scheduler_kwargs)
@@ -142,6 +151,7 @@ class RatingPredictor(pl.LightningModule):
         self._protocols: dict[str, RankingProtocol] = {}
         self._split: SplitData | None = None
         self._graph: HeteroData | None = None
+        self._rated: RatedPairs | None = None
         self._eval_embeddings: NodeEmbeddings | None = None
 
     # ------------------------------------------------------------------ data
@@ -151,6 +161,7 @@ class RatingPredictor(pl.LightningModule):
         self._split = split
         self._graph = split.graph
         self._protocols = {}
+        self._rated = None
 
     def set_graph(self, graph: HeteroData) -> None:
         """Encode `graph` (a training message graph) without a split (serving)."""
@@ -211,10 +222,17 @@ class RatingPredictor(pl.LightningModule):
             self.net.prepare(self.graph)
         if self.val_ranking is not None:
             self._protocol("val")
+        if self.objective.ranks and self.objective.bpr_exclude_rated:
+            self._rated_pairs()
+
+    def on_train_epoch_start(self) -> None:
+        self.net.start_epoch(self.current_epoch)
 
     def training_step(
         self, batch: tuple[torch.Tensor, ...] | HeteroData, batch_idx: int
-    ) -> torch.Tensor:
+    ) -> torch.Tensor | None:
+        if not self.net.trains_by_gradient:
+            return None  # fitted in closed form (`RatingNet.start_epoch`): no step to take
         if isinstance(batch, HeteroData):  # a sampled subgraph (data.loader=neighbor)
             loss = self.subgraph_loss(batch)
             rating = batch[RATES].edge_label
@@ -235,13 +253,27 @@ class RatingPredictor(pl.LightningModule):
         self, user: torch.Tensor, movie: torch.Tensor, rating: torch.Tensor
     ) -> torch.Tensor:
         """The objective over B (user, movie, rating) pairs of the full graph, plus the
-        net's regularization."""
+        net's regularization and the loss terms the net brings (each logged as
+        train/<name>)."""
         embeddings = self.net.encode(self.graph)
         regularization = self.net.regularization(user, movie)
+        excludes = self.objective.ranks and self.objective.bpr_exclude_rated
+        rated = self._rated_pairs() if excludes else None
         loss = self.objective.batch_loss(
-            self.net, embeddings, user, movie, rating, self.schema.n_movies
+            self.net, embeddings, user, movie, rating, self.schema.n_movies, rated
         )
-        return loss + regularization
+        loss = loss + regularization
+        for name, term in self.net.training_terms(self.graph, embeddings, user, movie).items():
+            self.log(f"train/{name}", term, on_step=False, on_epoch=True, batch_size=len(user))
+            loss = loss + term
+        return loss
+
+    def _rated_pairs(self) -> RatedPairs:
+        """The message graph's (user, movie) pairs, built once: what negatives avoid."""
+        if self._rated is None:
+            users, movies = self.graph[RATES].edge_index
+            self._rated = RatedPairs(users, movies, self.schema.n_movies)
+        return self._rated
 
     def subgraph_loss(self, batch: HeteroData) -> torch.Tensor:
         """The objective over a sampled subgraph's supervision pairs (local indices)."""
@@ -321,6 +353,8 @@ class RatingPredictor(pl.LightningModule):
 
     def configure_optimizers(self) -> Any:
         hp = self.hparams
+        if not any(p.requires_grad for p in self.parameters()):
+            return None  # a closed-form net (EASE) has nothing to optimise
         optimizer = build_optimizer(self._optimizer, self.parameters(), hp.lr, hp.weight_decay)
         if self._scheduler is None:
             return optimizer
