@@ -79,10 +79,12 @@ def _cell(text: str) -> str:
 
 
 def _code(text: str) -> str:
-    return "`" + text.replace("|", "&#124;") + "`"
+    return f"`{text}`"  # a table cell's pipe inside a code span splits nothing
 
 
-def _value(value: object) -> str:
+def _value(key: str, value: object) -> str:
+    if key == "defaults" and isinstance(value, list):  # Hydra's defaults list
+        return ", ".join(_code(_entry(item)) for item in value)
     if value is _MAPPING:
         return "(the keys below)"
     if value == "???":
@@ -91,12 +93,21 @@ def _value(value: object) -> str:
     return _code(shown) if shown != "" else '`""`'
 
 
+def _entry(item: object) -> str:
+    """One entry of a defaults list as Hydra writes it: `group: option` or a name."""
+    if isinstance(item, dict):
+        return ", ".join(
+            f"{key}: {json.dumps(value) if value is None else value}" for key, value in item.items()
+        )
+    return str(item)
+
+
 def render_file(path: Path, conf_dir: Path) -> str:
     """One config file: a heading, its description, a table of its keys."""
     text = path.read_text(encoding="utf-8")
     header, notes = comments_by_key(text)
     rows = [
-        f"| {_code(key)} | {_value(value)} | {_cell(notes.get(key, ''))} |"
+        f"| {_code(key)} | {_value(key, value)} | {_cell(notes.get(key, ''))} |"
         for key, value in flatten(yaml.safe_load(text) or {}).items()
         if value is not _MAPPING or key in notes
     ]
