@@ -102,9 +102,9 @@ def test_documented_commands_run(real_mirror: Path, tmp_path: Path):
     assert run_id, "no documented training printed its MLflow run id"
 
 
-def _reference_module():
-    path = PROJECT_ROOT / "docs" / "hooks" / "conf_reference.py"
-    spec = importlib.util.spec_from_file_location("conf_reference", path)
+def _hook(name: str):
+    path = PROJECT_ROOT / "docs" / "hooks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -122,7 +122,7 @@ def _sections(page: str) -> dict[str, str]:
 
 
 def test_configuration_reference_lists_every_key_of_every_config():
-    sections = _sections(_reference_module().render(CONF_DIR))
+    sections = _sections(_hook("conf_reference").render(CONF_DIR))
     files = sorted(CONF_DIR.rglob("*.yaml"))
     assert sorted(sections) == sorted(p.relative_to(CONF_DIR).as_posix() for p in files)
     for path in files:
@@ -139,7 +139,17 @@ def test_configuration_reference_follows_the_yaml(tmp_path: Path):
         "# how the pairs are scored\ndecoder: dot\n",
         encoding="utf-8",
     )
-    page = _reference_module().render(tmp_path)
+    page = _hook("conf_reference").render(tmp_path)
     assert "## `model=`" in page and "A toy model." in page
     assert "| `net.width` | `8` | 8 &#124; 16 &#124; 32 |" in page
     assert "| `decoder` | `dot` | how the pairs are scored |" in page
+
+
+def test_the_api_reference_documents_every_module():
+    hook = _hook("api_pages")
+    pages = "".join(hook.render(page) for page in hook.PAGES)
+    package = PROJECT_ROOT / "src" / "movierec"
+    for path in package.rglob("*.py"):
+        parts = path.relative_to(package.parent).with_suffix("").parts
+        if path.name != "__init__.py" and "conf" not in parts:
+            assert f"::: {'.'.join(parts)}\n" in pages, f"{path} is on no API page"
