@@ -127,14 +127,14 @@ def render(conf_dir: Path = CONF_DIR) -> str:
     for path in files:
         group = path.relative_to(conf_dir).parts[0] if path.parent != conf_dir else ""
         groups.setdefault(group, []).append(path)
-    sections = [INTRO]
+    sections = [INTRO, '<div class="conf-reference" markdown>\n']
     for group, paths in sorted(groups.items()):
         title = f"`{group}=`" if group else "Programs (top-level configs)"
         sections.append(f"## {title}\n")
         if group and (conf_dir / group / "_base_.yaml").exists():
             sections.append(f"Every `{group}/<name>.yaml` starts from `{group}/_base_.yaml`.\n")
         sections += [render_file(path, conf_dir) for path in paths]
-    return "\n".join(sections)
+    return "\n".join([*sections, "</div>\n"])
 
 
 def on_files(files, config):  # MkDocs hook
