@@ -5,13 +5,14 @@ PYTHON ?= python3
 TORCH ?= torch>=2.4
 # Optional extras installed with the project: spark adds the Spark preprocessing engine
 # (data.engine=spark; needs Java 17), postgres the PostgreSQL driver (psycopg 3) for shared
-# MLflow and Optuna stores. `make test EXTRAS=dev` leaves both out.
-EXTRAS ?= dev,spark,postgres
+# MLflow and Optuna stores, docs MkDocs for the documentation site. `make test EXTRAS=dev`
+# leaves them out.
+EXTRAS ?= dev,spark,postgres,docs
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install train test lint format inspect serve benchmark clean
+.PHONY: install train test lint format inspect serve benchmark docs docs-serve clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +39,14 @@ serve: $(STAMP)
 inspect: $(STAMP)
 	$(BIN)/python scripts/inspect_data.py $(ARGS)
 
+# The documentation site (mkdocs.yml, docs/) into site/; --strict fails on a broken link,
+# reference or docstring cross-reference. docs-serve rebuilds it on every change.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+docs-serve: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --strict -a 127.0.0.1:8000
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -47,4 +56,4 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) outputs multirun .pytest_cache .ruff_cache
+	rm -rf $(VENV) outputs multirun site .pytest_cache .ruff_cache

@@ -2,7 +2,7 @@
 
 Each "node" is one `scripts/train.py` process with `trainer.num_nodes=2`, one device,
 gloo, and the environment of Lightning's own cluster environment: MASTER_ADDR,
-MASTER_PORT and NODE_RANK (README, Distributed training: the multi-node commands are the
+MASTER_PORT and NODE_RANK (docs/scaling.md, Several nodes: the multi-node commands are the
 ones run here). Each node gets its own data folder, as separate machines would have.
 """
 
