@@ -24,12 +24,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pandas as pd
+
+from movierec.ranking.significance import PER_USER_FILE, holm, wilcoxon_p
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,8 +50,11 @@ MODEL_OVERRIDES = {
     "gcmc": {"ml_100k": ["experiment=best_ml100k"], "ml_100k_5fold": ["experiment=best_ml100k"],
              "ml_latest_small": ["experiment=best_ml_latest_small"]},
     "gcmc_bpr": ["experiment=best_ml100k_ranking"],
-    # ranking only (no RMSE/MAE: shown as "–"); its epoch is chosen on val NDCG@10
+    # ranking only (no RMSE/MAE: shown as "–"); the epoch (EASE: λ) chosen on val NDCG@10
+    "ease": ["model=ease"],
     "lightgcn": ["model=lightgcn"],
+    "simgcl": ["model=simgcl"],
+    "xsimgcl": ["model=xsimgcl"],
 }  # fmt: skip
 DATASET_OVERRIDES = {
     "ml_100k": ["data=ml_100k", "split=predefined", "split.fold=1"],
@@ -74,6 +80,8 @@ RANKING = [("test/recall_at_10", "Recall@10"), ("test/ndcg_at_10", "NDCG@10"),
 COLUMNS = ["test/rmse", "test/mae", "val/rmse", "fit_seconds", "seconds_per_epoch",
            "peak_rss_mb", "epochs", "parameters", *(m for m, _ in RANKING)]  # fmt: skip
 SPREAD = ("test/rmse", "test/mae", *(m for m, _ in RANKING))
+#: the best row and the paired tests against it are by this metric (per-user name, mean)
+METRIC, SIGNIFICANCE = "ndcg_at_10", "test/ndcg_at_10"
 
 
 def run_one(model: str, dataset: str, seed: int, out: Path, extra: list[str]) -> list[dict]:
@@ -116,6 +124,8 @@ def run_one(model: str, dataset: str, seed: int, out: Path, extra: list[str]) ->
         row = {"dataset": dataset, "model": model, "seed": seed, "fold": metrics["fold"]}
         row |= {c: metrics.get(c) for c in COLUMNS}
         row["wall_seconds"] = wall_seconds / len(folds)
+        fold_dir = run_dir / f"fold{metrics['fold']}" if cv_file.exists() else run_dir
+        row["per_user"] = str(fold_dir / PER_USER_FILE)
         print(
             f"{dataset:>16} {model:>6} seed {seed} fold {row['fold']}: "
             f"test RMSE {_or_dash(row['test/rmse'], '.4f')} "
@@ -151,14 +161,52 @@ def summarize(rows: pd.DataFrame) -> pd.DataFrame:
     for metric in SPREAD:
         summary[f"{metric} std"] = grouped[metric].std(ddof=1).fillna(0.0)
     summary["runs"] = grouped.size()  # seeds, or folds × seeds for a cross-validation
-    return summary.reset_index()
+    return add_significance(summary.reset_index(), rows)
+
+
+def per_user_means(runs: pd.DataFrame, metric: str) -> pd.Series | None:
+    """One model's per-user test `metric`, averaged over its seeds, indexed by (fold,
+    userId); None when a run left no per-user file (written before they existed)."""
+    if "per_user" not in runs or runs["per_user"].isna().any():
+        return None
+    paths = [Path(p) for p in runs["per_user"]]
+    if not all(p.exists() for p in paths):
+        return None
+    tables = [pd.read_csv(p).assign(fold=f) for p, f in zip(paths, runs["fold"], strict=True)]
+    return pd.concat(tables).groupby(["fold", "userId"])[metric].mean()
+
+
+def add_significance(summary: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
+    """Per dataset, each model's Wilcoxon signed-rank p-value against the dataset's best
+    row by mean test NDCG@10, paired per test user (per fold and user in a
+    cross-validation), and whether it holds after Holm's correction over the dataset's
+    models (`p vs best`, `holm`; the best row gets neither)."""
+    summary = summary.assign(**{"best": False, "p vs best": math.nan, "holm": None})
+    for dataset, part in summary.groupby("dataset", sort=False):
+        best_index = part[SIGNIFICANCE].idxmax()
+        summary.loc[best_index, "best"] = True
+        runs = rows[rows["dataset"] == dataset]
+        best = per_user_means(runs[runs["model"] == summary.loc[best_index, "model"]], METRIC)
+        tested = {}
+        for index, row in part.drop(index=best_index).iterrows():
+            other = per_user_means(runs[runs["model"] == row["model"]], METRIC)
+            if best is None or other is None:
+                continue
+            paired = pd.concat([best, other], axis=1, join="inner").to_numpy()
+            tested[index] = wilcoxon_p(paired[:, 1], paired[:, 0])
+        for index, holds in zip(tested, holm(list(tested.values())), strict=True):
+            summary.loc[index, "p vs best"] = tested[index]
+            summary.loc[index, "holm"] = holds
+    return summary
 
 
 def to_markdown(summary: pd.DataFrame) -> str:
     header = (
         "| dataset | model | test RMSE | test MAE | val RMSE | train s | s/epoch | epochs "
-        "| peak RSS MB | parameters | runs | " + " | ".join(h for _, h in RANKING) + " |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|" + "---|" * len(RANKING)
+        "| peak RSS MB | parameters | runs | "
+        + " | ".join(h for _, h in RANKING)
+        + " | p vs best (NDCG@10) |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|" + "---|" * (len(RANKING) + 1)
     )
     lines = [header]
     for _, r in summary.iterrows():
@@ -175,9 +223,18 @@ def to_markdown(summary: pd.DataFrame) -> str:
             f"| {r['fit_seconds']:.0f} | {_or_dash(r['seconds_per_epoch'], '.3f')} "
             f"| {r['epochs']:.0f} | {r['peak_rss_mb']:.0f} | {r['parameters']:,.0f} | {r['runs']} "
             + "".join(f"| {spread(m)} " for m, _ in RANKING)
-            + "|"
+            + f"| {_p_value(r)} |"
         )
     return "\n".join(lines)
+
+
+def _p_value(row: pd.Series) -> str:
+    """`best`, the p-value with † where it holds after Holm's correction, or –."""
+    if row["best"]:
+        return "best"
+    if pd.isna(row["p vs best"]):
+        return "–"
+    return f"{row['p vs best']:.2g}{' †' if row['holm'] else ''}"
 
 
 def _or_dash(value: float, spec: str) -> str:

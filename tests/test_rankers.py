@@ -167,6 +167,11 @@ def test_ease_trains_picks_lambda_on_validation_and_its_served_model_refuses_rat
     )
     metrics = train_fold(cfg)
     assert metrics["epochs"] == 3 and 0 <= metrics["test/ndcg_at_10"] <= 1
+    # the per-user test values, for paired tests between models, average to the metric
+    per_user = pd.read_csv(tmp_path / "run" / "test_per_user.csv")
+    assert per_user["userId"].is_unique and len(per_user) > 10
+    assert per_user["ndcg_at_10"].mean() == pytest.approx(metrics["test/ndcg_at_10"], abs=1e-5)
+    assert per_user["recall_at_20"].mean() == pytest.approx(metrics["test/recall_at_20"], abs=1e-5)
     run_id = metrics["mlflow_run_id"]
     recommender = Recommender.load(run_id, tracking_uri=uri)
     chosen = float(recommender.model.module.net.l2)

@@ -50,6 +50,7 @@ from torch_geometric.metrics import (
     LinkPredPrecision,
     LinkPredRecall,
 )
+from torch_geometric.metrics.link_pred import LinkPredMetricData
 
 from movierec.errors import ConfigError
 
@@ -130,9 +131,11 @@ class TopKRanking(torch.nn.Module):
     Args:
         ks: list lengths (an int or a list, see `parse_ks`; at least one K).
         n_movies: catalogue size, the denominator of coverage.
+        per_user: also keep each evaluated user's value of every per-user metric
+            (`per_user_values`), for paired significance tests between models.
     """
 
-    def __init__(self, ks: int | Sequence[int], n_movies: int) -> None:
+    def __init__(self, ks: int | Sequence[int], n_movies: int, per_user: bool = False) -> None:
         super().__init__()
         self.ks = parse_ks(ks)
         if not self.ks:
@@ -144,6 +147,8 @@ class TopKRanking(torch.nn.Module):
                 metrics[f"{name}_at_{k}"] = cls(k)
             metrics[f"coverage_at_{k}"] = LinkPredCoverage(k, self.n_movies)
         self.metrics = torch.nn.ModuleDict(metrics)
+        self.per_user = per_user
+        self._per_user: dict[str, list[torch.Tensor]] = {}
 
     @property
     def max_k(self) -> int:
@@ -177,6 +182,7 @@ class TopKRanking(torch.nn.Module):
         scores: torch.Tensor,
         excluded: tuple[torch.Tensor, torch.Tensor],
         relevant: tuple[torch.Tensor, torch.Tensor],
+        users: torch.Tensor | None = None,
     ) -> None:
         """Add one block of users whose exclusions and relevant movies are (row, movie)
         index pairs, as `UserItems.pairs` gives them: a user rates a few hundred of
@@ -188,6 +194,7 @@ class TopKRanking(torch.nn.Module):
             relevant: (R,) rows, (R,) movies; only relevant movies that are not excluded
                 count. Rows without one are not evaluated (neither in the means nor in
                 coverage).
+            users: (B,) the rows' user indices, kept with their values when `per_user`.
         """
         n_rows, n_movies = scores.shape
         device = scores.device
@@ -219,6 +226,23 @@ class TopKRanking(torch.nn.Module):
         label = torch.stack([relevant_row, relevant_movie])  # (2, hits): block row, movie
         for short, metric in self.metrics.items():
             metric.update(shown if short.startswith("coverage") else top, label)
+        if self.per_user and users is not None:
+            self._keep_per_user(top, label, users.to(device)[counted])
+
+    def _keep_per_user(self, top: torch.Tensor, label: torch.Tensor, users: torch.Tensor):
+        """Each row's value of every per-user metric (PyG's own per-row `_compute`)."""
+        data = LinkPredMetricData(pred_index_mat=top, edge_label_index=label)
+        kept = self._per_user.setdefault("user", [])
+        kept.append(users.cpu())
+        for short, metric in self.metrics.items():
+            if not short.startswith("coverage"):
+                values = metric._compute(data)  # (B',) per evaluated row
+                self._per_user.setdefault(short, []).append(values.detach().cpu())
+
+    def per_user_values(self) -> dict[str, torch.Tensor]:
+        """{"user": (U,) user indices, "ndcg_at_10": (U,) values, …} of the users
+        evaluated so far on this process (empty unless `per_user`)."""
+        return {name: torch.cat(parts) for name, parts in self._per_user.items()}
 
     def compute(self, stage: str | None = None) -> dict[str, float]:
         """`ndcg_at_10` (or `<stage>/ndcg_at_10`) → value. Collective under DDP: every
@@ -229,6 +253,7 @@ class TopKRanking(torch.nn.Module):
     def reset(self) -> None:
         for metric in self.metrics.values():
             metric.reset()
+        self._per_user = {}
 
 
 def _kept_rows(key: torch.Tensor, kept: torch.Tensor, n_movies: int) -> torch.Tensor:

@@ -45,4 +45,4 @@ def evaluate_ranking(
     At most `pair_budget` scores (one block of users × every movie) exist at a time.
     """
     for chunk in user_chunks(users, exclude.n_movies, pair_budget):
-        metric.update_pairs(scorer(chunk), exclude.pairs(chunk), relevant.pairs(chunk))
+        metric.update_pairs(scorer(chunk), exclude.pairs(chunk), relevant.pairs(chunk), chunk)

@@ -23,6 +23,7 @@ from movierec.ranking.metrics import TopKRanking, parse_ks
 from movierec.ranking.popularity import DAMPING, Popularity
 from movierec.ranking.protocol import RELEVANT_RATING, RankingProtocol
 from movierec.ranking.scoring import evaluate_ranking
+from movierec.ranking.significance import PER_USER_FILE, write_per_user
 
 
 def evaluate_popularity(cfg: DictConfig) -> dict[str, Any]:
@@ -46,11 +47,13 @@ def evaluate_popularity(cfg: DictConfig) -> dict[str, Any]:
     )
     ks = parse_ks(ranking_cfg.get("k", [10, 20]))
     if ks:
-        ranking = TopKRanking(ks, datamodule.data.n_movies)
+        ranking = TopKRanking(ks, datamodule.data.n_movies, per_user=True)
         evaluate_ranking(
             popularity.scorer(), protocol.users, protocol.exclude, protocol.relevant, ranking
         )
         metrics.update(ranking.compute("test"))
+        user_ids = datamodule.data.users["userId"].to_numpy()
+        write_per_user(ranking, user_ids, Path(cfg.paths.output_dir) / PER_USER_FILE)
     metrics.update(
         {
             "ranked_users": len(protocol.users),

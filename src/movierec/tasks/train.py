@@ -25,6 +25,7 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from movierec.config import build
 from movierec.data.datamodule import MovieLensDataModule
+from movierec.ranking.significance import PER_USER_FILE, write_per_user
 from movierec.serving.pyfunc import publish_trained_model
 from movierec.tracking.lifecycle import TrackedRun
 from movierec.tracking.recorder import (
@@ -187,6 +188,10 @@ def _fit_and_test(
             model, datamodule=datamodule, ckpt_path=ckpt, verbose=False, weights_only=True
         )
         metrics.update({k: float(v) for k, v in results[0].items()})
+        if rank_zero_only.rank == 0:
+            user_ids = datamodule.data.users["userId"].to_numpy()
+            per_user = Path(cfg.paths.output_dir) / PER_USER_FILE
+            write_per_user(model.test_ranking, user_ids, per_user)
     timer = next(c for c in callbacks if isinstance(c, EpochTimer))
     metrics.update(
         {

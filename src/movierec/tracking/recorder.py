@@ -13,6 +13,7 @@ from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities import rank_zero_only
 
+from movierec.ranking.significance import PER_USER_FILE
 from movierec.tracking.lifecycle import TrackedRun, remember_run_id, run_id_for_checkpoint
 from movierec.tracking.lineage import ratings_input, split_machine_paths
 from movierec.tracking.params import flatten_config, git_state, library_versions
@@ -182,6 +183,9 @@ def record_outputs(
             )
         if checkpoint_path:
             run.log_artifact(checkpoint_path, "checkpoints")
+    per_user = Path(cfg.paths.output_dir) / PER_USER_FILE
+    if per_user.exists():
+        run.log_artifact(per_user)
 
 
 def _overrides() -> list[str]:

@@ -146,7 +146,7 @@ class RatingPredictor(pl.LightningModule):
         self.test_rmse = MeanSquaredError(squared=False)
         self.test_mae = MeanAbsoluteError()
         n_movies = self.schema.n_movies
-        self.test_ranking = TopKRanking(ks, n_movies) if ks else None
+        self.test_ranking = TopKRanking(ks, n_movies, per_user=True) if ks else None
         self.val_ranking = TopKRanking(ks, n_movies) if validate_ranking else None
         self._protocols: dict[str, RankingProtocol] = {}
         self._split: SplitData | None = None
@@ -294,6 +294,8 @@ class RatingPredictor(pl.LightningModule):
             self._eval_embeddings = self.net.encode(self.graph)
 
     def on_test_epoch_start(self) -> None:
+        if self.test_ranking is not None:
+            self.test_ranking.reset()  # per-user values of an earlier test
         self._eval_embeddings = self.net.encode(self.graph)
 
     def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
