@@ -205,6 +205,50 @@ def test_recommend_by_run_id_keeps_the_bundle_and_then_needs_no_mlflow(finished_
     assert (kept / "scoring.npz").read_bytes() == intact
 
 
+def _garble(path: Path) -> None:
+    """Flip one byte in the middle of `path`: the same size, other content."""
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+CACHE_DAMAGES = {
+    "rated.npz missing": ("rated.npz", lambda path: path.unlink()),
+    "model.ckpt garbled, same size": ("model.ckpt", _garble),
+    "model.ckpt missing": ("model.ckpt", lambda path: path.unlink()),
+}
+
+
+@pytest.mark.parametrize("damage", sorted(CACHE_DAMAGES))
+def test_damaged_cached_bundle_is_fetched_again(finished_run, damage, monkeypatch):
+    """A cache entry that no longer matches its manifest is replaced by a fresh download,
+    and answers as the intact one: rated movies stay excluded (a cached bundle without
+    rated.npz was read as an older format), no `Directory not empty` when the entry
+    lacks model.ckpt."""
+    from movierec.serving.loading import load_trained_model
+    from movierec.serving.recommender import Recommender
+
+    tmp, metrics = finished_run
+    run_id, uri = metrics["mlflow_run_id"], f"sqlite:///{tmp / 'mlruns' / 'mlflow.db'}"
+    cache = tmp / f"cache-{damage.replace(' ', '-')}"
+    monkeypatch.setenv("MOVIEREC_CACHE_DIR", str(cache))
+    user = _known_pairs(tmp, run_id)[0][0]
+
+    def top() -> pd.DataFrame:
+        model, _ = load_trained_model(run_id, uri)
+        return Recommender(model).recommend([user], k=30)
+
+    intact = top()
+    assert not _rated_movies(tmp, user) & set(intact["movieId"])
+    (kept,) = cache.glob(f"bundles/*/{run_id}")
+    name, spoil = CACHE_DAMAGES[damage]
+    original = (kept / name).read_bytes()
+    spoil(kept / name)
+    pd.testing.assert_frame_equal(top(), intact)
+    assert (kept / name).read_bytes() == original  # fetched again
+    assert sorted(p.name for p in kept.parent.iterdir()) == [run_id]  # nothing left aside
+
+
 def test_served_model_answers_over_http(finished_run):
     tmp, metrics = finished_run
     port = free_port()
