@@ -3,6 +3,7 @@ and a real model server on 127.0.0.1."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -115,6 +116,34 @@ def test_pyfunc_model_predicts_original_ids(finished_run):
         model.predict(pd.DataFrame({"userId": [999999], "k": [2]}))
     with pytest.raises(Exception, match="both movieId and k"):
         model.predict(pd.DataFrame({"userId": [users[0]], "movieId": [pairs[0][1]], "k": [2]}))
+    with pytest.raises(Exception, match=r"unknown column\(s\) colour"):  # not dropped
+        model.predict(pd.DataFrame({"userId": [users[0]], "k": [2], "colour": ["red"]}))
+
+
+def test_logged_model_records_no_machine_path(finished_run):
+    """MLmodel names the model's code and bundle inside the model folder: no path of the
+    source tree or of the temporary folder the bundle was written in. The one absolute
+    location left is the model's own place in the store (`artifact_path`)."""
+    import yaml
+
+    tmp, metrics = finished_run
+    client = _client(tmp)
+    model_id = client.get_run(metrics["mlflow_run_id"]).data.tags["model_uri"].split("/")[-1]
+    location = client.get_logged_model(model_id).artifact_location
+    mlmodel = yaml.safe_load((Path(location.removeprefix("file://")) / "MLmodel").read_text())
+    flavor = mlmodel["flavors"]["python_function"]
+    assert flavor["model_code_path"] == "pyfunc_entry.py"
+    assert flavor["artifacts"]["bundle"] == {"path": "artifacts/bundle", "uri": "artifacts/bundle"}
+
+    def strings(node) -> list[str]:
+        if isinstance(node, dict):
+            return [text for value in node.values() for text in strings(value)]
+        if isinstance(node, list):
+            return [text for value in node for text in strings(value)]
+        return [node] if isinstance(node, str) else []
+
+    absolute = [text for text in strings(mlmodel) if text.startswith(("/", "file:"))]
+    assert absolute == [location] == [mlmodel["artifact_path"]]
 
 
 def _rated_movies(tmp_path: Path, user_id: int) -> set[int]:
@@ -310,26 +339,69 @@ def test_served_model_answers_over_http(finished_run):
              "unknown genre(s) Polka"),
             ({"columns": ["userId", "movieId"], "data": [[user, movie]] * 100_001},
              "at most 100,000 are answered at once"),
+            # strict values: no coercion of text or booleans, no column ignored
+            ({"columns": ["userId", "k", "exclude_rated"], "data": [[user, 2, "false"]]},
+             "column exclude_rated must hold true or false (JSON booleans); row 0 has 'false'"),
+            ({"columns": ["userId", "k"], "data": [[True, 2]]},
+             "column userId must hold integers; row 0 has true"),
+            ({"columns": ["userId", "k", "colour"], "data": [[user, 2, "red"]]},
+             "unknown column(s) colour; send either rating pairs (columns userId, movieId) or "
+             "top-K requests (columns userId, k and optionally exclude_rated, genre, fallback)"),
         ]  # fmt: skip
-        for frame, message in bad_requests:
+        bodies = [(_split_body(frame), JSON, message) for frame, message in bad_requests]
+        bodies += [
+            (f"userId,k,exclude_rated\n{user},2,maybe\n".encode(), "text/csv",
+             "column exclude_rated must hold true or false (JSON booleans); row 0 has 'maybe'"),
+            (f"userId,k\n{user},2,9\n".encode(), "text/csv",
+             "a row has more values than there are column names"),
+            (_parquet({"userId": [user], "k": ["2"]}), PARQUET,
+             "column k must hold integers; row 0 has '2'"),
+        ]  # fmt: skip
+        for body, content_type, message in bodies:
             with pytest.raises(urllib.error.HTTPError) as refused:
-                _post(port, frame)
-            body = json.loads(refused.value.read().decode())
-            assert refused.value.code == 400, body
-            assert body["error_code"] == "INVALID_PARAMETER_VALUE", body
-            assert message in body["message"], (message, body)
-            assert "Traceback" not in json.dumps(body) and "stack_trace" not in body
+                _post_body(port, body, content_type)
+            answer = json.loads(refused.value.read().decode())
+            assert refused.value.code == 400, answer
+            assert answer["error_code"] == "INVALID_PARAMETER_VALUE", answer
+            assert message in answer["message"], (message, answer)
+            assert "Traceback" not in json.dumps(answer) and "stack_trace" not in answer
+            assert str(PROJECT_ROOT) not in json.dumps(answer)
         assert len(_post(port, {"columns": ["userId", "k"], "data": [[user, 2]]})) == 2
+        # every content type the server accepts answers the same request alike
+        from_json = _post(port, {"columns": ["userId", "k", "exclude_rated"],
+                                 "data": [[user, 3, False]]})  # fmt: skip
+        from_csv = _post_body(
+            port, f"userId,k,exclude_rated\n{user},3,false\n".encode(), "text/csv"
+        )
+        from_parquet = _post_body(
+            port, _parquet({"userId": [user], "k": [3], "exclude_rated": [False]}), PARQUET
+        )
+        assert from_json == from_csv == from_parquet and len(from_json) == 3
     finally:
         server.terminate()
         server.wait(timeout=30)
 
 
+JSON, PARQUET = "application/json", "application/vnd.apache.parquet"
+
+
+def _split_body(frame: dict) -> bytes:
+    return json.dumps({"dataframe_split": frame}).encode()
+
+
+def _parquet(columns: dict) -> bytes:
+    buffer = io.BytesIO()
+    pd.DataFrame(columns).to_parquet(buffer)
+    return buffer.getvalue()
+
+
 def _post(port: int, frame: dict) -> list:
+    return _post_body(port, _split_body(frame), JSON)
+
+
+def _post_body(port: int, body: bytes, content_type: str) -> list:
     request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/invocations",
-        data=json.dumps({"dataframe_split": frame}).encode(),
-        headers={"Content-Type": "application/json"},
+        f"http://127.0.0.1:{port}/invocations", data=body, headers={"Content-Type": content_type}
     )
     with urllib.request.urlopen(request, timeout=30) as response:
         return json.loads(response.read())["predictions"]
