@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -420,7 +421,9 @@ def test_failing_training_leaves_run_failed(tmp_path: Path):
     assert "bad value discovered at epoch 1" in run.data.tags["error"]
 
 
-def test_interrupted_training_is_killed_and_resume_continues_the_run(tmp_path: Path):
+def test_interrupted_training_is_killed_and_resume_continues_the_run(tmp_path: Path, caplog):
+    """Ctrl-C (SIGINT, which Python raises as KeyboardInterrupt inside the epoch): the run
+    is KILLED, the exit status says SIGINT and the log says how to resume, as for SIGTERM."""
     base = ["model=mf", "callbacks.early_stopping=null"]
     cfg = compose_train(
         tmp_path,
@@ -428,11 +431,13 @@ def test_interrupted_training_is_killed_and_resume_continues_the_run(tmp_path: P
                             "+callbacks.stop._target_=tests.helpers.failing_callbacks.RaiseAtEpoch",
                             "+callbacks.stop.epoch=2", "+callbacks.stop.error=interrupt"]),
     )  # fmt: skip
-    with pytest.raises(SystemExit):  # Lightning turns Ctrl-C into a clean exit(1)
+    with pytest.raises(SystemExit) as stopped:  # Lightning turns Ctrl-C into exit(1)
         train_fold(cfg)
+    assert stopped.value.code == 128 + signal.SIGINT
     (run,) = _all_runs(tmp_path)
     assert run.info.status == "KILLED"
     last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    assert f"stopped by SIGINT; resume with ckpt_path={last}" in caplog.text
     resumed_cfg = compose_train(
         tmp_path, _tracked(tmp_path, [*base, "trainer.max_epochs=4", f"ckpt_path={last}"])
     )
