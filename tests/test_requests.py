@@ -120,3 +120,28 @@ def test_request_columns_are_checked(frame, message):
 def test_a_body_that_is_not_a_table_is_refused():
     with pytest.raises(DataError, match="the request is a ndarray, not a table"):
         request_frame(np.array([[1, 2]]))
+
+
+def test_a_failure_inside_the_model_is_a_500_without_its_traceback(caplog):
+    """MLflow answers any exception but its own with a 400 carrying the stack trace (server
+    paths included): the served model answers an internal failure with a 500 naming only
+    the exception's type, and logs the traceback on the server."""
+    from types import SimpleNamespace
+
+    from mlflow.exceptions import MlflowException
+
+    from movierec.serving.pyfunc import RatingModel
+
+    def broken(users, movies):
+        raise RuntimeError("failed in /srv/secret/path.py")
+
+    served = RatingModel()
+    served.recommender = SimpleNamespace(model=SimpleNamespace(predict_ratings=broken))
+    with pytest.raises(MlflowException) as err:
+        served.predict(None, pd.DataFrame({"userId": [1], "movieId": [2]}))
+    assert err.value.get_http_status_code() == 500
+    assert err.value.message == (
+        "the model failed on this request (RuntimeError); the server's log has the details"
+    )
+    assert "stack_trace" not in err.value.serialize_as_json()
+    assert "/srv/secret/path.py" in caplog.text  # the server's log keeps the details
