@@ -16,10 +16,12 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from movierec.data.cache import entry_problem
+from movierec.data.cache import build_lock, discard, entry_problem, prepare_processed
+from movierec.data.sources import DataSettings
 from movierec.tracking.lifecycle import end_orphaned_runs, process_tags
 from tests.conftest import PROJECT_ROOT
 from tests.helpers.configs import QUIET, TINY_DATA
+from tests.helpers.movielens_layouts import write_ratings_csv
 from tests.helpers.runs import all_runs
 from tests.helpers.servers import free_port, wait_for
 from tests.helpers.stores import seed_mlflow_store
@@ -207,3 +209,43 @@ def test_two_processes_building_one_entry_leave_one_intact_entry(tmp_path: Path)
     assert set(json.loads((entries[0] / "meta.json").read_text())["files"]) == {
         "ratings.parquet", "users.parquet", "movies.parquet",
     }  # fmt: skip
+
+
+def _user_ratings(tmp_path: Path) -> DataSettings:
+    ratings = write_ratings_csv(tmp_path / "r.csv")
+    return DataSettings("ratings_csv", str(tmp_path / "cache"), ratings_path=str(ratings))
+
+
+def test_a_staging_folder_left_by_a_killed_build_is_removed_by_the_next(tmp_path: Path):
+    settings = _user_ratings(tmp_path)
+    entry = prepare_processed(settings)
+    discard(entry)
+    # what a build killed mid-way leaves: its tempfile.mkdtemp folder, half written
+    left = entry.with_name(f".{entry.name}.k1ll3d_")
+    left.mkdir()
+    (left / "ratings.parquet").write_bytes(b"half a file")
+    assert prepare_processed(settings) == entry
+    assert not left.exists()
+    assert entry_problem(entry) is None
+    assert [p.name for p in entry.parent.iterdir() if p.is_dir()] == [entry.name]
+
+
+def test_a_live_builds_staging_folder_is_kept_and_its_entry_waited_for(tmp_path: Path):
+    """Another build holding the lock: its staging folder stays, and the next build waits
+    for the lock instead of building beside it."""
+    import threading
+
+    settings = _user_ratings(tmp_path)
+    entry = prepare_processed(settings)
+    discard(entry)
+    built = []
+    with build_lock(entry):  # another build, alive
+        live = entry.with_name(f".{entry.name}.l1ve__")
+        live.mkdir()
+        waiting = threading.Thread(target=lambda: built.append(prepare_processed(settings)))
+        waiting.start()
+        waiting.join(timeout=1.0)
+        assert waiting.is_alive() and live.is_dir() and not entry.exists()
+        live.rmdir()  # that build ends (here: without an entry)
+    waiting.join(timeout=60)
+    assert built == [entry] and entry_problem(entry) is None

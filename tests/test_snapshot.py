@@ -5,6 +5,8 @@ network or importing torch."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -15,10 +17,13 @@ import pytest
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from movierec.cli import run_reporting_user_errors
 from movierec.config import build
 from movierec.data.graph import RATES
 from movierec.errors import DataError
-from movierec.serving.bundle import GRAPH, TrainedModel, save_bundle
+from movierec.serving.bundle import CHECKPOINT, GRAPH, TrainedModel, save_bundle
+from movierec.serving.loading import load_trained_model
+from movierec.serving.manifest import MANIFEST, write_manifest
 from movierec.serving.recommender import Recommender
 from movierec.serving.snapshot import write_snapshot
 from movierec.serving.tables import RATED, SCORING, RatedMovies, ScoringTables
@@ -130,13 +135,19 @@ def test_bundle_answers_from_its_tables_as_from_its_network(tmp_path, tiny_split
     assert saved.untyped_storage().nbytes() == saved.nbytes
     assert torch.equal(saved, datamodule.graph[RATES].edge_index)
 
-    (bundle / SCORING).unlink()  # the same bundle without tables: the network scores
+    _without_tables(bundle)  # the network scores
     full = TrainedModel.load(bundle)
     assert full.tables is None
     top_full = Recommender(full).recommend(users, k=5)
     pd.testing.assert_frame_equal(top_fast, top_full, check_exact=False, rtol=1e-5)
     if predicts:
         np.testing.assert_allclose(ratings_fast, full.predict_ratings(users, movies), rtol=1e-6)
+
+
+def _without_tables(bundle: Path) -> None:
+    """`bundle` as one of a network without a scoring head is written: no scoring.npz."""
+    (bundle / SCORING).unlink()
+    write_manifest(bundle)
 
 
 @pytest.mark.parametrize("name", [SCORING, RATED])
@@ -146,6 +157,49 @@ def test_damaged_table_file_is_refused_naming_it(tmp_path, tiny_split, name):
     (bundle / name).write_bytes(data[: len(data) // 2])
     with pytest.raises(DataError, match=rf"bundle file .*{name} is missing or damaged"):
         TrainedModel.load(bundle, build_network=False)
+
+
+def _garble(path: Path) -> None:
+    """Flip one byte in the middle of `path`: the same size, other content."""
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+DAMAGES = {
+    "rated.npz missing": (RATED, lambda path: path.unlink()),
+    "model.ckpt garbled, same size": (CHECKPOINT, _garble),
+    "model.ckpt missing": (CHECKPOINT, lambda path: path.unlink()),
+    "no manifest": (MANIFEST, lambda path: path.unlink()),
+}
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGES))
+def test_damaged_source_bundle_is_refused_in_one_line_naming_the_file(
+    tmp_path, tiny_split, damage, capsys
+):
+    """Whatever file is damaged, the manifest check names it before anything is read: no
+    bundle is read as an older format (one without rated.npz recommended rated movies)."""
+    bundle, _ = _bundle(tmp_path, tiny_split, ["model=mf"])
+    name, spoil = DAMAGES[damage]
+    spoil(bundle / name)
+    with pytest.raises(DataError, match=rf"bundle file {bundle / name} is missing or damaged"):
+        TrainedModel.load(bundle, build_network=False)
+    with pytest.raises(SystemExit) as stopped:  # the recommend command's path to a bundle
+        run_reporting_user_errors(lambda: load_trained_model(str(bundle)))
+    assert stopped.value.code == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"error: bundle file {bundle / name} is missing or damaged")
+
+
+def test_intact_bundle_lists_every_file_in_its_manifest(tmp_path, tiny_split):
+    bundle, _ = _bundle(tmp_path, tiny_split, ["model=mf"])
+    listed = json.loads((bundle / MANIFEST).read_text())["files"]
+    on_disk = {p.name for p in bundle.iterdir()} - {MANIFEST}
+    assert set(listed) == on_disk >= {CHECKPOINT, GRAPH, RATED, SCORING}
+    for name, record in listed.items():
+        data = (bundle / name).read_bytes()
+        assert record == {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 
 
 def test_known_user_is_ranked_and_rated_without_importing_torch(tmp_path, tiny_split):
@@ -176,7 +230,7 @@ def test_new_user_from_a_bundle_with_tables_matches_the_network(tmp_path, tiny_s
     top_fast = Recommender(fast).recommend_new_user(ratings, k=6)
     assert "module" in fast.__dict__  # built for the encoder
     assert len(top_fast) == 6 and not set(ratings) & set(top_fast["movieId"])
-    (bundle / SCORING).unlink()
+    _without_tables(bundle)
     top_full = Recommender(TrainedModel.load(bundle)).recommend_new_user(ratings, k=6)
     pd.testing.assert_frame_equal(top_fast, top_full, check_exact=False, rtol=1e-5)
 

@@ -3,8 +3,10 @@ and a real model server on 127.0.0.1."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -115,6 +117,34 @@ def test_pyfunc_model_predicts_original_ids(finished_run):
         model.predict(pd.DataFrame({"userId": [999999], "k": [2]}))
     with pytest.raises(Exception, match="both movieId and k"):
         model.predict(pd.DataFrame({"userId": [users[0]], "movieId": [pairs[0][1]], "k": [2]}))
+    with pytest.raises(Exception, match=r"unknown column\(s\) colour"):  # not dropped
+        model.predict(pd.DataFrame({"userId": [users[0]], "k": [2], "colour": ["red"]}))
+
+
+def test_logged_model_records_no_machine_path(finished_run):
+    """MLmodel names the model's code and bundle inside the model folder: no path of the
+    source tree or of the temporary folder the bundle was written in. The one absolute
+    location left is the model's own place in the store (`artifact_path`)."""
+    import yaml
+
+    tmp, metrics = finished_run
+    client = _client(tmp)
+    model_id = client.get_run(metrics["mlflow_run_id"]).data.tags["model_uri"].split("/")[-1]
+    location = client.get_logged_model(model_id).artifact_location
+    mlmodel = yaml.safe_load((Path(location.removeprefix("file://")) / "MLmodel").read_text())
+    flavor = mlmodel["flavors"]["python_function"]
+    assert flavor["model_code_path"] == "pyfunc_entry.py"
+    assert flavor["artifacts"]["bundle"] == {"path": "artifacts/bundle", "uri": "artifacts/bundle"}
+
+    def strings(node) -> list[str]:
+        if isinstance(node, dict):
+            return [text for value in node.values() for text in strings(value)]
+        if isinstance(node, list):
+            return [text for value in node for text in strings(value)]
+        return [node] if isinstance(node, str) else []
+
+    absolute = [text for text in strings(mlmodel) if text.startswith(("/", "file:"))]
+    assert absolute == [location] == [mlmodel["artifact_path"]]
 
 
 def _rated_movies(tmp_path: Path, user_id: int) -> set[int]:
@@ -205,6 +235,50 @@ def test_recommend_by_run_id_keeps_the_bundle_and_then_needs_no_mlflow(finished_
     assert (kept / "scoring.npz").read_bytes() == intact
 
 
+def _garble(path: Path) -> None:
+    """Flip one byte in the middle of `path`: the same size, other content."""
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+CACHE_DAMAGES = {
+    "rated.npz missing": ("rated.npz", lambda path: path.unlink()),
+    "model.ckpt garbled, same size": ("model.ckpt", _garble),
+    "model.ckpt missing": ("model.ckpt", lambda path: path.unlink()),
+}
+
+
+@pytest.mark.parametrize("damage", sorted(CACHE_DAMAGES))
+def test_damaged_cached_bundle_is_fetched_again(finished_run, damage, monkeypatch):
+    """A cache entry that no longer matches its manifest is replaced by a fresh download,
+    and answers as the intact one: rated movies stay excluded (a cached bundle without
+    rated.npz was read as an older format), no `Directory not empty` when the entry
+    lacks model.ckpt."""
+    from movierec.serving.loading import load_trained_model
+    from movierec.serving.recommender import Recommender
+
+    tmp, metrics = finished_run
+    run_id, uri = metrics["mlflow_run_id"], f"sqlite:///{tmp / 'mlruns' / 'mlflow.db'}"
+    cache = tmp / f"cache-{damage.replace(' ', '-')}"
+    monkeypatch.setenv("MOVIEREC_CACHE_DIR", str(cache))
+    user = _known_pairs(tmp, run_id)[0][0]
+
+    def top() -> pd.DataFrame:
+        model, _ = load_trained_model(run_id, uri)
+        return Recommender(model).recommend([user], k=30)
+
+    intact = top()
+    assert not _rated_movies(tmp, user) & set(intact["movieId"])
+    (kept,) = cache.glob(f"bundles/*/{run_id}")
+    name, spoil = CACHE_DAMAGES[damage]
+    original = (kept / name).read_bytes()
+    spoil(kept / name)
+    pd.testing.assert_frame_equal(top(), intact)
+    assert (kept / name).read_bytes() == original  # fetched again
+    assert sorted(p.name for p in kept.parent.iterdir()) == [run_id]  # nothing left aside
+
+
 def test_served_model_answers_over_http(finished_run):
     tmp, metrics = finished_run
     port = free_port()
@@ -266,26 +340,69 @@ def test_served_model_answers_over_http(finished_run):
              "unknown genre(s) Polka"),
             ({"columns": ["userId", "movieId"], "data": [[user, movie]] * 100_001},
              "at most 100,000 are answered at once"),
+            # strict values: no coercion of text or booleans, no column ignored
+            ({"columns": ["userId", "k", "exclude_rated"], "data": [[user, 2, "false"]]},
+             "column exclude_rated must hold true or false (JSON booleans); row 0 has 'false'"),
+            ({"columns": ["userId", "k"], "data": [[True, 2]]},
+             "column userId must hold integers; row 0 has true"),
+            ({"columns": ["userId", "k", "colour"], "data": [[user, 2, "red"]]},
+             "unknown column(s) colour; send either rating pairs (columns userId, movieId) or "
+             "top-K requests (columns userId, k and optionally exclude_rated, genre, fallback)"),
         ]  # fmt: skip
-        for frame, message in bad_requests:
+        bodies = [(_split_body(frame), JSON, message) for frame, message in bad_requests]
+        bodies += [
+            (f"userId,k,exclude_rated\n{user},2,maybe\n".encode(), "text/csv",
+             "column exclude_rated must hold true or false (JSON booleans); row 0 has 'maybe'"),
+            (f"userId,k\n{user},2,9\n".encode(), "text/csv",
+             "a row has more values than there are column names"),
+            (_parquet({"userId": [user], "k": ["2"]}), PARQUET,
+             "column k must hold integers; row 0 has '2'"),
+        ]  # fmt: skip
+        for body, content_type, message in bodies:
             with pytest.raises(urllib.error.HTTPError) as refused:
-                _post(port, frame)
-            body = json.loads(refused.value.read().decode())
-            assert refused.value.code == 400, body
-            assert body["error_code"] == "INVALID_PARAMETER_VALUE", body
-            assert message in body["message"], (message, body)
-            assert "Traceback" not in json.dumps(body) and "stack_trace" not in body
+                _post_body(port, body, content_type)
+            answer = json.loads(refused.value.read().decode())
+            assert refused.value.code == 400, answer
+            assert answer["error_code"] == "INVALID_PARAMETER_VALUE", answer
+            assert message in answer["message"], (message, answer)
+            assert "Traceback" not in json.dumps(answer) and "stack_trace" not in answer
+            assert str(PROJECT_ROOT) not in json.dumps(answer)
         assert len(_post(port, {"columns": ["userId", "k"], "data": [[user, 2]]})) == 2
+        # every content type the server accepts answers the same request alike
+        from_json = _post(port, {"columns": ["userId", "k", "exclude_rated"],
+                                 "data": [[user, 3, False]]})  # fmt: skip
+        from_csv = _post_body(
+            port, f"userId,k,exclude_rated\n{user},3,false\n".encode(), "text/csv"
+        )
+        from_parquet = _post_body(
+            port, _parquet({"userId": [user], "k": [3], "exclude_rated": [False]}), PARQUET
+        )
+        assert from_json == from_csv == from_parquet and len(from_json) == 3
     finally:
         server.terminate()
         server.wait(timeout=30)
 
 
+JSON, PARQUET = "application/json", "application/vnd.apache.parquet"
+
+
+def _split_body(frame: dict) -> bytes:
+    return json.dumps({"dataframe_split": frame}).encode()
+
+
+def _parquet(columns: dict) -> bytes:
+    buffer = io.BytesIO()
+    pd.DataFrame(columns).to_parquet(buffer)
+    return buffer.getvalue()
+
+
 def _post(port: int, frame: dict) -> list:
+    return _post_body(port, _split_body(frame), JSON)
+
+
+def _post_body(port: int, body: bytes, content_type: str) -> list:
     request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/invocations",
-        data=json.dumps({"dataframe_split": frame}).encode(),
-        headers={"Content-Type": "application/json"},
+        f"http://127.0.0.1:{port}/invocations", data=body, headers={"Content-Type": content_type}
     )
     with urllib.request.urlopen(request, timeout=30) as response:
         return json.loads(response.read())["predictions"]
@@ -304,7 +421,9 @@ def test_failing_training_leaves_run_failed(tmp_path: Path):
     assert "bad value discovered at epoch 1" in run.data.tags["error"]
 
 
-def test_interrupted_training_is_killed_and_resume_continues_the_run(tmp_path: Path):
+def test_interrupted_training_is_killed_and_resume_continues_the_run(tmp_path: Path, caplog):
+    """Ctrl-C (SIGINT, which Python raises as KeyboardInterrupt inside the epoch): the run
+    is KILLED, the exit status says SIGINT and the log says how to resume, as for SIGTERM."""
     base = ["model=mf", "callbacks.early_stopping=null"]
     cfg = compose_train(
         tmp_path,
@@ -312,11 +431,13 @@ def test_interrupted_training_is_killed_and_resume_continues_the_run(tmp_path: P
                             "+callbacks.stop._target_=tests.helpers.failing_callbacks.RaiseAtEpoch",
                             "+callbacks.stop.epoch=2", "+callbacks.stop.error=interrupt"]),
     )  # fmt: skip
-    with pytest.raises(SystemExit):  # Lightning turns Ctrl-C into a clean exit(1)
+    with pytest.raises(SystemExit) as stopped:  # Lightning turns Ctrl-C into exit(1)
         train_fold(cfg)
+    assert stopped.value.code == 128 + signal.SIGINT
     (run,) = _all_runs(tmp_path)
     assert run.info.status == "KILLED"
     last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    assert f"stopped by SIGINT; resume with ckpt_path={last}" in caplog.text
     resumed_cfg = compose_train(
         tmp_path, _tracked(tmp_path, [*base, "trainer.max_epochs=4", f"ckpt_path={last}"])
     )

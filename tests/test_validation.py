@@ -75,6 +75,54 @@ def test_missing_file_is_named(tmp_path: Path):
         _load(tmp_path, tmp_path / "nope.csv")
 
 
+def test_a_folder_given_as_the_ratings_file_is_named_as_one(tmp_path: Path):
+    folder = tmp_path / "ratings"
+    folder.mkdir()
+    with pytest.raises(DataError) as info:
+        _load(tmp_path, folder)
+    assert str(info.value) == (
+        f"{folder}: is a directory, expected a ratings file (data.ratings_path)"
+    )
+
+
+def test_an_unreadable_ratings_file_is_named(tmp_path: Path, monkeypatch):
+    """Opening the file fails as it does for a file this process may not read (tests run
+    as root, which reads any file: the refusal is simulated at `open`)."""
+    path = write_ratings_csv(tmp_path / "r.csv")
+    real_open = Path.open
+
+    def refused(self, *args, **kwargs):
+        if self == path:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_open(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", refused)
+    with pytest.raises(DataError) as info:
+        _load(tmp_path, path)
+    assert str(info.value) == (
+        f"{path}: the ratings file cannot be read (permission denied; data.ratings_path)"
+    )
+    assert _cache_entries(tmp_path) == []
+
+
+def test_a_split_with_no_validation_rating_is_refused_before_training(tmp_path: Path):
+    from movierec.tasks.train import train
+    from tests.helpers.configs import FAST, compose_train
+
+    path = write_ratings_csv(tmp_path / "r.csv", [(1, 10, 4.0, 1)])
+    cfg = compose_train(
+        tmp_path, [*FAST, "data=ratings_csv", f"data.ratings_path={path}", "model=mf"]
+    )
+    with pytest.raises(DataError) as info:
+        train(cfg)
+    assert str(info.value) == (
+        f"data.ratings_path={path}: split random leaves the validation part empty (train 1, "
+        "val 0, test 0 ratings); a training needs at least one rating in each, to fit and to "
+        "pick the best epoch: use more ratings or a larger split.val_fraction (now 0.1)"
+    )
+    assert not (tmp_path / "run" / "checkpoints").exists()  # refused before any epoch
+
+
 def test_duplicates_keep_the_latest_rating(tmp_path: Path):
     path = write_ratings_csv(
         tmp_path / "r.csv",

@@ -3,7 +3,11 @@
 An entry is a folder `<cache_dir>/processed/<dataset>-<key>/` in `RatingsData`'s on-disk
 form. The key hashes the dataset name, the source checksum and every preprocessing
 setting, so changing any of them builds a new entry. Entries are written into a temporary
-folder and renamed into place, so a failed or interrupted build leaves nothing behind.
+folder and renamed into place, so a failed build leaves nothing behind. A build holds
+an exclusive lock on `<cache_dir>/locks/<entry>.lock` (released by the kernel when its
+process dies): a second build of the same entry waits and then uses the first one's, and
+whoever takes the lock removes the staging folders of builds that were killed mid-way
+(no live build holds one without the lock).
 
 Either engine builds an entry: pandas (`preprocess`) or Spark (`spark`), which writes the
 same files; this module picks one, and is the only one to import the optional Spark engine.
@@ -20,12 +24,15 @@ entries stay valid.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from movierec.data import preprocess
@@ -62,28 +69,64 @@ def prepare_processed(settings: DataSettings) -> Path:
     target = (
         Path(settings.cache_dir) / "processed" / f"{settings.name}-{cache_key(settings, fetched)}"
     )
-    if (target / META_FILE).is_file():
-        problem = entry_problem(target)
-        if problem is None:
-            log.info("using cached %s", target)
-            return target
-        log.warning("processed entry %s is damaged (%s); rebuilding it", target, problem)
-        discard(target)
+    if _usable(target):
+        return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        _build(settings, fetched, staging)
-        seal(staging)
+    with build_lock(target):
+        if _usable(target):  # built by the build this one waited for
+            return target
+        remove_stale_staging(target)
+        if target.exists():  # no entry, yet something there: a rename cannot replace it
+            discard(target)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
         try:
+            _build(settings, fetched, staging)
+            seal(staging)
             Path(staging).rename(target)
-        except OSError:
-            if not (target / META_FILE).is_file():
-                raise
-            # Another process finished the same entry first; theirs is identical.
-        log.info("cached processed %s in %s", settings.name, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+            log.info("cached processed %s in %s", settings.name, target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def _usable(target: Path) -> bool:
+    """Whether the finished entry `target` is there and intact (a damaged one is moved
+    aside, with a warning, to be rebuilt)."""
+    if not (target / META_FILE).is_file():
+        return False
+    problem = entry_problem(target)
+    if problem is None:
+        log.info("using cached %s", target)
+        return True
+    log.warning("processed entry %s is damaged (%s); rebuilding it", target, problem)
+    discard(target)
+    return False
+
+
+@contextlib.contextmanager
+def build_lock(target: Path) -> Iterator[None]:
+    """Hold the exclusive build lock of the entry `target`, waiting for another build."""
+    path = target.parent.parent / "locks" / f"{target.name}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("waiting for another process building %s", target)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def remove_stale_staging(target: Path) -> None:
+    """Remove the staging folders `.<entry>.<random>/` of builds of `target` that were
+    killed mid-way; call with the build lock held (a live build would hold it)."""
+    for folder in target.parent.glob(f".{target.name}.*"):
+        if folder.is_dir():
+            log.info("removing %s, left by an interrupted build", folder)
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _fetch(settings: DataSettings) -> FetchedSource:

@@ -28,7 +28,7 @@ from movierec.data.processed import RatingsData, release_arrow_memory
 from movierec.data.sampling import check_loader, neighbor_loader
 from movierec.data.sources import DataSettings
 from movierec.data.split_data import PARTS, Rows, SplitData
-from movierec.data.splits import RandomSplit, Split, SplitIndices
+from movierec.data.splits import RandomSplit, Split, SplitIndices, check_fit_parts
 from movierec.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -125,6 +125,8 @@ class MovieLensDataModule(pl.LightningDataModule):
             return
         self.data = load_ratings_data(self.settings)
         self.indices = self.split.assign(self.data)
+        if stage == "fit":
+            check_fit_parts(self.indices, self.split, self._label())
         self.graph = build_graph(
             self.data, self.indices.train, self.user_features, self.placeholder_dim
         )
@@ -137,6 +139,12 @@ class MovieLensDataModule(pl.LightningDataModule):
             f"{self.data.n_movies:,}",
             self.indices.sizes(),
         )
+
+    def _label(self) -> str:
+        """The data as messages name it: the user's ratings file, or the dataset's name."""
+        if self.settings.name == "ratings_csv":
+            return f"data.ratings_path={self.settings.ratings_path}"
+        return f"data={self.settings.name}"
 
     def release_ratings_table(self) -> None:
         """For a training, after `setup`: free the columns of `data.ratings` (785 MiB at

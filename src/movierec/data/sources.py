@@ -225,15 +225,34 @@ def _user_files(settings: DataSettings) -> FetchedSource:
     if settings.movies_path:
         files["movies"] = Path(settings.movies_path).expanduser()
     for role, path in files.items():
-        # The Spark engine also reads a folder of part files (Spark's own output).
-        if not (path.is_file() or (spark and role == "ratings" and path.is_dir())):
-            raise DataError(f"{path}: {role} file not found (data.{role}_path)")
+        _check_input(path, role, folder_ok=spark and role == "ratings")
     digest = hashlib.sha256()
     for role in sorted(files):
         digest.update(role.encode())
         for part in _data_files(files[role]):
+            _check_readable(part, role)
             digest.update(archive_sha256(part).encode())
     return FetchedSource(files=files, checksum=digest.hexdigest())
+
+
+def _check_input(path: Path, role: str, folder_ok: bool) -> None:
+    """A user's input file exists and is a file (the Spark engine also reads a folder of
+    part files, Spark's own output); else one line naming it."""
+    if path.is_dir() and not folder_ok:
+        raise DataError(f"{path}: is a directory, expected a {role} file (data.{role}_path)")
+    if not (path.is_file() or path.is_dir()):
+        raise DataError(f"{path}: {role} file not found (data.{role}_path)")
+
+
+def _check_readable(path: Path, role: str) -> None:
+    """This process may read `path` (its checksum may come from a sidecar, and the
+    readers open it later); else one line naming it."""
+    try:
+        path.open("rb").close()
+    except PermissionError:
+        raise DataError(
+            f"{path}: the {role} file cannot be read (permission denied; data.{role}_path)"
+        ) from None
 
 
 def is_remote(location: str) -> bool:

@@ -216,6 +216,24 @@ class TemporalSplit(Split):
         return order[~is_test & ~is_val], order[is_val], order[is_test]
 
 
+def check_fit_parts(indices: SplitIndices, split: Split, data: str) -> None:
+    """A training needs training ratings to fit and validation ratings to pick its best
+    epoch: refuse a split that leaves either empty, in one line naming `data` and the
+    split, before anything is built (Lightning's early stopping fails after an epoch)."""
+    sizes = indices.sizes()
+    empty = [
+        name for part, name in (("train", "training"), ("val", "validation")) if not sizes[part]
+    ]
+    if empty:
+        counts = ", ".join(f"{part} {count:,}" for part, count in sizes.items())
+        raise DataError(
+            f"{data}: split {split.describe()} leaves the {' and '.join(empty)} part empty "
+            f"({counts} ratings); a training needs at least one rating in each, to fit and "
+            f"to pick the best epoch: use more ratings or a larger split.val_fraction "
+            f"(now {split.val_fraction:g})"
+        )
+
+
 def _sorted(rows: np.ndarray, n: int) -> np.ndarray:
     """Distinct row indices (k,) of n rows, sorted, in O(n): `np.sort` of a split's part."""
     chosen = np.zeros(n, dtype=bool)

@@ -9,9 +9,10 @@ A bundle is a folder:
                      (`serving.tables`)
     scoring.npz      the node tables encoded once and the network's scoring head
                      (`serving.snapshot`; absent for a network that offers no head)
-Bundles written before rated.npz existed hold heldout.parquet instead (user, movie
-indices of the validation and test ratings); bundles written before scoring.npz existed
-are served by their network.
+    manifest.json    every other file with its size and SHA-256, written last
+                     (`serving.manifest`); checked at every load
+A bundle without a manifest, or without a file it must hold, is damaged: it is never
+read as an older format (one without rated.npz would recommend movies users rated).
 
 `TrainedModel.load(bundle)` restores it on CPU, without the training stack
 (`serving.network`). With scoring.npz it ranks and rates known users with NumPy alone:
@@ -35,6 +36,7 @@ import pyarrow as pa
 
 from movierec.data.processed import RatingsData, lookup_ids
 from movierec.errors import DataError
+from movierec.serving.manifest import check_manifest, write_manifest
 from movierec.serving.tables import RATED, SCORING, RatedMovies, ScoringTables
 from movierec.serving.tables import damaged as _damaged
 
@@ -51,13 +53,15 @@ CHECKPOINT = "model.ckpt"
 GRAPH = "graph.pt"
 USERS = "users.parquet"
 MOVIES = "movies.parquet"
-HELDOUT = "heldout.parquet"
+#: the files every bundle holds (scoring.npz is optional)
+REQUIRED = (CHECKPOINT, GRAPH, USERS, MOVIES, RATED)
 
 
 def save_bundle(
     directory: Path, checkpoint: str | Path, split: SplitData, data: RatingsData
 ) -> Path:
-    """Write a bundle for the model at `checkpoint` trained on `split` of `data`."""
+    """Write a bundle for the model at `checkpoint` trained on `split` of `data`; its
+    manifest last, so a bundle with one is whole."""
     import torch
 
     from movierec.data.graph import graph_tensors
@@ -75,6 +79,7 @@ def save_bundle(
     )
     served = ServedNetwork.from_checkpoint(directory / CHECKPOINT, tensors)
     write_snapshot(served.net, served.graph, served.schema.rating_scale, directory / SCORING)
+    write_manifest(directory)
     return directory
 
 
@@ -132,7 +137,8 @@ class TrainedModel:
 
     @classmethod
     def load(cls, directory: str | Path, build_network: bool = True) -> TrainedModel:
-        """Restore a bundle on CPU; a missing or damaged file is a `DataError` naming it.
+        """Restore a bundle on CPU, after checking every file against its manifest; a
+        missing or damaged file is a `DataError` naming it.
 
         Args:
             build_network: build the network now (a server checks every file at start);
@@ -141,16 +147,10 @@ class TrainedModel:
                 for a known user).
         """
         directory = Path(directory)
-        for required in (CHECKPOINT, GRAPH):
-            if not (directory / required).is_file():
-                raise _damaged(directory / required, FileNotFoundError("no such file"))
+        check_manifest(directory, REQUIRED)
         tables = None
         if (directory / SCORING).is_file():
             tables = ScoringTables.load(directory / SCORING)
-        rated = RatedMovies.load(directory / RATED) if (directory / RATED).is_file() else None
-        heldout = None
-        if rated is None and (directory / HELDOUT).is_file():
-            heldout = _read_table(directory / HELDOUT)
         checkpoint = directory / CHECKPOINT
         model = cls(
             _read_table(directory / USERS),
@@ -158,8 +158,7 @@ class TrainedModel:
             load_module=lambda tensors: _served(checkpoint, tensors),
             load_tensors=lambda: _read_tensors(directory / GRAPH),
             tables=tables,
-            rated=rated,
-            heldout=heldout,
+            rated=RatedMovies.load(directory / RATED),
         )
         if build_network or tables is None:
             _ = model.module

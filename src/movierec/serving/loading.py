@@ -1,7 +1,7 @@
 """From what a user names (`run_id=`) to a loaded `TrainedModel`.
 
 Accepted, in this order:
-    a bundle folder            holds model.ckpt (e.g. a downloaded `model/artifacts/bundle`)
+    a bundle folder            holds manifest.json (e.g. a downloaded `model/artifacts/bundle`)
     a checkpoint file (.ckpt)  the data and split are rebuilt from the run folder's
                                `.hydra/config.yaml` (`<run dir>/checkpoints/x.ckpt`)
     a training run folder      its best checkpoint (`checkpoints/best-*.ckpt`), as above
@@ -16,7 +16,10 @@ A finished run's bundle is kept after its first download in a local cache
 `bundles/<store digest>/<run id>`), so later commands for that run start neither MLflow's
 client nor a download (about 2 s of the recommend command). A finished run's artifacts do
 not change; a run deleted from the store after its first use is still answered from the
-cache until the cache folder is removed.
+cache until the cache folder is removed. Every load checks the bundle against its
+manifest (`serving.manifest`): a damaged cache entry is replaced by a fresh download,
+renamed into place, so a reader finds a whole entry or none; a damaged bundle from
+anywhere else is refused with the file named.
 """
 
 from __future__ import annotations
@@ -26,12 +29,14 @@ import logging
 import os
 import shutil
 import tempfile
+import uuid
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
 from movierec.errors import ConfigError, DataError
 from movierec.serving.bundle import CHECKPOINT, TrainedModel
+from movierec.serving.manifest import MANIFEST
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +53,7 @@ def load_trained_model(run: str, tracking_uri: str | None = None) -> tuple[Train
     if run.startswith("models:/"):
         return _from_registry(run, tracking_uri), f"model {run}"
     path = Path(run).expanduser()
-    if path.is_dir() and (path / CHECKPOINT).is_file():
+    if path.is_dir() and any((path / name).is_file() for name in (MANIFEST, CHECKPOINT)):
         return TrainedModel.load(path, build_network=False), f"bundle {path}"
     if path.is_dir() and (path / "checkpoints").is_dir():
         return _from_checkpoint(_best_checkpoint(path)), f"run folder {path}"
@@ -56,7 +61,7 @@ def load_trained_model(run: str, tracking_uri: str | None = None) -> tuple[Train
         return _from_checkpoint(path), f"checkpoint {path}"
     if os.sep in run or run.endswith(".ckpt") or path.exists():
         raise DataError(
-            f"run_id={run}: no bundle folder (with {CHECKPOINT}), run folder or checkpoint there"
+            f"run_id={run}: no bundle folder (with {MANIFEST}), run folder or checkpoint there"
         )
     return _from_mlflow(run, tracking_uri), f"run {run}"
 
@@ -92,12 +97,12 @@ def _from_checkpoint(checkpoint: Path) -> TrainedModel:
 def _from_mlflow(run_id: str, tracking_uri: str | None) -> TrainedModel:
     uri = _store_uri(tracking_uri)
     cached = bundle_cache_dir() / hashlib.sha256(uri.encode()).hexdigest()[:16] / run_id
-    if (cached / CHECKPOINT).is_file():
+    if cached.exists():
         try:
             return TrainedModel.load(cached, build_network=False)
         except DataError as err:  # damaged since: fetch it again
             log.warning("dropping the damaged cached bundle %s: %s", cached, err)
-            shutil.rmtree(cached, ignore_errors=True)
+            _drop(cached)
 
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
@@ -126,12 +131,38 @@ def _from_mlflow(run_id: str, tracking_uri: str | None) -> TrainedModel:
         if run.info.status != "FINISHED" or folder is None:  # no cache: artifacts may change
             return TrainedModel.load(bundle)  # built now, before the folder goes
         TrainedModel.load(bundle, build_network=False)  # a damaged download is not kept
-        try:
-            bundle.rename(cached)  # atomic: a racing command finds all of it or none
-        except OSError:
-            if not (cached / CHECKPOINT).is_file():
-                raise
+        _keep(bundle, cached)
     return TrainedModel.load(cached, build_network=False)
+
+
+def _keep(bundle: Path, cached: Path) -> None:
+    """Move the checked `bundle` to `cached`, in one rename: a racing command finds all
+    of it or none. An entry already there is kept if whole (a racing command's copy of the
+    same artifacts), else renamed aside and removed first."""
+    for _ in range(3):
+        try:
+            bundle.rename(cached)
+            return
+        except OSError:  # an entry is there (ENOTEMPTY, EEXIST) or the name is a file
+            try:
+                TrainedModel.load(cached, build_network=False)
+                return
+            except DataError:
+                _drop(cached)
+    raise DataError(f"cannot keep the downloaded bundle at {cached}: remove that folder")
+
+
+def _drop(cached: Path) -> None:
+    """Remove a cache entry: renamed aside first (atomic), so no reader sees half of it."""
+    aside = cached.with_name(f".{cached.name}.dropped-{uuid.uuid4().hex[:8]}")
+    try:
+        cached.rename(aside)
+    except FileNotFoundError:
+        return  # another command dropped it first
+    if aside.is_dir():
+        shutil.rmtree(aside, ignore_errors=True)
+    else:
+        aside.unlink(missing_ok=True)
 
 
 def bundle_cache_dir() -> Path:

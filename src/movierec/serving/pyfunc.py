@@ -17,11 +17,18 @@ Two request forms, told apart by their columns:
 "k"], "data": [[1, 10]]}}` → `{"predictions": [{"userId": 1, "rank": 1, "movieId": …}, …]}`.
 In a top-K request `exclude_rated` defaults to true, `genre` (one genre) and `fallback`
 ("popular" answers unknown users by popularity) to none; unknown users without a fallback,
-and unknown movie ids, are refused with a message naming them.
+and unknown movie ids, are refused with a message naming them. JSON, CSV and Parquet
+bodies are checked alike (`serving.requests`): an unknown column, an id or k that is not
+an integer, an `exclude_rated` that is not a boolean is an HTTP 400 whose message is the
+project's one line, with no stack trace.
+
+The MLmodel file names the model's code and bundle by their place in the model folder,
+not by paths of the machine that logged it (`_PortablePyfunc`).
 """
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from pathlib import Path
 
@@ -30,19 +37,26 @@ import numpy as np
 import pandas as pd
 from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
-from mlflow.models import ModelSignature
-from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
-from mlflow.types.schema import AnyType, ColSpec, Schema
+from mlflow.models import Model
+from mlflow.models.model import MLMODEL_FILE_NAME, MODEL_CODE_PATH
+from mlflow.protos.databricks_pb2 import INTERNAL_ERROR, INVALID_PARAMETER_VALUE
 
 import movierec
 from movierec.data.split_data import SplitData
 from movierec.errors import MovieRecError
 from movierec.serving.bundle import TrainedModel, save_bundle
-from movierec.serving.requests import TOPK_OPTIONS, check_k, integer_column, request_form
+from movierec.serving.requests import (
+    TOPK_OPTIONS,
+    check_k,
+    integer_column,
+    request_form,
+    request_frame,
+    topk_options,
+)
+
+log = logging.getLogger(__name__)
 
 BUNDLE_ARTIFACT = "bundle"
-#: a top-K request's options when its frame leaves the column out
-OPTION_DEFAULTS = {"exclude_rated": True, "genre": None, "fallback": None}
 REQUIREMENTS = [
     "torch>=2.4",
     "torch-geometric>=2.5",
@@ -53,21 +67,6 @@ REQUIREMENTS = [
     "pyarrow>=15",
     "numpy>=1.26",
 ]
-SIGNATURE = ModelSignature(
-    inputs=Schema(
-        [
-            # ids and k as Any: MLflow casts a long column's 1.5 to 1 before the model
-            # sees it, and refuses ints for a double column; `serving.requests` checks
-            # that they are integers and names the column and row when not
-            ColSpec(AnyType(), "userId"),
-            ColSpec(AnyType(), "movieId", required=False),
-            ColSpec(AnyType(), "k", required=False),
-            ColSpec("boolean", "exclude_rated", required=False),
-            ColSpec("string", "genre", required=False),
-            ColSpec("string", "fallback", required=False),
-        ]
-    )
-)
 
 
 class RatingModel(mlflow.pyfunc.PythonModel):
@@ -81,13 +80,22 @@ class RatingModel(mlflow.pyfunc.PythonModel):
         )
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.Series | pd.DataFrame:
-        """Answer one request; a user error becomes MLflow's INVALID_PARAMETER_VALUE (HTTP
-        400) whose message is the project's one line, with no stack trace."""
+        """Answer one request. A user error becomes MLflow's INVALID_PARAMETER_VALUE (HTTP
+        400) whose message is the project's one line; any other error an INTERNAL_ERROR
+        (HTTP 500) naming its type, its traceback in the server's log: neither response
+        carries a stack trace (MLflow adds one to any other exception)."""
         try:
-            return self._answer(model_input)
+            return self._answer(request_frame(model_input))
         except MovieRecError as err:
             raise MlflowException(
                 " ".join(str(err).split()), error_code=INVALID_PARAMETER_VALUE
+            ) from None
+        except Exception as err:
+            log.exception("the served model failed on a request")
+            raise MlflowException(
+                f"the model failed on this request ({type(err).__name__}); the server's "
+                "log has the details",
+                error_code=INTERNAL_ERROR,
             ) from None
 
     def _answer(self, requests: pd.DataFrame) -> pd.Series | pd.DataFrame:
@@ -99,23 +107,18 @@ class RatingModel(mlflow.pyfunc.PythonModel):
             return pd.Series(ratings, name="rating")
         k = integer_column(requests, "k")
         check_k(k, model.n_movies)
-        options = _uniform_options(requests, k)
-        if options is not None:  # the common request: one batch, no grouping (~10× faster)
-            exclude, genre, fallback = options
-            return self.recommender.recommend(
-                users, int(k[0]), exclude_rated=exclude, genre=genre, fallback=fallback
-            )
-        return self._top_k(requests.assign(userId=users, k=k))
+        options = topk_options(requests)
+        if _uniform(k, options):  # the common request: one batch, no grouping (~10× faster)
+            first = {name: values[0] for name, values in options.items()}
+            return self.recommender.recommend(users, int(k[0]), **first)
+        return self._top_k(pd.DataFrame({"userId": users, "k": k, **options}))
 
     def _top_k(self, requests: pd.DataFrame) -> pd.DataFrame:
         """Rows grouped by their options, each group scored as one batch, in request order."""
-        frame = requests.assign(
-            **{name: _column(requests, name, OPTION_DEFAULTS[name]) for name in TOPK_OPTIONS},
-            _order=range(len(requests)),
-        )
+        frame = requests.assign(_order=range(len(requests)))
         parts = []
         for (k, exclude, genre, fallback), group in frame.groupby(
-            ["k", "exclude_rated", "genre", "fallback"], dropna=False, sort=False
+            ["k", *TOPK_OPTIONS], dropna=False, sort=False
         ):
             top = self.recommender.recommend(
                 group["userId"].tolist(),
@@ -162,12 +165,17 @@ def log_servable_model(run_id: str, client_uri: str, bundle: Path, example: pd.D
     mlflow.set_tracking_uri(client_uri)
     try:
         with mlflow.start_run(run_id=run_id):
-            info = mlflow.pyfunc.log_model(
+            # no signature: an MLflow input schema drops unknown columns and casts values
+            # ("false" to true) before predict sees them; `serving.requests` checks them
+            info = Model.log(
+                artifact_path=None,
                 name="model",
+                flavor=_PortablePyfunc,
+                flavor_name="pyfunc.ModelFromCode",
                 python_model=str(Path(__file__).with_name("pyfunc_entry.py")),
                 artifacts={BUNDLE_ARTIFACT: str(bundle)},
                 code_paths=[str(Path(movierec.__file__).parent)],
-                signature=SIGNATURE,
+                signature=False,
                 input_example=example,
                 pip_requirements=REQUIREMENTS,
             )
@@ -192,42 +200,29 @@ def link_test_metrics(client: mlflow.MlflowClient, run_id: str, model_id: str) -
         client.log_batch(run_id, metrics=linked)
 
 
-def _uniform_options(
-    requests: pd.DataFrame, k: np.ndarray
-) -> tuple[bool, str | None, str | None] | None:
-    """(exclude_rated, genre, fallback) when every row of a top-K request asks the same
-    (k included), else None. Checked on the raw columns: pandas' groupby costs more than
-    scoring a user."""
+def _uniform(k: np.ndarray, options: dict[str, np.ndarray]) -> bool:
+    """Whether every row of a top-K request asks the same (k and each option). Checked on
+    arrays: pandas' groupby costs more than scoring a user."""
     if (k != k[0]).any():
-        return None
-    values = []
-    for name in TOPK_OPTIONS:
-        default = OPTION_DEFAULTS[name]
-        if name not in requests.columns:
-            values.append(default)
-            continue
-        column = requests[name]
-        first = column.iloc[0]
-        if pd.isna(first):
-            if not column.isna().all():
-                return None
-            values.append(default)
-        elif not (column == first).all():
-            return None
-        else:
-            values.append(first)
-    exclude, genre, fallback = values
-    return bool(exclude), _text(genre), _text(fallback)
+        return False
+    return all(all(value == values[0] for value in values) for values in options.values())
 
 
-def _text(value) -> str | None:
-    return None if value is None else str(value)
+class _PortablePyfunc:
+    """`mlflow.pyfunc` as `Model.log`'s flavor, writing an MLmodel free of this machine's
+    paths. For a model from code MLflow records the code file's absolute path
+    (`model_code_path`), and each artifact's source (a temporary folder); loading reads
+    only the code file's name (copied into the model folder) and each artifact's path in
+    the model folder, so both are recorded as those."""
 
-
-def _column(frame: pd.DataFrame, name: str, default) -> pd.Series:
-    if name not in frame.columns:
-        return pd.Series([default] * len(frame), index=frame.index, dtype=object)
-    return frame[name].astype(object).where(frame[name].notna(), default)
+    @staticmethod
+    def save_model(path: str, mlflow_model: Model, **kwargs) -> None:
+        mlflow.pyfunc.save_model(path=path, mlflow_model=mlflow_model, **kwargs)
+        config = mlflow_model.flavors[mlflow.pyfunc.FLAVOR_NAME]
+        config[MODEL_CODE_PATH] = Path(config[MODEL_CODE_PATH]).name
+        for artifact in config.get("artifacts", {}).values():
+            artifact["uri"] = artifact["path"]
+        mlflow_model.save(str(Path(path) / MLMODEL_FILE_NAME))
 
 
 class _Context:

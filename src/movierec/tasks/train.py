@@ -59,11 +59,17 @@ def train(cfg: DictConfig) -> float:
     except SIGTERMException:
         # Lightning stops cleanly after the current batch but exits with status 0;
         # a killed job must not look like a finished one to a shell or a scheduler.
-        log.warning(
-            "stopped by SIGTERM; resume with ckpt_path=%s/checkpoints/last.ckpt",
-            cfg.paths.output_dir,
-        )
-        raise SystemExit(128 + signal.SIGTERM) from None
+        raise _stopped_by(signal.SIGTERM, cfg) from None
+
+
+def _stopped_by(signum: signal.Signals, cfg: DictConfig) -> SystemExit:
+    """Log how to resume a training `signum` stopped; the exit that says it was stopped."""
+    last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+    if last.is_file():
+        log.warning("stopped by %s; resume with ckpt_path=%s", signum.name, last)
+    else:
+        log.warning("stopped by %s before the first checkpoint; nothing to resume", signum.name)
+    return SystemExit(128 + signum)
 
 
 def train_fold(cfg: DictConfig, parent_run_id: str | None = None) -> dict[str, Any]:
@@ -163,7 +169,12 @@ def _fit_and_test(
 
     started = time.perf_counter()
     # weights_only: a checkpoint holds tensors and plain containers (training.checkpoints)
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
+    except SystemExit:  # Lightning's answer to Ctrl-C (SIGINT): teardown, then exit(1)
+        if trainer.interrupted:
+            raise _stopped_by(signal.SIGINT, cfg) from None
+        raise
     fit_seconds = time.perf_counter() - started
     if trainer.interrupted:
         raise KeyboardInterrupt
