@@ -36,6 +36,7 @@ from movierec.tracking.recorder import (
     record_outputs,
 )
 from movierec.tracking.registry import CHAMPION, register_model
+from movierec.tracking.resume import RunRecord, check_resume, run_record
 from movierec.training.callbacks import EpochTimer, ValidationHistory
 from movierec.training.checkpoints import checkpoint_epoch
 from movierec.training.distributed import claim_rank_from_environment, local_rank
@@ -74,6 +75,7 @@ def train_fold(cfg: DictConfig, parent_run_id: str | None = None) -> dict[str, A
     """
     selection = Selection.from_cfg(cfg)
     selection.check_monitors(cfg.get("callbacks"))
+    check_resume(cfg)  # a checkpoint of another run, seed or config: refused before the data
     pl.seed_everything(cfg.seed, workers=True)
     datamodule: MovieLensDataModule = build(cfg.data, "data", split=cfg.split)
     if local_rank() == 0:
@@ -151,6 +153,7 @@ def _fit_and_test(
     if not cfg.trainer.get("enable_progress_bar", True):  # the Trainer refuses both at once
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     callbacks.append(EpochTimer())
+    callbacks.append(RunRecord(run_record(cfg, run.run_id if run else None)))
     history = ValidationHistory()
     callbacks.append(history)
     pruning = optuna_pruning(cfg)
