@@ -27,7 +27,7 @@ from tests.conftest import PROJECT_ROOT
 from tests.helpers.configs import QUIET, TINY_DATA
 from tests.helpers.runs import all_runs
 from tests.helpers.servers import free_port, wait_for
-from tests.helpers.sweeps import STUDY, sweep_command, sweep_env
+from tests.helpers.sweeps import STUDY, parallel_worker_params, sweep_command, sweep_env
 
 
 @pytest.fixture(scope="session")
@@ -126,8 +126,14 @@ def test_two_workers_share_one_study_on_postgres(postgres_db: str, tmp_path: Pat
     assert len(numbers) == len(set(numbers)) == 4
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in study.trials)
     assert all(any((tmp_path / f"sweep{i}").glob("*/metrics.json")) for i in range(2))
+    assert len({tuple(sorted(t.params.items())) for t in study.trials}) == 4  # distinct draws
     (parent,) = _parent_runs(tmp_path)
     assert parent.info.status == "FINISHED"
+
+
+def test_parallel_workers_sample_distinct_parameters_on_postgres(postgres_db: str):
+    params = parallel_worker_params(postgres_db, n_trials=6)
+    assert len(params) == len(set(params)) == 6
 
 
 def test_study_on_postgres_completes_after_a_worker_is_sigkilled(postgres_db, tmp_path: Path):
