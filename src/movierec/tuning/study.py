@@ -31,6 +31,7 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from movierec.errors import ConfigError
+from movierec.redaction import redact
 
 SAMPLERS = ("tpe", "random")
 PRUNERS = ("median", "hyperband", "none")
@@ -150,7 +151,7 @@ def open_study(
         existing = study.direction.name.lower()
         if existing != direction:
             raise ConfigError(
-                f"Optuna study {study_name!r} in {storage_url} was created to {existing}, "
+                f"Optuna study {study_name!r} in {redact(storage_url)} was created to {existing}, "
                 f"this sweep would {direction} (selection.mode); use another "
                 "hydra.sweeper.study_name"
             )
@@ -160,7 +161,7 @@ def open_study(
                 study.set_user_attr("selection.metric", metric)
             elif recorded != metric:
                 raise ConfigError(
-                    f"Optuna study {study_name!r} in {storage_url} optimizes {recorded}, "
+                    f"Optuna study {study_name!r} in {redact(storage_url)} optimizes {recorded}, "
                     f"this sweep selection.metric={metric}; use another hydra.sweeper.study_name"
                 )
         return study
