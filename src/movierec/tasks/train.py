@@ -27,6 +27,7 @@ from movierec.config import build
 from movierec.data.datamodule import MovieLensDataModule
 from movierec.serving.pyfunc import publish_trained_model
 from movierec.tracking.lifecycle import TrackedRun
+from movierec.tracking.preflight import check_tracking
 from movierec.tracking.recorder import (
     choices,
     mlflow_node,
@@ -52,6 +53,7 @@ def train(cfg: DictConfig) -> float:
     `selection.metric` (the mean over folds)."""
     selection = Selection.from_cfg(cfg)
     claim_rank_from_environment(cfg.trainer.get("devices"))
+    check_tracking(cfg)  # an unreachable or unwritable store: one line, before any data
     try:
         if cfg.split.get("fold") == "all":
             return cross_validate(cfg)
