@@ -21,7 +21,7 @@ from pytorch_lightning.utilities import rank_zero_only
 from movierec.errors import ConfigError
 from movierec.redaction import redact
 from movierec.tracking.recorder import mlflow_node
-from movierec.tracking.store import is_local_uri, sqlite_path
+from movierec.tracking.store import is_local_uri, prepare_local_store, sqlite_path
 
 TIMEOUT_S = 3
 #: SQLAlchemy dialects whose drivers take libpq's / MySQL's `connect_timeout`
@@ -37,7 +37,7 @@ def check_tracking(cfg: DictConfig) -> None:
         return
     key = "logger.mlflow.tracking_uri"
     uri = str(node.tracking_uri)
-    if uri.split(":", 1)[0].split("+", 1)[0] in DATABASES:
+    if _dialect(uri) in DATABASES:
         check_database(uri, key)
     elif uri.startswith(("http://", "https://")):
         _check_server(uri, key)
@@ -53,8 +53,7 @@ def check_database(url: str, key: str) -> None:
     """`SELECT 1` on the SQLAlchemy `url` within `TIMEOUT_S` s, else a `ConfigError`."""
     import sqlalchemy
 
-    dialect = url.split(":", 1)[0].split("+", 1)[0]
-    connect_args = {"connect_timeout": TIMEOUT_S} if dialect in TIMEOUT_DIALECTS else {}
+    connect_args = {"connect_timeout": TIMEOUT_S} if _dialect(url) in TIMEOUT_DIALECTS else {}
     try:
         engine = sqlalchemy.create_engine(
             url, poolclass=sqlalchemy.pool.NullPool, connect_args=connect_args
@@ -86,19 +85,25 @@ def _check_server(uri: str, key: str) -> None:
 
 
 def _artifact_folder(uri: str, experiment: str, configured: str | None) -> Path | None:
-    """The local folder the experiment's artifacts go to; None for a remote one."""
-    location = None
-    store = sqlite_path(uri)
-    if not uri.startswith(("http://", "https://")) and (store is None or store.is_file()):
-        from mlflow.tracking import MlflowClient
+    """The local folder the experiment's artifacts go to; None for a remote one (a
+    tracking server stores them itself)."""
+    if not (is_local_uri(uri) or _dialect(uri) in DATABASES):
+        return None
+    from mlflow.tracking import MlflowClient
 
-        found = MlflowClient(uri).get_experiment_by_name(experiment)
-        location = found.artifact_location if found is not None else None
+    prepare_local_store(uri)  # a new sqlite store is built under its lock, as a run would
+    found = MlflowClient(uri).get_experiment_by_name(experiment)
+    location = found.artifact_location if found is not None else None
     if location is None and configured and is_local_uri(uri):
         return Path(configured).expanduser() / experiment
     if location is None or ("://" in location and not location.startswith("file:")):
         return None
     return Path(unquote(urlparse(location).path)) if "://" in location else Path(location)
+
+
+def _dialect(uri: str) -> str:
+    """`postgresql` of `postgresql+psycopg://…`."""
+    return uri.split(":", 1)[0].split("+", 1)[0]
 
 
 def _check_writable(folder: Path, what: str, setting: str) -> None:
