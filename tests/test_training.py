@@ -193,6 +193,10 @@ def test_resume_refuses_a_checkpoint_of_another_run(tmp_path: Path):
     cfg = compose_train(tmp_path / "b", [*base, "trainer.max_epochs=2", f"ckpt_path={last}"])
     with pytest.raises(ConfigError, match="but its run folder continues run 0123456789abcdef"):
         train_fold(cfg)
+    moved = tmp_path / "last.ckpt"  # a checkpoint away from any run folder starts a new run
+    moved.write_bytes(last.read_bytes())
+    cfg = compose_train(tmp_path / "c", [*base, "trainer.max_epochs=2", f"ckpt_path={moved}"])
+    assert train_fold(cfg)["resumed_from_epoch"] == 0
 
 
 def test_metrics_json_and_return_value(tmp_path: Path):

@@ -3,9 +3,9 @@
 Every checkpoint a training saves records who wrote it (`RunRecord`): the MLflow run id,
 the seed, and the settings that make the run what it is (data, split and model, machine
 paths left out). `check_resume` compares that record with the run a resume would continue
-(the `mlflow_run_id` beside the checkpoint) and with the resuming config, before any data
-is loaded. A checkpoint of an older version of the project has no record and is taken
-as it is, with a warning.
+(the `mlflow_run_id` of the checkpoint's run folder; a checkpoint copied elsewhere starts a
+new run) and with the resuming config, before any data is loaded. A checkpoint of an
+older version of the project has no record and is taken as it is, with a warning.
 """
 
 from __future__ import annotations
@@ -66,8 +66,8 @@ def check_resume(cfg: DictConfig) -> None:
     if record is None:
         log.warning("ckpt_path=%s records no run (an older checkpoint): not checked", path)
         return
-    folder_run = run_id_for_checkpoint(path)
-    if record.get("mlflow_run_id") != folder_run:
+    folder_run = run_id_for_checkpoint(path)  # None: a checkpoint away from its folder
+    if folder_run is not None and record.get("mlflow_run_id") != folder_run:
         raise ConfigError(
             f"ckpt_path={path}: written by MLflow run {record.get('mlflow_run_id')}, but its "
             f"run folder continues run {folder_run} (two trainings shared the folder); "
