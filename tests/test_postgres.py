@@ -22,12 +22,13 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
+from sqlalchemy.engine import make_url
 
 from tests.conftest import PROJECT_ROOT
 from tests.helpers.configs import QUIET, TINY_DATA
 from tests.helpers.runs import all_runs
 from tests.helpers.servers import free_port, wait_for
-from tests.helpers.sweeps import STUDY, sweep_command, sweep_env
+from tests.helpers.sweeps import STUDY, parallel_worker_params, sweep_command, sweep_env
 
 
 @pytest.fixture(scope="session")
@@ -43,6 +44,16 @@ def postgres_base() -> str:
 @pytest.fixture
 def postgres_db(postgres_base: str):
     """A fresh database, dropped afterwards; its SQLAlchemy URL."""
+    yield from _fresh_db(postgres_base)
+
+
+@pytest.fixture
+def second_db(postgres_base: str):
+    """Another fresh database (MLflow and Optuna both keep an `alembic_version` table)."""
+    yield from _fresh_db(postgres_base)
+
+
+def _fresh_db(postgres_base: str):
     import psycopg
 
     admin = postgres_base.replace("+psycopg", "") + "/postgres"
@@ -126,8 +137,14 @@ def test_two_workers_share_one_study_on_postgres(postgres_db: str, tmp_path: Pat
     assert len(numbers) == len(set(numbers)) == 4
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in study.trials)
     assert all(any((tmp_path / f"sweep{i}").glob("*/metrics.json")) for i in range(2))
+    assert len({tuple(sorted(t.params.items())) for t in study.trials}) == 4  # distinct draws
     (parent,) = _parent_runs(tmp_path)
     assert parent.info.status == "FINISHED"
+
+
+def test_parallel_workers_sample_distinct_parameters_on_postgres(postgres_db: str):
+    params = parallel_worker_params(postgres_db, n_trials=6)
+    assert len(params) == len(set(params)) == 6
 
 
 def test_study_on_postgres_completes_after_a_worker_is_sigkilled(postgres_db, tmp_path: Path):
@@ -151,3 +168,57 @@ def test_study_on_postgres_completes_after_a_worker_is_sigkilled(postgres_db, tm
     assert any(t.state == TrialState.FAIL for t in study.trials)  # the victim's trial
     numbers = [t.number for t in study.trials]
     assert len(numbers) == len(set(numbers))
+
+
+def _password(url: str) -> str:
+    parsed = make_url(url)
+    password = parsed.password or ""
+    assert len(password) >= 8 and password not in (parsed.username or ""), (
+        "MOVIEREC_TEST_POSTGRES's password is short or part of the role's name: a search for "
+        "it proves nothing; source .ci/postgres.sh (it sets a generated one)"
+    )
+    return password
+
+
+def _rows_holding(url: str, text: str) -> list[str]:
+    """`table: row` of every row of the database's tables whose text holds `text`."""
+    import psycopg
+
+    found = []
+    with psycopg.connect(url.replace("+psycopg", "")) as connection:
+        tables = connection.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
+        ).fetchall()
+        for (table,) in tables:
+            for (row,) in connection.execute(f'SELECT t::text FROM "{table}" t'):
+                if text in row:
+                    found.append(f"{table}: {row[:200]}")
+    return found
+
+
+def test_no_password_in_store_logs_or_folders_after_a_sweep(postgres_db, second_db, tmp_path):
+    """A sweep with its study and its MLflow runs on PostgreSQL, both URIs given on the
+    command line: the role's password is nowhere: not in the MLflow store (params, tags,
+    artifacts), the study's database, stdout, stderr, train.log or the run folders."""
+    password = _password(postgres_db)
+    command = sweep_command(
+        tmp_path, "hydra.sweeper.n_trials=2", "trainer.max_epochs=1",
+        f"hydra.sweeper.storage={postgres_db}", f"logger.mlflow.tracking_uri={second_db}",
+        "logger.mlflow.artifact_location=" + str(tmp_path / "artifacts"),
+    )  # fmt: skip
+    done = subprocess.run(
+        command, env=sweep_env(tmp_path), cwd=tmp_path, capture_output=True, text=True,
+        timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    client = MlflowClient(second_db)
+    runs = all_runs(client)
+    assert len(runs) == 3  # the study's parent and two trials
+    assert any(make_url(second_db).username in str(r.data.tags) for r in runs)  # recorded, hidden
+    assert password not in done.stdout + done.stderr
+    written = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert any(p.name == "train.log" for p in written) and any(p.suffix == ".ckpt" for p in written)
+    assert any(p.name == "hydra.yaml" for p in written)
+    assert any("artifacts" in p.parts and p.name == "config.yaml" for p in written)
+    assert [p for p in written if password.encode() in p.read_bytes()] == []
+    assert _rows_holding(second_db, password) == [] and _rows_holding(postgres_db, password) == []

@@ -70,6 +70,20 @@ def test_three_trainings_started_together_on_a_new_store_all_finish(tmp_path: Pa
     assert len(runs) == 3 and {r.info.status for r in runs} == {"FINISHED"}
 
 
+@pytest.mark.parametrize("key", ["hydra.run.dir", "hydra.sweep.dir"])
+def test_run_folders_of_trainings_started_together_differ(tmp_path: Path, key: str):
+    """Folders are named to the second plus the process's own suffix: three trainings
+    (or sweeps) started in the same second must not share one."""
+    command = [*TRAIN, "--cfg", "all", "--resolve", "--package", key]
+    jobs = [
+        subprocess.Popen(command, env=_env(tmp_path), stdout=subprocess.PIPE, text=True)
+        for _ in range(3)
+    ]
+    folders = [job.communicate(timeout=120)[0].strip().splitlines()[-1] for job in jobs]
+    assert all(job.returncode == 0 for job in jobs)
+    assert len(set(folders)) == 3, folders
+
+
 def test_truncated_checkpoint_is_one_error_line(tmp_path: Path):
     env = _env(tmp_path)
     base = [*TRAIN, *TINY_DATA, *QUIET, "model=mf", "logger=none"]

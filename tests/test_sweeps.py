@@ -23,7 +23,13 @@ from movierec.tuning.study import open_study
 from tests.conftest import PROJECT_ROOT
 from tests.helpers.configs import QUIET, TINY_DATA
 from tests.helpers.runs import all_runs
-from tests.helpers.sweeps import STUDY, run_sweep, sweep_command, sweep_env
+from tests.helpers.sweeps import (
+    STUDY,
+    parallel_worker_params,
+    run_sweep,
+    sweep_command,
+    sweep_env,
+)
 
 
 def _study(tmp_path: Path) -> optuna.Study:
@@ -172,6 +178,12 @@ def test_study_refuses_another_direction_or_metric(tmp_path: Path):
         open_study(storage, "s", "minimize", *settings, metric="val/mae")
 
 
+def test_parallel_workers_sample_distinct_parameters(tmp_path: Path):
+    # workers seeded alike drew the same parameters: 6 trials covered 3 configurations
+    params = parallel_worker_params(f"sqlite:///{tmp_path / 'optuna.db'}", n_trials=6)
+    assert len(params) == len(set(params)) == 6
+
+
 #: model.net of experiment=seed_notebook_sage (which would also switch the data set)
 SEED_SAGE = (
     "model.net.hidden=32", "model.net.relations=single", "model.net.combine=last",
@@ -285,6 +297,8 @@ def test_two_workers_share_one_study(tmp_path: Path):
     assert sum(s in (TrialState.COMPLETE, TrialState.PRUNED) for s in _states(study)) == 4
     worked = [any((tmp_path / f"sweep{i}").glob("*/metrics.json")) for i in range(2)]
     assert all(worked)  # both processes ran trials
+    params = [tuple(sorted(t.params.items())) for t in study.trials]
+    assert len(set(params)) == 4  # and no two drew the same parameters
 
 
 @pytest.mark.parametrize(

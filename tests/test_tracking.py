@@ -20,6 +20,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from movierec.config import build
+from movierec.errors import ConfigError
 from movierec.ranking.metrics import TopKRanking
 from movierec.tasks.train import train, train_fold
 from tests.conftest import PROJECT_ROOT
@@ -671,3 +672,47 @@ def test_a_dataset_insert_lost_to_a_concurrent_run_is_retried():
     client.log_inputs = broken
     with pytest.raises(MlflowException, match="no run r1"):
         log_dataset(SimpleNamespace(client=client, run_id="r1"), "dataset")
+
+
+@pytest.mark.parametrize(
+    ("uri", "message"),
+    [
+        (
+            "postgresql+psycopg://x:y@127.0.0.1:{port}/x",
+            "logger.mlflow.tracking_uri=postgresql+psycopg://x:***@127.0.0.1:{port}/x: "
+            "the database does not answer within 3 s",
+        ),
+        (
+            "http://127.0.0.1:{port}",
+            "logger.mlflow.tracking_uri=http://127.0.0.1:{port}: the tracking server does not "
+            "answer within 3 s",
+        ),
+    ],
+)
+def test_unreachable_tracking_store_is_one_error_before_the_data(tmp_path: Path, uri, message):
+    port = free_port()  # nothing listens there
+    cfg = compose_train(tmp_path, _tracked(tmp_path, [], uri=uri.format(port=port)))
+    started = time.monotonic()
+    with pytest.raises(ConfigError) as raised:
+        train(cfg)
+    assert time.monotonic() - started < 10
+    assert str(raised.value).startswith(message.format(port=port))
+    assert ":y@" not in str(raised.value)
+    assert not (tmp_path / "data").exists()  # refused before any data is read
+
+
+@pytest.mark.parametrize("setting", ["artifact_location", "tracking_uri"])
+def test_unwritable_store_folder_is_one_error_before_the_data(tmp_path: Path, setting: str):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("a file where a folder should be: mkdir below it fails, even for root")
+    value = {
+        "artifact_location": f"{blocker}/artifacts",
+        "tracking_uri": f"sqlite:///{blocker}/mlflow.db",
+    }[setting]
+    cfg = compose_train(tmp_path, [*TINY_DATA, *QUIET, f"logger.mlflow.{setting}={value}"])
+    with pytest.raises(
+        ConfigError, match=f"cannot write to {blocker}.*; set logger.mlflow.{setting} to"
+    ):
+        train(cfg)
+    assert not (tmp_path / "data").exists()
+    assert all_runs(_client(tmp_path)) == []  # no run was created

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -162,6 +163,40 @@ def test_resume_continues_the_epoch_count(tmp_path: Path):
     )
     assert resumed["resumed_from_epoch"] == 2  # epochs 0..2 done before
     assert resumed["epochs_this_run"] == 2 and resumed["epochs"] == 5
+
+
+@pytest.mark.parametrize(
+    ("changed", "message"),
+    [
+        ("seed=1", "written with seed=0, this run has seed=1; resume with seed=0"),
+        ("model.net.dim=8", "written with other settings: model.net.dim=64 (this run: 8)"),
+    ],
+)
+def test_resume_refuses_another_seed_or_config(tmp_path: Path, changed: str, message: str):
+    base = [*TINY_DATA, "model=mf", *FAST]
+    train_fold(compose_train(tmp_path / "a", [*base, "trainer.max_epochs=1"]))
+    last = tmp_path / "a" / "run" / "checkpoints" / "last.ckpt"
+    cfg = compose_train(
+        tmp_path / "b", [*base, "trainer.max_epochs=2", f"ckpt_path={last}", changed]
+    )
+    with pytest.raises(ConfigError, match=re.escape(f"ckpt_path={last}: {message}")):
+        train_fold(cfg)
+    assert not (tmp_path / "b" / "data").exists()  # refused before the data is read
+
+
+def test_resume_refuses_a_checkpoint_of_another_run(tmp_path: Path):
+    # two trainings that shared a run folder: the folder's run id is the other one's
+    base = [*TINY_DATA, "model=mf", *FAST]
+    train_fold(compose_train(tmp_path / "a", [*base, "trainer.max_epochs=1"]))
+    (tmp_path / "a" / "run" / "mlflow_run_id").write_text("0123456789abcdef")
+    last = tmp_path / "a" / "run" / "checkpoints" / "last.ckpt"
+    cfg = compose_train(tmp_path / "b", [*base, "trainer.max_epochs=2", f"ckpt_path={last}"])
+    with pytest.raises(ConfigError, match="but its run folder continues run 0123456789abcdef"):
+        train_fold(cfg)
+    moved = tmp_path / "last.ckpt"  # a checkpoint away from any run folder starts a new run
+    moved.write_bytes(last.read_bytes())
+    cfg = compose_train(tmp_path / "c", [*base, "trainer.max_epochs=2", f"ckpt_path={moved}"])
+    assert train_fold(cfg)["resumed_from_epoch"] == 0
 
 
 def test_metrics_json_and_return_value(tmp_path: Path):

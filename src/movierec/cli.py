@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from movierec.errors import MovieRecError
+from movierec.redaction import redact
 
 T = TypeVar("T")
 
@@ -15,7 +16,8 @@ USER_ERROR_EXIT_CODE = 2
 
 
 def run_reporting_user_errors(task: Callable[[], T]) -> T:
-    """Run `task`; on a `MovieRecError` print `error: <message>` to stderr and exit 2.
+    """Run `task`; on a `MovieRecError` print `error: <message>` (any URI's password
+    hidden) to stderr and exit 2.
 
     `SystemExit` is not an `Exception`, so it passes through Hydra's own error handler.
     """
@@ -23,6 +25,6 @@ def run_reporting_user_errors(task: Callable[[], T]) -> T:
         return task()
     except MovieRecError as err:
         logging.getLogger("movierec").debug("user error", exc_info=True)
-        message = " ".join(str(err).split())
+        message = redact(" ".join(str(err).split()))
         print(f"error: {message}", file=sys.stderr)
         sys.exit(USER_ERROR_EXIT_CODE)

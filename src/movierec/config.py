@@ -1,12 +1,16 @@
-"""Turning composed Hydra configs into objects, with user errors kept as user errors."""
+"""Turning composed Hydra configs into objects, with user errors kept as user errors; the
+project's own config resolvers."""
 
 from __future__ import annotations
 
+import functools
+import os
+import secrets
 from typing import Any
 
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
 from movierec.errors import ConfigError, MovieRecError
@@ -34,3 +38,21 @@ def build(node: DictConfig, key: str, **kwargs: Any) -> Any:
         if isinstance(cause, TypeError):
             raise ConfigError(f"{key}: {cause}") from None
         raise
+
+
+@functools.cache
+def run_suffix() -> str:
+    """`<pid>-<4 random hex digits>`, one per process: with the second it was started in,
+    it names the run folder (conf/hydra/default.yaml). The pid keeps processes of one host
+    apart, the random part those of several hosts writing to one shared folder."""
+    return f"{os.getpid()}-{secrets.token_hex(2)}"
+
+
+def register_resolvers() -> None:
+    """`${movierec.run_suffix:}` for the configs (idempotent; Hydra resolves the run
+    folder's name after the project's plugin has imported this module)."""
+    if not OmegaConf.has_resolver("movierec.run_suffix"):
+        OmegaConf.register_new_resolver("movierec.run_suffix", run_suffix)
+
+
+register_resolvers()

@@ -40,3 +40,19 @@ def run_sweep(tmp_path: Path, *extra: str, timeout: int = 600) -> subprocess.Com
         sweep_command(tmp_path, *extra),
         env=sweep_env(tmp_path), capture_output=True, text=True, timeout=timeout,
     )  # fmt: skip
+
+
+def parallel_worker_params(storage: str, n_trials: int = 6) -> list[tuple]:
+    """Two workers of one study (each opened as the sweeper opens it, with the shipped
+    sampler settings), asking in turn until the study has `n_trials`; every trial's params."""
+    from movierec.tuning.study import open_study
+
+    settings = ({"name": "tpe", "seed": 0}, {"name": "none"}, 1, 30)
+    workers = [open_study(storage, STUDY, "minimize", *settings) for _ in range(2)]
+    for number in range(n_trials):
+        study = workers[number % 2]
+        trial = study.ask()
+        lr = trial.suggest_float("model.lr", 1e-3, 5e-2, log=True)
+        trial.suggest_categorical("model.net.hidden", [32, 64, 128])
+        study.tell(trial, lr)
+    return [tuple(sorted(t.params.items())) for t in workers[0].get_trials()]

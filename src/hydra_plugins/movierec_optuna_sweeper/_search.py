@@ -23,6 +23,8 @@ from optuna.distributions import FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
 from movierec.errors import ConfigError
+from movierec.redaction import redact
+from movierec.tracking.preflight import check_database, check_tracking
 from movierec.training.selection import Selection, SelectionError
 from movierec.tuning.best_config import experiment_yaml, write_experiment
 from movierec.tuning.search_space import parse_search_space
@@ -60,6 +62,9 @@ class Search:
         if not isinstance(s["n_trials"], int) or s["n_trials"] < 1:
             raise ConfigError(f"hydra.sweeper.n_trials={s['n_trials']!r}: expected an integer ≥ 1")
         self.selection = Selection.from_cfg(job_config)
+        if not s["storage"].startswith("sqlite:"):
+            check_database(s["storage"], "hydra.sweeper.storage")
+        check_tracking(job_config)
         study = open_study(
             s["storage"], s["study_name"], _direction(s["direction"], self.selection),
             s["sampler"], s["pruner"], s["heartbeat_interval"], s["grace_period"],
@@ -69,7 +74,7 @@ class Search:
             parent = open_study_run(job_config, s["study_name"], s["storage"])
         log.info(
             "study %r in %s: %d trials wanted, %s %s",
-            s["study_name"], s["storage"], s["n_trials"],
+            s["study_name"], redact(s["storage"]), s["n_trials"],
             self.selection.optuna_direction, self.selection.metric,
         )  # fmt: skip
         failures = 0

@@ -24,12 +24,17 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+from hydra.types import RunMode
 from omegaconf import DictConfig
+
+from movierec.redaction import redact_files, redact_log_records
 
 CONFIG_PATH = "pkg://movierec.conf"
 
 
 def _app(config_name: str, task: Callable[[DictConfig], Any]) -> Callable[[], Any]:
+    redact_log_records()  # before Hydra logs anything: its own lines name overrides too
+
     @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name=config_name)
     def main(cfg: DictConfig) -> Any:
         from hydra.core.hydra_config import HydraConfig
@@ -37,11 +42,24 @@ def _app(config_name: str, task: Callable[[DictConfig], Any]) -> Callable[[], An
 
         from movierec.cli import run_reporting_user_errors
 
+        _redact_hydra_files(HydraConfig.get())
         if HydraConfig.get().mode == RunMode.MULTIRUN:
             return task(cfg)  # the sweeper records a failed job and goes on with the next
         return run_reporting_user_errors(lambda: task(cfg))
 
     return main
+
+
+def _redact_hydra_files(hydra_cfg: DictConfig) -> None:
+    """Hide store passwords in the config files Hydra has just written (an override such
+    as `hydra.sweeper.storage=postgresql://user:password@…` lands in all of them)."""
+    files = []
+    if hydra_cfg.output_subdir is not None:
+        folder = Path(hydra_cfg.runtime.output_dir) / hydra_cfg.output_subdir
+        files += [folder / name for name in ("config.yaml", "hydra.yaml", "overrides.yaml")]
+    if hydra_cfg.mode == RunMode.MULTIRUN:
+        files.append(Path(hydra_cfg.sweep.dir) / "multirun.yaml")
+    redact_files(files)
 
 
 def _model_means_run_id() -> None:

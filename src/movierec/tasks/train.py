@@ -28,6 +28,7 @@ from movierec.data.datamodule import MovieLensDataModule
 from movierec.ranking.significance import PER_USER_FILE, write_per_user
 from movierec.serving.pyfunc import publish_trained_model
 from movierec.tracking.lifecycle import TrackedRun
+from movierec.tracking.preflight import check_tracking
 from movierec.tracking.recorder import (
     choices,
     mlflow_node,
@@ -37,6 +38,7 @@ from movierec.tracking.recorder import (
     record_outputs,
 )
 from movierec.tracking.registry import CHAMPION, register_model
+from movierec.tracking.resume import RunRecord, check_resume, run_record
 from movierec.training.callbacks import EpochTimer, ValidationHistory
 from movierec.training.checkpoints import checkpoint_epoch
 from movierec.training.distributed import claim_rank_from_environment, local_rank
@@ -52,6 +54,7 @@ def train(cfg: DictConfig) -> float:
     `selection.metric` (the mean over folds)."""
     selection = Selection.from_cfg(cfg)
     claim_rank_from_environment(cfg.trainer.get("devices"))
+    check_tracking(cfg)  # an unreachable or unwritable store: one line, before any data
     try:
         if cfg.split.get("fold") == "all":
             return cross_validate(cfg)
@@ -81,6 +84,7 @@ def train_fold(cfg: DictConfig, parent_run_id: str | None = None) -> dict[str, A
     """
     selection = Selection.from_cfg(cfg)
     selection.check_monitors(cfg.get("callbacks"))
+    check_resume(cfg)  # a checkpoint of another run, seed or config: refused before the data
     pl.seed_everything(cfg.seed, workers=True)
     datamodule: MovieLensDataModule = build(cfg.data, "data", split=cfg.split)
     if local_rank() == 0:
@@ -158,6 +162,7 @@ def _fit_and_test(
     if not cfg.trainer.get("enable_progress_bar", True):  # the Trainer refuses both at once
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     callbacks.append(EpochTimer())
+    callbacks.append(RunRecord(run_record(cfg, run.run_id if run else None)))
     history = ValidationHistory()
     callbacks.append(history)
     pruning = optuna_pruning(cfg)

@@ -1,7 +1,9 @@
 """`TrackedRun`: an MLflow run whose status always ends FINISHED, FAILED or KILLED.
 
-The run is opened with `MlflowClient` (no global "active run", so nested CV runs and
-parallel sweep workers don't interfere). On leaving the `with` block:
+Every param, tag and message it records goes through `movierec.redaction.redact` (no
+password of a store URI reaches the tracking store). The run is opened with
+`MlflowClient` (no global "active run", so nested CV runs and parallel sweep workers
+don't interfere). On leaving the `with` block:
     no exception                    → FINISHED
     KeyboardInterrupt / SystemExit  → KILLED (Lightning turns Ctrl-C/SIGTERM into exit 1)
     optuna.TrialPruned              → KILLED, tagged `optuna.state=PRUNED`
@@ -27,6 +29,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 from mlflow.utils.time import get_current_time_millis
 
+from movierec.redaction import redact
 from movierec.tracking.store import ensure_experiment, prepare_local_store
 
 log = logging.getLogger(__name__)
@@ -70,10 +73,12 @@ class TrackedRun:
         all_tags = {**dict(tags or {}), **process_tags()}
         if parent_run_id:
             all_tags["mlflow.parentRunId"] = parent_run_id
+        all_tags = {key: redact(str(value)) for key, value in all_tags.items()}
         run = client.create_run(experiment_id, run_name=run_name, tags=all_tags)
         log.info(
-            "MLflow run %s in experiment %r (%s)", run.info.run_id, experiment_name, tracking_uri
-        )
+            "MLflow run %s in experiment %r (%s)",
+            run.info.run_id, experiment_name, redact(tracking_uri),
+        )  # fmt: skip
         return cls(client, run.info.run_id)
 
     def __enter__(self) -> TrackedRun:
@@ -95,7 +100,7 @@ class TrackedRun:
             status = "KILLED"
         else:
             status = "FAILED"
-            message = f"{exc_type.__name__}: {exc}"[:MAX_ERROR_TAG]
+            message = redact(f"{exc_type.__name__}: {exc}")[:MAX_ERROR_TAG]
             self.client.set_tag(self.run_id, "error", message)
         self.client.set_terminated(self.run_id, status=status)
         log.info("MLflow run %s ended %s", self.run_id, status)
@@ -103,14 +108,16 @@ class TrackedRun:
     # ------------------------------------------------------------------ logging
 
     def log_params(self, params: dict[str, str]) -> None:
-        """Log params, skipping keys the run already has (a resumed run keeps its own)."""
+        """Log params (passwords hidden), skipping keys the run already has (a resumed
+        run keeps its own)."""
         existing = self.client.get_run(self.run_id).data.params
-        fresh = [Param(k, v) for k, v in params.items() if k not in existing]
+        fresh = [Param(k, redact(v)) for k, v in params.items() if k not in existing]
         for start in range(0, len(fresh), BATCH):
             self.client.log_batch(self.run_id, params=fresh[start : start + BATCH])
 
     def set_tags(self, tags: dict[str, str]) -> None:
-        items = [RunTag(k, str(v)) for k, v in tags.items()]
+        """Set tags, passwords hidden."""
+        items = [RunTag(k, redact(str(v))) for k, v in tags.items()]
         for start in range(0, len(items), BATCH):
             self.client.log_batch(self.run_id, tags=items[start : start + BATCH])
 

@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities import rank_zero_only
 
 from movierec.ranking.significance import PER_USER_FILE
+from movierec.redaction import redact
 from movierec.tracking.lifecycle import TrackedRun, remember_run_id, run_id_for_checkpoint
 from movierec.tracking.lineage import ratings_input, split_machine_paths
 from movierec.tracking.params import flatten_config, git_state, library_versions
@@ -158,7 +159,7 @@ def record_outputs(
     run.set_tags({"parameters": str(metrics.get("parameters", ""))})
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        (folder / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        (folder / "config.yaml").write_text(redact(OmegaConf.to_yaml(cfg, resolve=True)))
         run.log_artifact(folder / "config.yaml")
         maps = folder / "id_maps"
         maps.mkdir()

@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from movierec.redaction import redact
 from movierec.training.selection import Selection
 
 
@@ -31,6 +32,8 @@ def experiment_yaml(
         key = key.lstrip("+~")
         if key.startswith(("hydra", "hparams_search", "sweep.")):
             continue  # how the search ran, not what it found
+        if redact(value) != value:
+            continue  # a store URI with its password: where results went, and a secret
         if key in groups:
             defaults.append({f"override /{key}": value})
         else:

@@ -8,6 +8,10 @@
   workers never overshoot `n_trials`: a PostgreSQL advisory lock held in the study's own
   database (workers on any number of hosts), else a file lock (workers on one machine;
   on other databases workers on several hosts can overshoot by at most one trial each).
+* Distinct trials: each worker that joins the study takes the next worker number (a
+  study attribute, counted under the lock) and seeds its sampler with `seed + number`,
+  so workers started together (or a worker restarted) do not draw the same parameters;
+  TPE also treats the other workers' running trials as if they had scored (constant liar).
 """
 
 from __future__ import annotations
@@ -27,9 +31,11 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from movierec.errors import ConfigError
+from movierec.redaction import redact
 
 SAMPLERS = ("tpe", "random")
 PRUNERS = ("median", "hyperband", "none")
+WORKERS_ATTR = "movierec.workers"  # how many workers have joined the study
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED)
 ALLOCATED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
 
@@ -65,13 +71,19 @@ class _Storage(RDBStorage):
         return [*stale, *(i for i in old if i not in stale)]
 
 
-def make_sampler(settings: dict) -> optuna.samplers.BaseSampler:
-    """`{name: tpe|random, seed: int, ...}` → a seeded Optuna sampler."""
+def make_sampler(settings: dict, worker: int = 0) -> optuna.samplers.BaseSampler:
+    """`{name: tpe|random, seed: int, ...}` → an Optuna sampler seeded `seed + worker`
+    (the study's `worker`-th process), TPE with `constant_liar` unless set otherwise."""
     settings = dict(settings)
     name = settings.pop("name", "tpe")
     seed = settings.pop("seed", None)
+    if seed is not None:
+        seed = int(seed) + worker
     if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, **settings)
+        settings.setdefault("constant_liar", True)  # the default from Optuna 5 on
+        with warnings.catch_warnings():  # an "experimental" argument in Optuna 4
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.TPESampler(seed=seed, **settings)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     raise ConfigError(f"hydra.sweeper.sampler.name={name!r}; expected one of {', '.join(SAMPLERS)}")
@@ -133,10 +145,13 @@ def open_study(
             direction=direction,
             load_if_exists=True,
         )
+        worker = int(study.user_attrs.get(WORKERS_ATTR, 0))
+        study.set_user_attr(WORKERS_ATTR, worker + 1)
+        study.sampler = make_sampler(sampler, worker)
         existing = study.direction.name.lower()
         if existing != direction:
             raise ConfigError(
-                f"Optuna study {study_name!r} in {storage_url} was created to {existing}, "
+                f"Optuna study {study_name!r} in {redact(storage_url)} was created to {existing}, "
                 f"this sweep would {direction} (selection.mode); use another "
                 "hydra.sweeper.study_name"
             )
@@ -146,7 +161,7 @@ def open_study(
                 study.set_user_attr("selection.metric", metric)
             elif recorded != metric:
                 raise ConfigError(
-                    f"Optuna study {study_name!r} in {storage_url} optimizes {recorded}, "
+                    f"Optuna study {study_name!r} in {redact(storage_url)} optimizes {recorded}, "
                     f"this sweep selection.metric={metric}; use another hydra.sweeper.study_name"
                 )
         return study
