@@ -27,7 +27,7 @@ PAGES = {
     "tasks": (
         "Tasks and utilities",
         "What the programs run, and the shared utilities.",
-        ["tasks", "errors.py", "config.py", "cli.py"],
+        ["tasks", "errors.py", "config.py", "cli.py", "redaction.py"],
     ),
 }
 
