@@ -14,7 +14,6 @@ from omegaconf import OmegaConf
 from movierec.config import build
 from movierec.data.graph import GraphSchema
 from movierec.errors import ConfigError, DataError
-from movierec.models.base import NodeEmbeddings
 from movierec.models.mf import BiasedMF
 from movierec.serving.bundle import TrainedModel
 from movierec.serving.cold_start import ColdStartUnsupported, embed_new_user

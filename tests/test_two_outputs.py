@@ -9,7 +9,6 @@ import torch.nn.functional as F
 
 from movierec.data.graph import RATES
 from movierec.errors import ConfigError
-from movierec.models.base import NodeEmbeddings
 from movierec.training.module import RatingPredictor
 from tests.helpers.graphs import synthetic_train_graph
 
