@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from movierec.data.graph import RATES
 from movierec.errors import ConfigError
+from movierec.models.base import graph_with_user
 from movierec.training.module import RatingPredictor
 from tests.helpers.graphs import synthetic_train_graph
 
@@ -159,7 +160,7 @@ def test_fold_in_recovers_a_known_users_embedding_and_offset(graph_and_schema, m
     import movierec.models.fold_in as fold_in_module
 
     graph, schema = graph_and_schema
-    net = _module("sage", graph, schema, **TWO).net.eval()
+    net = _module("sage", graph, schema).net.eval()  # the rating's fit alone (no BPR term)
     with torch.no_grad():
         for parameter in net.parameters():  # spread the weights (biases start at 0)
             parameter.add_(torch.randn_like(parameter) * 0.3)
@@ -184,7 +185,7 @@ def test_fold_in_recovers_a_known_users_embedding_and_offset(graph_and_schema, m
 
 
 def _fold_in_without_ridge(module):
-    return lambda rate, start, stars: module.fold_in(rate, start, stars, reg=0.0, steps=200)
+    return lambda data_loss, start: module.fold_in(data_loss, start, reg=0.0, steps=200)
 
 
 def test_fold_in_fits_a_few_given_ratings(graph_and_schema):
@@ -200,3 +201,30 @@ def test_fold_in_fits_a_few_given_ratings(graph_and_schema):
     # fitted towards the given stars (a light ridge keeps it from fitting them exactly)
     assert (rating - stars).abs().mean() < 0.25 * (stars - schema.mean_rating).abs().mean()
     assert scores.shape == (1, schema.n_movies) and torch.isfinite(scores).all()
+
+
+def test_fold_in_with_a_ranking_output_scores_the_given_movies_up(graph_and_schema):
+    graph, schema = graph_and_schema
+    net = _module("sage", graph, schema, **{**TWO, "ranking_weight": 5.0}).net.eval()
+    with torch.no_grad():
+        embeddings = net.encode(graph)
+    movies = torch.tensor([3, 11, 20, 31])
+    with torch.no_grad():  # stars the start already predicts: only the BPR term moves z
+        grown = net.encode(graph_with_user(graph, movies, torch.full((4,), 4.0), (0.5, 5.0)))
+        start = grown.user[-1]
+        rows = torch.zeros_like(movies)
+        stars = net.decoder(start[None], embeddings.movie, rows, movies)[0]
+        stars = stars + net.bias.movie.weight[movies, 0]
+    folded, user = net.embed_new_user(graph, embeddings, movies, stars)
+    with torch.no_grad():
+        after = net.score_users(folded, torch.tensor([user]))[0]
+        before = net.ranking.grid(torch.cat([embeddings.user, start[None]]), embeddings.movie,
+                                  torch.tensor([user]))[0]  # fmt: skip
+
+    others = torch.ones(schema.n_movies, dtype=torch.bool)
+    others[movies] = False
+
+    def margin(scores):  # how far the given movies score above the rest, on average
+        return scores[movies].mean() - scores[others].mean()
+
+    assert margin(after) > margin(before) + 0.05

@@ -8,6 +8,9 @@ network and every movie's embedding fixed:
 
     min over δ, b of  1/N Σ_j (r̂(z, b, m_j) − r_j)² + λ (‖δ‖² + b²)
 
+plus, for a network with a ranking output, that output's BPR term over the given movies
+(against a seeded draw of movies not given), as in training (`models.ranking_output`),
+
 by L-BFGS on a (d + 1)-dimensional problem that decodes N pairs per step (milliseconds);
 the one encoding of the grown graph is the rest of the cost. Matrix factorisation solves
 the same problem in closed form (`models.mf`).
@@ -24,19 +27,21 @@ import torch.nn.functional as F
 FOLD_IN_REG = 0.01
 #: L-BFGS iterations
 FOLD_IN_STEPS = 50
+#: movies drawn as the new user's negatives for a ranking output's BPR term
+NEGATIVES = 256
 
 
 def fold_in(
-    rate: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    data_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     start: torch.Tensor,
-    stars: torch.Tensor,
     reg: float = FOLD_IN_REG,
     steps: int = FOLD_IN_STEPS,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The user's embedding z and offset b fitted to `stars` (N,).
+    """The user's embedding z and offset b minimising data_loss(z, b) + λ(‖z − z₀‖² + b²).
 
     Args:
-        rate: (z (d,), b ()) → (N,) the predicted stars of the user's N rated movies.
+        data_loss: (z (d,), b ()) → () the fit to the given ratings, e.g. the mean squared
+            error of the predicted stars (`rating_error`).
         start: z₀ (d,), where z starts and what the ridge term pulls it to.
     """
     start = start.detach()
@@ -45,11 +50,9 @@ def fold_in(
     optimizer = torch.optim.LBFGS(
         [delta, offset], lr=1.0, max_iter=steps, line_search_fn="strong_wolfe"
     )
-    target = stars.to(start.dtype)
 
     def closure() -> torch.Tensor:
-        error = F.mse_loss(rate(start + delta, offset), target)
-        loss = error + reg * (delta.pow(2).sum() + offset.pow(2))
+        loss = data_loss(start + delta, offset) + reg * (delta.pow(2).sum() + offset.pow(2))
         # gradients of δ and b only: the network's weights stay frozen and untouched
         delta.grad, offset.grad = torch.autograd.grad(loss, [delta, offset])
         return loss.detach()
@@ -57,3 +60,32 @@ def fold_in(
     with torch.enable_grad():
         optimizer.step(closure)
     return (start + delta).detach(), offset.detach()
+
+
+def rating_error(
+    rate: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], stars: torch.Tensor
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """data_loss(z, b) = 1/N Σ_j (rate(z, b)_j − r_j)², `rate` giving the N predicted stars."""
+    target = stars.float()
+    return lambda z, b: F.mse_loss(rate(z, b), target.to(z.dtype))
+
+
+def ranking_error(
+    score: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    movies: torch.Tensor,
+    n_movies: int,
+    weight: float,
+    n_negatives: int = NEGATIVES,
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """λ · BPR of the N given movies over `n_negatives` movies not given (a fixed, seeded
+    draw): the ranking output's own training term for the new user. `score(z, movies)`
+    gives the user's ranking scores of `movies`."""
+    generator = torch.Generator().manual_seed(0)
+    drawn = torch.randint(n_movies, (n_negatives,), generator=generator)
+    negatives = drawn[~torch.isin(drawn, movies)]
+
+    def loss(z: torch.Tensor) -> torch.Tensor:
+        margin = score(z, movies).unsqueeze(1) - score(z, negatives).unsqueeze(0)
+        return -weight * F.logsigmoid(margin).mean()
+
+    return loss

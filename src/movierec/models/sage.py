@@ -54,7 +54,7 @@ from movierec.models.decoders import (
     decode_with_bias,
     decoder_args,
 )
-from movierec.models.fold_in import fold_in
+from movierec.models.fold_in import fold_in, ranking_error, rating_error
 from movierec.models.heads import DecoderHead
 from movierec.models.inputs import NodeInput
 from movierec.models.layers import (
@@ -222,7 +222,18 @@ class SageNet(RatingNet):
                 return rating
             return rating + offset + self.bias.movie.weight[movies, 0]
 
-        z, offset = fold_in(rate, grown.user[user], stars)
+        data_loss = rating_error(rate, stars)
+        if self.ranking is not None:  # the given movies are ones the user watched
+            ranking = self.ranking
+            n_movies = embeddings.movie.shape[0]
+
+            def score(z: torch.Tensor, picked: torch.Tensor) -> torch.Tensor:
+                return ranking.pairs(z.unsqueeze(0), embeddings.movie, rows[:1], picked)
+
+            bpr = ranking_error(score, movies, n_movies, ranking.weight)
+            rated = data_loss
+            data_loss = lambda z, b: rated(z, b) + bpr(z)  # noqa: E731
+        z, offset = fold_in(data_loss, grown.user[user])
         table = torch.cat([embeddings.user[:user], z.unsqueeze(0)])
         new_bias = offset.reshape(1) if self.bias is not None else None
         return NodeEmbeddings(table, embeddings.movie, new_bias), user
