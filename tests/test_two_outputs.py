@@ -228,3 +228,17 @@ def test_fold_in_with_a_ranking_output_scores_the_given_movies_up(graph_and_sche
         return scores[movies].mean() - scores[others].mean()
 
     assert margin(after) > margin(before) + 0.05
+
+
+def test_weight_decay_leaves_the_ranking_output_alone(graph_and_schema):
+    graph, schema = graph_and_schema
+    torch.manual_seed(0)
+    module = RatingPredictor({**FAMILIES["sage"], **TWO}, schema.as_dict(), weight_decay=1e-3)
+    optimizer = module.configure_optimizers()
+    decayed, exempt = optimizer.param_groups
+    assert decayed["weight_decay"] == 1e-3 and exempt["weight_decay"] == 0.0
+    ranking = {id(p) for p in module.net.ranking.parameters()}
+    assert {id(p) for p in exempt["params"]} == ranking
+    assert len(decayed["params"]) + len(ranking) == len(list(module.parameters()))
+    plain = RatingPredictor(FAMILIES["sage"], schema.as_dict(), weight_decay=1e-3)
+    assert len(plain.configure_optimizers().param_groups) == 1

@@ -126,6 +126,12 @@ class RatingNet(nn.Module):
         """
         return {}
 
+    def no_weight_decay(self) -> set[str]:
+        """Names of parameters `model.weight_decay` leaves alone (none by default): a
+        ranking output's, whose BPR gradients per movie are far smaller than the L2 pull
+        on a movie rarely drawn, which would keep its scores near 0."""
+        return set()
+
     def start_epoch(self, epoch: int) -> None:
         """Called before each training epoch (0-based); a closed-form net fits here."""
 

@@ -268,6 +268,12 @@ class GcnNet(RatingNet):
     def scoring_head(self) -> DecoderHead:
         return DecoderHead.sharing(self.decoder_args, self.decoder, self.bias, self.ranking)
 
+    def no_weight_decay(self) -> set[str]:
+        """The ranking output's parameters (see `RatingNet.no_weight_decay`)."""
+        if self.ranking is None:
+            return set()
+        return {f"ranking.{name}" for name, _ in self.ranking.named_parameters()}
+
     def training_terms(self, graph, embeddings, user, movie) -> dict[str, torch.Tensor]:
         """The ranking output's BPR term (`model.net.ranking=dot`), else none."""
         if self.ranking is None:
