@@ -49,6 +49,9 @@ MODEL_OVERRIDES = {
     "gcmc_bpr": ["experiment=best_ml100k_ranking"],
     # ranking only (no RMSE/MAE: shown as "–"); its epoch is chosen on val NDCG@10
     "lightgcn": ["model=lightgcn"],
+    # two outputs on one encoder: rated in stars, ranked by a BPR-trained score (val NDCG@10)
+    "sage_two": ["experiment=sage_two_outputs"],
+    "gcn_two": ["experiment=sage_two_outputs", "model=gcn"],
 }  # fmt: skip
 DATASET_OVERRIDES = {
     "ml_100k": ["data=ml_100k", "split=predefined", "split.fold=1"],
