@@ -231,7 +231,7 @@ def test_fold_in_with_a_ranking_output_scores_the_given_movies_up(graph_and_sche
 
 
 def test_weight_decay_leaves_the_ranking_output_alone(graph_and_schema):
-    graph, schema = graph_and_schema
+    _, schema = graph_and_schema
     torch.manual_seed(0)
     module = RatingPredictor({**FAMILIES["sage"], **TWO}, schema.as_dict(), weight_decay=1e-3)
     optimizer = module.configure_optimizers()
