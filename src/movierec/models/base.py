@@ -10,7 +10,7 @@ this class: its declared capabilities (`predicts_ratings`, `inductive`,
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import torch
@@ -35,7 +35,7 @@ class NodeEmbeddings:
 
     user: torch.Tensor
     movie: torch.Tensor
-    new_user_bias: torch.Tensor | None = None
+    new_user_bias: torch.Tensor | None = field(default=None, kw_only=True)
 
 
 @dataclass
@@ -155,7 +155,9 @@ class RatingNet(nn.Module):
         """
         return pair_scores(
             lambda zu, zm, u, m: (
-                self.decode(NodeEmbeddings(zu, zm, embeddings.new_user_bias), u, m).rating,
+                self.decode(
+                    NodeEmbeddings(zu, zm, new_user_bias=embeddings.new_user_bias), u, m
+                ).rating,
             ),
             embeddings.user,
             embeddings.movie,

@@ -236,7 +236,7 @@ class SageNet(RatingNet):
         z, offset = fold_in(data_loss, grown.user[user])
         table = torch.cat([embeddings.user[:user], z.unsqueeze(0)])
         new_bias = offset.reshape(1) if self.bias is not None else None
-        return NodeEmbeddings(table, embeddings.movie, new_bias), user
+        return NodeEmbeddings(table, embeddings.movie, new_user_bias=new_bias), user
 
     def encode(self, graph: HeteroData) -> NodeEmbeddings:
         x = self.input(graph)
