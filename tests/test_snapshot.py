@@ -152,8 +152,9 @@ def test_damaged_table_file_is_refused_naming_it(tmp_path, tiny_split, name):
         TrainedModel.load(bundle, build_network=False)
 
 
-def test_known_user_is_ranked_and_rated_without_importing_torch(tmp_path, tiny_split):
-    bundle, datamodule = _bundle(tmp_path, tiny_split, ["model=sage"])
+@pytest.mark.parametrize("variant", ["sage", "sage_two_outputs"])
+def test_known_user_is_ranked_and_rated_without_importing_torch(tmp_path, tiny_split, variant):
+    bundle, datamodule = _bundle(tmp_path, tiny_split, VARIANTS[variant])
     user = int(datamodule.data.users["userId"].iloc[0])
     movie = int(datamodule.data.movies["movieId"].iloc[0])
     code = (
