@@ -55,6 +55,9 @@ MODEL_OVERRIDES = {
     "lightgcn": ["model=lightgcn"],
     "simgcl": ["model=simgcl"],
     "xsimgcl": ["model=xsimgcl"],
+    # two outputs on one encoder: rated in stars, ranked by a BPR-trained score (val NDCG@10)
+    "sage_two": ["experiment=sage_two_outputs"],
+    "gcn_two": ["experiment=sage_two_outputs", "model=gcn"],
 }  # fmt: skip
 DATASET_OVERRIDES = {
     "ml_100k": ["data=ml_100k", "split=predefined", "split.fold=1"],

@@ -14,7 +14,6 @@ from omegaconf import OmegaConf
 from movierec.config import build
 from movierec.data.graph import GraphSchema
 from movierec.errors import ConfigError, DataError
-from movierec.models.base import NodeEmbeddings
 from movierec.models.mf import BiasedMF
 from movierec.serving.bundle import TrainedModel
 from movierec.serving.cold_start import ColdStartUnsupported, embed_new_user
@@ -224,12 +223,14 @@ def test_transductive_models_cannot_embed_new_users(tmp_path, model_name, reason
         Recommender(model).recommend_new_user({movie_id: 4.0}, k=3)
 
 
-def test_sage_with_user_id_embeddings_cannot_embed_new_users(tmp_path):
-    model, _ = _untrained(tmp_path, "sage")  # the default variant learns user IDs
-    assert not model.module.net.accepts_new_users
-    empty = NodeEmbeddings(torch.zeros(1, 1), torch.zeros(1, 1))
-    with pytest.raises(ColdStartUnsupported, match="SageNet .*, model.net.id_embeddings=true"):
-        embed_new_user(model.module.net, None, empty, torch.tensor([0]), torch.tensor([4.0]))
+def test_sage_with_user_id_embeddings_folds_new_users_in(tmp_path):
+    model, datamodule = _untrained(tmp_path, "sage")  # the default variant learns user IDs
+    assert model.module.net.accepts_new_users
+    movie_ids = datamodule.data.movies["movieId"].tolist()
+    given = {movie_ids[0]: 5.0, movie_ids[2]: 4.5, movie_ids[5]: 1.0}
+    top = Recommender(model).recommend_new_user(given, k=4)
+    assert len(top) == 4 and not set(given) & set(top["movieId"])
+    assert (top["source"] == "new_user").all() and top["rating"].notna().all()
 
 
 def test_load_from_checkpoint_and_run_folder(tmp_path):

@@ -36,6 +36,8 @@ VARIANTS = {
     "sage_mlp_bias": ["model=sage", "model.net.decoder=mlp", "model.net.bias=true"],
     "gcn_bilinear": ["model=gcn", "model.net.decoder=bilinear"],
     "gcn_softmax": ["model=gcn", "model.net.decoder=softmax", "model.net.bias=false"],
+    "sage_two_outputs": ["model=sage", "model.net.ranking=dot", "model.net.ranking_dim=4"],
+    "gcn_two_outputs": ["model=gcn", "model.net.ranking=dot", "model.net.decoder=mlp"],
     "gcmc": ["model=gcmc"],
     "lightgcn": ["model=lightgcn", "model.net.dim=8"],
 }
@@ -88,7 +90,8 @@ def test_tables_score_and_rate_as_the_network(tmp_path, tiny_split, variant):
     top = np.argsort(-scores, axis=1, kind="stable")[:, :5]
     assert (np.take_along_axis(expected, top, 1)[:, 0] == expected.max(axis=1)).mean() > 0.9
     pairs = tables.score_pairs(user.numpy(), movie.numpy())
-    np.testing.assert_allclose(pairs, rating, rtol=1e-5, atol=atol)
+    np.testing.assert_allclose(pairs, rating, rtol=1e-5, atol=1e-6 * np.abs(rating).max())
+    assert tables.ranks_by_score == net.ranks_by_score
 
 
 def test_rated_movies_mask_marks_exactly_each_users_pairs(tmp_path):
@@ -118,7 +121,7 @@ def _bundle(tmp_path: Path, datamodule, overrides: list[str]) -> tuple[Path, obj
     return bundle, datamodule
 
 
-@pytest.mark.parametrize("variant", ["sage_mlp_bias", "lightgcn"])
+@pytest.mark.parametrize("variant", ["sage_mlp_bias", "lightgcn", "sage_two_outputs"])
 def test_bundle_answers_from_its_tables_as_from_its_network(tmp_path, tiny_split, variant):
     bundle, datamodule = _bundle(tmp_path, tiny_split, VARIANTS[variant])
     assert (bundle / SCORING).is_file() and (bundle / RATED).is_file()
@@ -141,7 +144,8 @@ def test_bundle_answers_from_its_tables_as_from_its_network(tmp_path, tiny_split
     top_full = Recommender(full).recommend(users, k=5)
     pd.testing.assert_frame_equal(top_fast, top_full, check_exact=False, rtol=1e-5)
     if predicts:
-        np.testing.assert_allclose(ratings_fast, full.predict_ratings(users, movies), rtol=1e-6)
+        rated_full = full.predict_ratings(users, movies)
+        np.testing.assert_allclose(ratings_fast, rated_full, rtol=1e-5, atol=1e-5)
 
 
 def _without_tables(bundle: Path) -> None:
@@ -202,8 +206,9 @@ def test_intact_bundle_lists_every_file_in_its_manifest(tmp_path, tiny_split):
         assert record == {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 
 
-def test_known_user_is_ranked_and_rated_without_importing_torch(tmp_path, tiny_split):
-    bundle, datamodule = _bundle(tmp_path, tiny_split, ["model=sage"])
+@pytest.mark.parametrize("variant", ["sage", "sage_two_outputs"])
+def test_known_user_is_ranked_and_rated_without_importing_torch(tmp_path, tiny_split, variant):
+    bundle, datamodule = _bundle(tmp_path, tiny_split, VARIANTS[variant])
     user = int(datamodule.data.users["userId"].iloc[0])
     movie = int(datamodule.data.movies["movieId"].iloc[0])
     code = (

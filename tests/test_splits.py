@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from movierec.data.splits import KFoldSplit, PredefinedSplit, RandomSplit, TemporalSplit
+from movierec.data.splits import (
+    ColdStartSplit,
+    KFoldSplit,
+    PredefinedSplit,
+    RandomSplit,
+    TemporalSplit,
+)
 from movierec.errors import ConfigError
 from tests.helpers.graphs import synthetic_ratings
 
@@ -20,6 +26,7 @@ SPLITS = [
     KFoldSplit(n_folds=4, fold=3, seed=5),
     TemporalSplit(mode="global"),
     TemporalSplit(mode="per_user", val_fraction=0.1, test_fraction=0.2),
+    ColdStartSplit(user_fraction=0.2, seed=5),
 ]
 
 
@@ -98,3 +105,19 @@ def test_cold_start_drop_removes_and_counts():
 def test_invalid_split_settings_name_the_key(factory, key):
     with pytest.raises(ConfigError, match=key):
         factory()
+
+
+def test_cold_start_split_never_shows_a_held_out_users_ratings_to_training(data):
+    split = ColdStartSplit(user_fraction=0.2, val_fraction=0.1, seed=5)
+    parts = split.assign(data)
+    users = data.ratings["user"].to_numpy()
+    held = split.held_out_users(data.n_users)
+    assert len(held) == 12 and np.array_equal(held, ColdStartSplit(user_fraction=0.2, seed=5)
+                                              .held_out_users(data.n_users))  # fmt: skip
+    assert not np.isin(users[parts.train], held).any()
+    assert not np.isin(users[parts.val], held).any()
+    # every rating of a held-out user is in test, and only theirs
+    np.testing.assert_array_equal(parts.test, np.flatnonzero(np.isin(users, held)))
+    assert parts.report["test_cold_user_ratings"] == len(parts.test)
+    with pytest.raises(ConfigError, match="split.user_fraction"):
+        ColdStartSplit(user_fraction=0.0)

@@ -1,4 +1,5 @@
-"""Train/validation/test splits of the ratings: random, k-fold, canonical ml-100k, temporal.
+"""Train/validation/test splits of the ratings: random, k-fold, canonical ml-100k, temporal,
+new users (cold_start).
 
 A split assigns each rating row of a `RatingsData` to train, val or test. Splits depend
 only on the data and their settings (seeded numpy generators), so every DDP rank and
@@ -121,6 +122,39 @@ class RandomSplit(Split):
         n_test = int(round(data.n_ratings * self.test_fraction))
         n_val = int(round(data.n_ratings * self.val_fraction))
         return order[n_test + n_val :], order[n_test : n_test + n_val], order[:n_test]
+
+
+@dataclass(frozen=True)
+class ColdStartSplit(Split):
+    """New users: a seeded `user_fraction` of the users are held out entirely, every rating
+    of theirs in test and none in train or val; the other users' ratings are split into
+    train and val (`val_fraction` of them). The cold-start protocol
+    (`movierec.ranking.cold_start`) then gives a model a few of each held-out user's
+    ratings and ranks the rest."""
+
+    user_fraction: float = 0.1
+    name = "cold_start"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_fraction("split.user_fraction", self.user_fraction)
+        if self.user_fraction <= 0:
+            raise ConfigError(
+                f"split.user_fraction={self.user_fraction!r}: expected a fraction in (0, 1) "
+                "of the users to hold out"
+            )
+
+    def held_out_users(self, n_users: int) -> np.ndarray:
+        """The held-out user indices, sorted (seeded by `seed`)."""
+        n_held = max(1, int(round(n_users * self.user_fraction)))
+        order = np.random.default_rng([self.seed, 7]).permutation(n_users)
+        return np.sort(order[:n_held])
+
+    def _assign(self, data: RatingsData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        users = data.ratings["user"].to_numpy()
+        held = np.isin(users, self.held_out_users(data.n_users))
+        train, val = self._carve_val(np.flatnonzero(~held), salt=0)
+        return train, val, np.flatnonzero(held)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ this class: its declared capabilities (`predicts_ratings`, `inductive`,
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import torch
@@ -28,10 +28,14 @@ if TYPE_CHECKING:  # annotations only: this module (and `models.heads`) import n
 
 @dataclass
 class NodeEmbeddings:
-    """Encoder output: user (n_users, d_user) and movie (n_movies, d_movie) float tensors."""
+    """Encoder output: user (n_users, d_user) and movie (n_movies, d_movie) float tensors.
+
+    `new_user_bias`: the rating offsets b_u (k,) of the last k users, users folded in at
+    request time past a network's learned offset table (`models.fold_in`); None: none."""
 
     user: torch.Tensor
     movie: torch.Tensor
+    new_user_bias: torch.Tensor | None = field(default=None, kw_only=True)
 
 
 @dataclass
@@ -74,6 +78,10 @@ class RatingNet(nn.Module):
     #: tables (no weights, no biases): BPR then runs as one fused pass that computes its
     #: gradient with its value (`models.dot_bpr`) instead of checkpointed decoding.
     scores_by_dot: bool = False
+    #: whether `score_users` is a ranking score of its own, distinct from the rating
+    #: `decode` predicts (a second output, `models.ranking_output`): the net then ranks
+    #: by that score and still rates in stars (recommendations show both).
+    ranks_by_score: bool = False
     #: whether training steps optimise parameters by gradient; False for a net fitted in
     #: closed form in `start_epoch` (EASE), whose training steps are skipped.
     trains_by_gradient: bool = True
@@ -118,6 +126,12 @@ class RatingNet(nn.Module):
         """
         return {}
 
+    def no_weight_decay(self) -> set[str]:
+        """Names of parameters `model.weight_decay` leaves alone (none by default): a
+        ranking output's, whose BPR gradients per movie are far smaller than the L2 pull
+        on a movie rarely drawn, which would keep its scores near 0."""
+        return set()
+
     def start_epoch(self, epoch: int) -> None:
         """Called before each training epoch (0-based); a closed-form net fits here."""
 
@@ -140,7 +154,11 @@ class RatingNet(nn.Module):
         of the scale stay ordered instead of tying at the maximum.
         """
         return pair_scores(
-            lambda zu, zm, u, m: (self.decode(NodeEmbeddings(zu, zm), u, m).rating,),
+            lambda zu, zm, u, m: (
+                self.decode(
+                    NodeEmbeddings(zu, zm, new_user_bias=embeddings.new_user_bias), u, m
+                ).rating,
+            ),
             embeddings.user,
             embeddings.movie,
             users,

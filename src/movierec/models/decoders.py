@@ -134,8 +134,17 @@ class PairBias(nn.Module):
         nn.init.zeros_(self.user.weight)
         nn.init.zeros_(self.movie.weight)
 
-    def forward(self, user: torch.Tensor, movie: torch.Tensor) -> torch.Tensor:
-        return (embedding_rows(self.user, user) + embedding_rows(self.movie, movie)).squeeze(-1)
+    def forward(
+        self, user: torch.Tensor, movie: torch.Tensor, new_user_bias: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """b_u + b_m (B,); users past the user table take their offset from
+        `new_user_bias` (k,) (users folded in at request time, `models.fold_in`)."""
+        if new_user_bias is None:
+            return (embedding_rows(self.user, user) + embedding_rows(self.movie, movie)).squeeze(-1)
+        n = self.user.num_embeddings
+        known = self.user.weight[user.clamp(max=n - 1), 0]
+        user_bias = torch.where(user < n, known, new_user_bias[(user - n).clamp(min=0)])
+        return user_bias + embedding_rows(self.movie, movie).squeeze(-1)
 
 
 def build_decoder(
@@ -171,13 +180,13 @@ def decoder_args(kind: str, channels: int, schema, mlp_hidden: list[int], n_basi
 
 
 def decode_with_bias(
-    decoder: nn.Module, bias: PairBias | None, z_user, z_movie, user, movie
+    decoder: nn.Module, bias: PairBias | None, z_user, z_movie, user, movie, new_user_bias=None
 ) -> DecoderOutput:
     """`decoder`'s (rating, logits) for the pairs, with b_u + b_m added to the rating when
-    the family has biases (`model.net.bias`)."""
+    the family has biases (`model.net.bias`; `new_user_bias`: see `PairBias.forward`)."""
     rating, logits = decoder(z_user, z_movie, user, movie)
     if bias is not None:
-        rating = rating + bias(user, movie)
+        rating = rating + bias(user, movie, new_user_bias)
     return rating, logits
 
 

@@ -66,6 +66,7 @@ from movierec.models.layers import (
     node_dropout,
     relation_edges,
 )
+from movierec.models.ranking_output import ranking_output
 
 # One relation's normalized adjacency: (edge_index, weight) or (CSR matrix, None).
 Adjacency = tuple[torch.Tensor, torch.Tensor | None]
@@ -116,6 +117,10 @@ class GcnNet(RatingNet):
             loss=cross_entropy).
         bias: add learned user and movie offsets b_u + b_m to the predicted rating.
         n_basis: shared bases of the softmax decoder.
+        ranking: none (rank by the predicted rating) | dot (a second output, a ranking
+            score trained with BPR on the shared encoder, see `models.ranking_output`).
+        ranking_dim, ranking_weight, ranking_negatives: that output's width, the weight
+            λ of its BPR term, unrated movies drawn per positive.
     """
 
     supported_losses = ("huber", "mse", "l1")
@@ -137,6 +142,10 @@ class GcnNet(RatingNet):
         decoder: str = "mlp",
         bias: bool = False,
         n_basis: int = 2,
+        ranking: str = "none",
+        ranking_dim: int = 64,
+        ranking_weight: float = 1.0,
+        ranking_negatives: int = 4,
     ) -> None:
         super().__init__(schema)
         relations = relations or ("weighted" if edge_weight else "single")
@@ -177,6 +186,17 @@ class GcnNet(RatingNet):
         self.bias = PairBias(schema.n_users, schema.n_movies) if bias else None
         if decoder == "softmax":
             self.supported_losses = ("cross_entropy", "mse", "huber")
+        self.ranking = ranking_output(
+            ranking,
+            self.decoder_args["channels"],
+            ranking_dim,
+            ranking_weight,
+            ranking_negatives,
+            schema.n_movies,
+        )
+        if self.ranking is not None:
+            self.ranks_by_score = True
+            self.ranking_block_pairs = 2**22  # one (B, k) × (k, n_movies) product
 
     def new_user_refusal(self) -> str:
         return (
@@ -246,7 +266,26 @@ class GcnNet(RatingNet):
         )
 
     def scoring_head(self) -> DecoderHead:
-        return DecoderHead.sharing(self.decoder_args, self.decoder, self.bias)
+        return DecoderHead.sharing(self.decoder_args, self.decoder, self.bias, self.ranking)
+
+    def no_weight_decay(self) -> set[str]:
+        """The ranking output's parameters (see `RatingNet.no_weight_decay`)."""
+        if self.ranking is None:
+            return set()
+        return {f"ranking.{name}" for name, _ in self.ranking.named_parameters()}
+
+    def training_terms(self, graph, embeddings, user, movie) -> dict[str, torch.Tensor]:
+        """The ranking output's BPR term (`model.net.ranking=dot`), else none."""
+        if self.ranking is None:
+            return {}
+        return {"ranking": self.ranking.term(graph, embeddings.user, embeddings.movie, user, movie)}
+
+    @torch.no_grad()
+    def score_users(self, embeddings: NodeEmbeddings, users: torch.Tensor) -> torch.Tensor:
+        """The ranking output's scores with `ranking=dot`, else the predicted ratings."""
+        if self.ranking is None:
+            return super().score_users(embeddings, users)
+        return self.ranking.grid(embeddings.user, embeddings.movie, users)
 
 
 def _symmetric(

@@ -23,6 +23,7 @@ from torch import nn
 from movierec.models.base import pair_scores
 from movierec.models.decoders import DecoderOutput, PairBias, build_decoder, decode_with_bias
 from movierec.models.pair_dot import pair_dot
+from movierec.models.ranking_output import RankingOutput
 
 
 class ScoringHead(nn.Module):
@@ -47,38 +48,60 @@ class ScoringHead(nn.Module):
 
 class DecoderHead(ScoringHead):
     """A `models.decoders` decoder plus optional learned offsets b_u + b_m (SAGE, GCN,
-    GC-MC).
+    GC-MC), and optionally a second output its networks rank by (`models.ranking_output`):
+    `forward` gives the rating, `score_users` the ranking score when there is one.
 
     Args:
         decoder: `build_decoder`'s keyword arguments.
         bias: (n_users, n_movies) of the `PairBias` tables, or None.
+        ranking: {"width", "dim", "n_movies"} of the `RankingOutput`, or None.
     """
 
     def __init__(
         self,
         decoder: dict[str, Any],
         bias: list[int] | None = None,
+        ranking: dict[str, int] | None = None,
         *,
-        shared: tuple[nn.Module, PairBias | None] | None = None,
+        shared: tuple[nn.Module, PairBias | None, RankingOutput | None] | None = None,
     ) -> None:
-        super().__init__(decoder=dict(decoder), bias=list(bias) if bias else None)
+        super().__init__(
+            decoder=dict(decoder),
+            bias=list(bias) if bias else None,
+            ranking=dict(ranking) if ranking else None,
+        )
         if shared is not None:  # a network's own modules (`sharing`): no new weights
-            self.decoder, self.bias = shared
+            self.decoder, self.bias, self.ranking = shared
         else:
             self.decoder = build_decoder(**decoder)
             self.bias = PairBias(*bias) if bias else None
+            self.ranking = RankingOutput(**ranking, weight=1.0, negatives=1) if ranking else None
 
     @classmethod
     def sharing(
-        cls, decoder_args: dict[str, Any], decoder: nn.Module, bias: PairBias | None
+        cls,
+        decoder_args: dict[str, Any],
+        decoder: nn.Module,
+        bias: PairBias | None,
+        ranking: RankingOutput | None = None,
     ) -> DecoderHead:
-        """The head over a network's `decoder` (built by `build_decoder(**decoder_args)`)
-        and `bias`, sharing their weights."""
+        """The head over a network's `decoder` (built by `build_decoder(**decoder_args)`),
+        `bias` and `ranking` output, sharing their weights."""
         shape = [bias.user.num_embeddings, bias.movie.num_embeddings] if bias else None
-        return cls(decoder_args, shape, shared=(decoder, bias))
+        ranking_spec = None
+        if ranking is not None:
+            width, dim = ranking.user.in_features, ranking.user.out_features
+            ranking_spec = {"width": width, "dim": dim, "n_movies": ranking.n_movies}
+        return cls(decoder_args, shape, ranking_spec, shared=(decoder, bias, ranking))
 
     def forward(self, z_user, z_movie, user, movie) -> DecoderOutput:
         return decode_with_bias(self.decoder, self.bias, z_user, z_movie, user, movie)
+
+    @torch.no_grad()
+    def score_users(self, z_user, z_movie, users) -> torch.Tensor:
+        if self.ranking is None:
+            return super().score_users(z_user, z_movie, users)
+        return self.ranking.grid(z_user, z_movie, users)
 
 
 def biased_dot(mean: torch.Tensor, zu: torch.Tensor, zm: torch.Tensor) -> torch.Tensor:

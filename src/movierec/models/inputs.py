@@ -16,7 +16,8 @@ class NodeInput(nn.Module):
 
     x_user (n_users, user_dim) → Linear → (n_users, channels), and likewise for movies;
     with `id_embeddings` a learned (n_nodes, channels) table is added (looked up by
-    `graph[kind].node_id`, so subgraphs get their own nodes' rows). A node type with
+    `graph[kind].node_id`, so subgraphs get their own nodes' rows; nodes appended after the
+    table's last row, a user given at request time, get the table's mean row). A node type with
     neither features nor ID embeddings is a configuration error.
     """
 
@@ -58,7 +59,20 @@ class NodeInput(nn.Module):
             if kind in self.embedding:
                 store = graph[kind]  # a sampled subgraph names its nodes' global ids
                 table = self.embedding[kind]
-                ids = embedding_rows(table, store.node_id) if "node_id" in store else table.weight
+                if "node_id" in store and store.num_nodes <= table.num_embeddings:
+                    ids = embedding_rows(table, store.node_id)
+                else:
+                    ids = _with_new_rows(table, store.num_nodes)
                 value = ids if value is None else value + ids
             out[kind] = value
         return out
+
+
+def _with_new_rows(table: nn.Embedding, n_nodes: int) -> torch.Tensor:
+    """The table's rows, then its mean row for each of the nodes past its end (a graph
+    grown by users given at request time, `models.base.graph_with_user`)."""
+    extra = n_nodes - table.num_embeddings
+    if extra <= 0:
+        return table.weight
+    mean = table.weight.mean(dim=0, keepdim=True).expand(extra, -1)
+    return torch.cat([table.weight, mean])

@@ -54,6 +54,7 @@ from movierec.models.decoders import (
     decode_with_bias,
     decoder_args,
 )
+from movierec.models.fold_in import fold_in, ranking_error, rating_error
 from movierec.models.heads import DecoderHead
 from movierec.models.inputs import NodeInput
 from movierec.models.layers import (
@@ -64,6 +65,7 @@ from movierec.models.layers import (
     node_dropout,
     relation_edges,
 )
+from movierec.models.ranking_output import ranking_output
 
 SAGE_AGGREGATIONS = ("mean", "max", "sum", "min")
 
@@ -98,6 +100,10 @@ class SageNet(RatingNet):
             loss=cross_entropy).
         bias: add learned user and movie offsets b_u + b_m to the predicted rating.
         n_basis: shared bases of the softmax decoder.
+        ranking: none (rank by the predicted rating) | dot (a second output, a ranking
+            score trained with BPR on the shared encoder, see `models.ranking_output`).
+        ranking_dim, ranking_weight, ranking_negatives: that output's width, the weight
+            λ of its BPR term, unrated movies drawn per positive.
     """
 
     inductive = True
@@ -119,6 +125,10 @@ class SageNet(RatingNet):
         decoder: str = "mlp",
         bias: bool = False,
         n_basis: int = 2,
+        ranking: str = "none",
+        ranking_dim: int = 64,
+        ranking_weight: float = 1.0,
+        ranking_negatives: int = 4,
     ) -> None:
         super().__init__(schema)
         check_positive("model.net.hidden", hidden)
@@ -176,15 +186,57 @@ class SageNet(RatingNet):
         self.bias = PairBias(schema.n_users, schema.n_movies) if bias else None
         if decoder == "softmax":
             self.supported_losses = ("cross_entropy", "mse", "huber")
+        self.ranking = ranking_output(
+            ranking,
+            self.decoder_args["channels"],
+            ranking_dim,
+            ranking_weight,
+            ranking_negatives,
+            schema.n_movies,
+        )
+        if self.ranking is not None:
+            self.ranks_by_score = True
+            self.ranking_block_pairs = 2**22  # one (B, k) × (k, n_movies) product
 
-    def new_user_refusal(self) -> str | None:
-        """Inductive, so a new user joins the graph, unless users have learned ID embeddings
-        or biases (an unseen user has no row in those tables)."""
-        if self.input.has_ids("user"):
-            return "it learns an ID embedding per training user, model.net.id_embeddings=true"
-        if self.bias is not None:
-            return "it learns a rating offset per training user, model.net.bias=true"
+    def new_user_refusal(self) -> None:
+        """None: inductive, so a new user joins the graph; learned ID embeddings and
+        offsets of users are fitted to the given ratings (fold-in, `embed_new_user`)."""
         return None
+
+    @torch.no_grad()
+    def embed_new_user(
+        self, graph: HeteroData, embeddings: NodeEmbeddings, movies, stars
+    ) -> tuple[NodeEmbeddings, int]:
+        """The user joins the graph and is encoded (the base class's way); with learned
+        user tables (ID embeddings, offsets) their embedding, started there, and offset
+        are then fitted to `stars` against the trained movie tables `embeddings.movie`,
+        the network frozen (`models.fold_in`)."""
+        grown, user = super().embed_new_user(graph, embeddings, movies, stars)
+        if not self.input.has_ids("user") and self.bias is None:
+            return grown, user
+        rows = torch.zeros_like(movies)
+
+        def rate(z: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
+            rating, _ = self.decoder(z.unsqueeze(0), embeddings.movie, rows, movies)
+            if self.bias is None:
+                return rating
+            return rating + offset + self.bias.movie.weight[movies, 0]
+
+        data_loss = rating_error(rate, stars)
+        if self.ranking is not None:  # the given movies are ones the user watched
+            ranking = self.ranking
+            n_movies = embeddings.movie.shape[0]
+
+            def score(z: torch.Tensor, picked: torch.Tensor) -> torch.Tensor:
+                return ranking.pairs(z.unsqueeze(0), embeddings.movie, rows[:1], picked)
+
+            bpr = ranking_error(score, movies, n_movies, ranking.weight)
+            rated = data_loss
+            data_loss = lambda z, b: rated(z, b) + bpr(z)  # noqa: E731
+        z, offset = fold_in(data_loss, grown.user[user])
+        table = torch.cat([embeddings.user[:user], z.unsqueeze(0)])
+        new_bias = offset.reshape(1) if self.bias is not None else None
+        return NodeEmbeddings(table, embeddings.movie, new_user_bias=new_bias), user
 
     def encode(self, graph: HeteroData) -> NodeEmbeddings:
         x = self.input(graph)
@@ -268,12 +320,37 @@ class SageNet(RatingNet):
     ) -> RatingScores:
         return RatingScores(
             *decode_with_bias(
-                self.decoder, self.bias, embeddings.user, embeddings.movie, user, movie
+                self.decoder,
+                self.bias,
+                embeddings.user,
+                embeddings.movie,
+                user,
+                movie,
+                embeddings.new_user_bias,
             )
         )
 
     def scoring_head(self) -> DecoderHead:
-        return DecoderHead.sharing(self.decoder_args, self.decoder, self.bias)
+        return DecoderHead.sharing(self.decoder_args, self.decoder, self.bias, self.ranking)
+
+    def no_weight_decay(self) -> set[str]:
+        """The ranking output's parameters (see `RatingNet.no_weight_decay`)."""
+        if self.ranking is None:
+            return set()
+        return {f"ranking.{name}" for name, _ in self.ranking.named_parameters()}
+
+    def training_terms(self, graph, embeddings, user, movie) -> dict[str, torch.Tensor]:
+        """The ranking output's BPR term (`model.net.ranking=dot`), else none."""
+        if self.ranking is None:
+            return {}
+        return {"ranking": self.ranking.term(graph, embeddings.user, embeddings.movie, user, movie)}
+
+    @torch.no_grad()
+    def score_users(self, embeddings: NodeEmbeddings, users: torch.Tensor) -> torch.Tensor:
+        """The ranking output's scores with `ranking=dot`, else the predicted ratings."""
+        if self.ranking is None:
+            return super().score_users(embeddings, users)
+        return self.ranking.grid(embeddings.user, embeddings.movie, users)
 
 
 def _mirrors(forward, reverse) -> bool:

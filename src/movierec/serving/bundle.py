@@ -199,6 +199,13 @@ class TrainedModel:
         return self.module.net.predicts_ratings
 
     @property
+    def ranks_by_score(self) -> bool:
+        """Whether the model ranks by a score of its own and rates in stars besides."""
+        if self.tables is not None:
+            return self.tables.ranks_by_score
+        return bool(self.module.net.ranks_by_score)
+
+    @property
     def network_name(self) -> str:
         """The network's class name (e.g. SageNet), for messages."""
         if self.tables is not None:
@@ -239,15 +246,23 @@ class TrainedModel:
         users, movies = self.user_index(user_ids), self.movie_index(movie_ids)
         if len(users) != len(movies):
             raise DataError(f"got {len(users)} userIds but {len(movies)} movieIds")
-        if self.tables is not None:
+        return self.clamp(self.rate_pairs(users, movies)).astype(np.float64)
+
+    def rate_pairs(
+        self, users: np.ndarray, movies: np.ndarray, embeddings: NodeEmbeddings | None = None
+    ) -> np.ndarray:
+        """Unclamped predicted stars of (user, movie) index pairs (B,), float32; a new
+        user's from `embeddings` (the tables' or the encoded graph's by default)."""
+        if self.tables is not None and embeddings is None:
             rating = self.tables.score_pairs(users, movies)
         else:
             import torch
 
             with torch.no_grad():
                 pairs = torch.from_numpy(users), torch.from_numpy(movies)
-                rating = self.module.net.decode(self.embeddings, *pairs).rating.float().numpy()
-        return self.clamp(rating).astype(np.float64)
+                embeddings = embeddings if embeddings is not None else self.embeddings
+                rating = self.module.net.decode(embeddings, *pairs).rating.float().numpy()
+        return rating
 
     # ------------------------------------------------------------------ ranking
 

@@ -4,11 +4,11 @@ Why a second evaluator: importing torch alone takes 2–3 s on a 2-core machine,
 the recommend command's ≤ 3 s budget, and ranking a known user needs only the encoded
 tables and a few matrix products. This module evaluates the three heads a network can
 offer (`DotHead`, `BiasedDotHead`, `DecoderHead` over the mlp, dot, bilinear and softmax
-decoders, with or without `PairBias`) from the spec and state dict the bundle stores, in
-float32 like the network. `tests/test_snapshot.py` checks every family's scores against
-the network's own (to float rounding). A head it does not know (`supports` is False: a
-plug-in's own head class) gets no scoring tables in its bundle, which is then served by
-the network (torch).
+decoders, with or without `PairBias` and a ranking output) from the spec and state dict
+the bundle stores, in float32 like the network. `tests/test_snapshot.py` checks every
+family's scores against the network's own (to float rounding). A head it does not know
+(`supports` is False: a plug-in's own head class) gets no scoring tables in its bundle,
+which is then served by the network (torch).
 
 Every evaluator has one call form, over gathered rows:
     head(zu, zm, grid)    zu (B, d) user rows, zm movie rows
@@ -150,11 +150,28 @@ class NumpyHead:
             self._bias = None
             if spec.get("bias"):
                 self._bias = (weights["bias.user.weight"][:, 0], weights["bias.movie.weight"][:, 0])
+            self._ranking = None
+            if spec.get("ranking"):  # a second output the network ranks by
+                self._ranking = tuple(
+                    weights[f"ranking.{name}"]
+                    for name in ("user.weight", "movie.weight", "movie_offset")
+                )
         except KeyError as err:
             raise DataError(f"the bundle's {name} lacks the weight {err.args[0]!r}") from None
 
+    @property
+    def ranks_by_score(self) -> bool:
+        """Whether the head ranks by a score of its own, distinct from its rating."""
+        return self._ranking is not None
+
     def score_grid(self, z_user: np.ndarray, z_movie: np.ndarray, users: np.ndarray) -> np.ndarray:
-        """Scores of every movie for user indices (B,): (B, n_movies) float32."""
+        """Scores the network ranks by, of every movie for user indices (B,): (B, n_movies)
+        float32: the ranking output's (z_u A) · (z_m B) + c_m where the head has one
+        (`models.ranking_output`), else what `score_pairs` gives."""
+        if self._ranking is not None:
+            to_user, to_movie, offset = self._ranking
+            scores = (z_user[users] @ to_user.T) @ (z_movie @ to_movie.T).T + offset
+            return scores.astype(np.float32, copy=False)
         scores = self._pairs(z_user[users], z_movie, True)
         if self._bias is not None:
             scores = scores + _add(self._bias[0][users], self._bias[1], True)
@@ -163,7 +180,8 @@ class NumpyHead:
     def score_pairs(
         self, z_user: np.ndarray, z_movie: np.ndarray, users: np.ndarray, movies: np.ndarray
     ) -> np.ndarray:
-        """Scores of the (user, movie) index pairs (B,): (B,) float32."""
+        """Rating (a ranking-only head: score) of the (user, movie) index pairs (B,): (B,)
+        float32."""
         scores = self._pairs(z_user[users], z_movie[movies], False)
         if self._bias is not None:
             scores = scores + self._bias[0][users] + self._bias[1][movies]

@@ -9,14 +9,16 @@ The graph is encoded once per loaded model (a bundle stores it encoded); each bl
 users is scored against every movie in one decoder call. Ranking is NumPy: a known user of
 a bundle with scoring tables is answered without importing torch. Rows are ranked by the
 unclamped predicted rating (equal scores by movie index); `rating` is the prediction
-clamped to the rating scale. A ranking-only model (one that predicts no ratings, e.g.
-LightGCN) has no stars to show: its rows have `rating` NaN and carry the model's ranking
-`score` instead.
+clamped to the rating scale. A model with a ranking output of its own (`ranks_by_score`,
+SAGE or GCN with `model.net.ranking=dot`) is ranked by that `score`, and its rows show
+the predicted stars unclamped (no two tie at the top of the scale). A ranking-only model
+(one that predicts no ratings, e.g. LightGCN) has no stars to show: its rows have
+`rating` NaN and carry the model's ranking `score` instead.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 import pandas as pd
@@ -87,7 +89,8 @@ class Recommender:
         Returns:
             `COLUMNS`: userId, rank (1..k), movieId, title, genres, rating (stars),
             source ("model" or "popular"); for a ranking-only model also `score` (its
-            ranking score, not stars), with `rating` NaN on its rows.
+            ranking score, not stars), with `rating` NaN on its rows; for a model with a
+            ranking output also `score`, with `rating` its unclamped stars.
         """
         _check_k(k)
         if fallback is not None and fallback not in FALLBACKS:
@@ -178,12 +181,19 @@ class Recommender:
                 module.net, module.graph, self.model.embeddings, movies, stars_t
             )
             scores = module.net.score_users(embeddings, torch.tensor([user])).float().numpy()
+
+        def rate(top: np.ndarray) -> np.ndarray:
+            pair_users = np.full(top.size, user, dtype=np.int64)
+            stars = self.model.rate_pairs(pair_users, top.ravel(), embeddings)
+            return stars.reshape(top.shape)
+
         excluded = None
         if exclude_rated:
             excluded = np.zeros((1, self.model.n_movies), dtype=bool)
             excluded[0, movies.numpy()] = True
         ids = np.array([user_id], dtype=np.int64)
-        return self._top(ids, scores, excluded, self._genre_mask(genre), k, "new_user")
+        allowed = self._genre_mask(genre)
+        return self._top(ids, scores, excluded, allowed, k, "new_user", rate=rate)
 
     # ------------------------------------------------------------------ helpers
 
@@ -193,7 +203,12 @@ class Recommender:
         """`_top` of model users (indices (B,)) scored by the model."""
         scores = self.model.score_users(users)
         excluded = self.model.rated.mask(users) if exclude_rated else None
-        return self._top(self._user_ids[users], scores, excluded, allowed, k, "model")
+
+        def rate(movies: np.ndarray) -> np.ndarray:
+            pair_users = np.repeat(users, movies.shape[1])
+            return self.model.rate_pairs(pair_users, movies.ravel()).reshape(movies.shape)
+
+        return self._top(self._user_ids[users], scores, excluded, allowed, k, "model", rate=rate)
 
     def _top(
         self,
@@ -204,6 +219,7 @@ class Recommender:
         k: int,
         source: str,
         rating: np.ndarray | None = None,
+        rate: Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> pd.DataFrame:
         """Rows of the k best-scored candidates of each row of `scores` (B, n_movies).
 
@@ -212,6 +228,8 @@ class Recommender:
             excluded: (B, n_movies) bool of movies left out, or None.
             allowed: (n_movies,) bool of movies kept (a genre filter), or None.
             rating: (B, n_movies) stars shown in place of the scores (the fallback's).
+            rate: the model's unclamped stars of each row's movies (B, k) → (B, k), for a
+                model that ranks by a score of its own (`ranks_by_score`).
         """
         scores = np.array(scores, dtype=np.float32)  # a copy: the masks write into it
         if excluded is not None:
@@ -221,8 +239,11 @@ class Recommender:
         values, movies = _top_k(scores, k)
         # a ranking-only model's score orders movies but is no rating: show it as a score
         ranks_only = rating is None and not self.model.predicts_ratings
+        two_outputs = rating is None and rate is not None and self.model.ranks_by_score
         if ranks_only:
             shown = np.full(values.shape, np.nan)
+        elif two_outputs:  # stars unclamped: the top of the list does not tie at the scale's end
+            shown = rate(movies)
         else:
             shown = np.take_along_axis(rating, movies, 1) if rating is not None else values
             shown = self.model.clamp(shown)
@@ -239,7 +260,7 @@ class Recommender:
                 "source": source,
             }
         )
-        if ranks_only:
+        if ranks_only or two_outputs:
             frame["score"] = values[row, col].astype(np.float64)
         return frame
 

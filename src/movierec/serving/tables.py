@@ -124,12 +124,19 @@ class ScoringTables:
             str(arrays["network"]),
         )
 
+    @property
+    def ranks_by_score(self) -> bool:
+        """Whether the head ranks by a score distinct from its rating (a second output)."""
+        return self.head.ranks_by_score
+
     def score_users(self, users: np.ndarray) -> np.ndarray:
-        """Unclamped scores of every movie for user indices (B,): (B, n_movies) float32."""
+        """Unclamped scores the network ranks by, of every movie for user indices (B,):
+        (B, n_movies) float32."""
         return self.head.score_grid(self.user, self.movie, users)
 
     def score_pairs(self, users: np.ndarray, movies: np.ndarray) -> np.ndarray:
-        """Unclamped scores of the (user, movie) index pairs: (B,) float32."""
+        """Unclamped ratings (a ranking-only head: scores) of the (user, movie) index pairs:
+        (B,) float32."""
         return self.head.score_pairs(self.user, self.movie, users, movies)
 
 

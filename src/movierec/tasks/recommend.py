@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -87,13 +88,15 @@ def export_all(recommender: Recommender, cfg: DictConfig, options: dict) -> pd.D
 
 def format_recommendations(frame: pd.DataFrame, recommender: Recommender) -> str:
     """A table per user: rank, movieId, predicted rating (or, for a ranking-only model,
-    its ranking score), title, genres."""
+    its ranking score; for a model with a ranking output, both), title, genres."""
     blocks = []
     for user_id, rows in frame.groupby("userId", sort=False):
         source = rows["source"].iloc[0]
         # a ranking-only model predicts no stars: show its score, and say it is one
         scored = "score" in rows and rows["rating"].isna().all()
-        column = "score" if scored else "rating"
+        columns = ["score"] if scored else ["rating"]
+        if "score" in rows and not scored:  # ranked by its own score, rated in stars
+            columns.append("score")
         if source == "popular":
             head = (
                 f"userId {user_id} is not in the training data: the {len(rows)} most popular "
@@ -104,21 +107,32 @@ def format_recommendations(frame: pd.DataFrame, recommender: Recommender) -> str
             head = f"top {len(rows)} for {who} from {recommender.source}"
             if scored:
                 head += " (score: the model's ranking score, not stars; it predicts no ratings)"
-        lines = [
-            head,
-            f"{'rank':>4}  {'movieId':>7}  {column:>6}  {'title':<{TITLE_WIDTH}}  genres",
-        ]
+            elif len(columns) == 2:
+                head += " (ranked by score, the model's ranking output; rating: predicted stars)"
+        digits = {name: _distinct_digits(rows[name].to_numpy()) for name in columns}
+        cells = "  ".join(f"{name:>{digits[name] + 4}}" for name in columns)
+        lines = [head, f"{'rank':>4}  {'movieId':>7}  {cells}  {'title':<{TITLE_WIDTH}}  genres"]
         for row in rows.itertuples(index=False):
             title = (
                 row.title if len(row.title) <= TITLE_WIDTH else row.title[: TITLE_WIDTH - 1] + "…"
             )
+            values = "  ".join(
+                f"{getattr(row, name):>{digits[name] + 4}.{digits[name]}f}" for name in columns
+            )
             lines.append(
-                f"{row.rank:>4}  {row.movieId:>7}  {getattr(row, column):>6.2f}  "
-                f"{title:<{TITLE_WIDTH}}  "
-                f"{row.genres}"
+                f"{row.rank:>4}  {row.movieId:>7}  {values}  {title:<{TITLE_WIDTH}}  {row.genres}"
             )
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks) if blocks else "no movies left to recommend"
+
+
+def _distinct_digits(values: np.ndarray, most: int = 4) -> int:
+    """Decimals (2 to `most`) at which distinct `values` print distinct."""
+    distinct = len(np.unique(values))
+    for digits in range(2, most):
+        if len(np.unique(np.round(values, digits))) == distinct:
+            return digits
+    return most
 
 
 def _for_new_user(

@@ -357,7 +357,9 @@ class RatingPredictor(pl.LightningModule):
         hp = self.hparams
         if not any(p.requires_grad for p in self.parameters()):
             return None  # a closed-form net (EASE) has nothing to optimise
-        optimizer = build_optimizer(self._optimizer, self.parameters(), hp.lr, hp.weight_decay)
+        optimizer = build_optimizer(
+            self._optimizer, _groups(self.net, self), hp.lr, hp.weight_decay
+        )
         if self._scheduler is None:
             return optimizer
         mode = hp.get("selection_mode", "min")
@@ -366,6 +368,19 @@ class RatingPredictor(pl.LightningModule):
         if is_plateau(self._scheduler):
             settings["monitor"] = hp.get("selection_metric", "val/rmse")
         return {"optimizer": optimizer, "lr_scheduler": settings}
+
+
+def _groups(net: RatingNet, module: pl.LightningModule) -> list[dict[str, Any]] | Any:
+    """The module's parameters, with those the net exempts from weight decay
+    (`RatingNet.no_weight_decay`) in a group of their own at weight_decay 0."""
+    exempt = {f"net.{name}" for name in net.no_weight_decay()}
+    if not exempt:
+        return module.parameters()
+    named = list(module.named_parameters())
+    return [
+        {"params": [p for name, p in named if name not in exempt]},
+        {"params": [p for name, p in named if name in exempt], "weight_decay": 0.0},
+    ]
 
 
 def _plain(value: Any) -> Any:
