@@ -98,3 +98,41 @@ def ranking_output(
     if kind == "none":
         return None
     return RankingOutput(width, dim, weight, negatives, n_movies)
+
+
+class WithRankingOutput:
+    """Mixin of a `RatingNet` (listed before it) that may carry a ranking output: the
+    net ranks by that output's score, trains it with its BPR term and keeps it out of
+    weight decay; without one it ranks by its predicted rating as before."""
+
+    # set by attach_ranking; no class-level default, which would shadow the submodule
+    # nn.Module keeps in _modules
+    ranking: RankingOutput | None
+
+    def attach_ranking(
+        self, kind: str, width: int, dim: int, weight: float, negatives: int, n_movies: int
+    ) -> None:
+        """Build the `model.net.ranking` output over `width`-wide encoder tables."""
+        self.ranking = ranking_output(kind, width, dim, weight, negatives, n_movies)
+        if self.ranking is not None:
+            self.ranks_by_score = True
+            self.ranking_block_pairs = 2**22  # one (B, k) × (k, n_movies) product
+
+    def no_weight_decay(self) -> set[str]:
+        """The ranking output's parameters (see `RatingNet.no_weight_decay`)."""
+        if self.ranking is None:
+            return set()
+        return {f"ranking.{name}" for name, _ in self.ranking.named_parameters()}
+
+    def training_terms(self, graph, embeddings, user, movie) -> dict[str, torch.Tensor]:
+        """The ranking output's BPR term (`model.net.ranking=dot`), else none."""
+        if self.ranking is None:
+            return {}
+        return {"ranking": self.ranking.term(graph, embeddings.user, embeddings.movie, user, movie)}
+
+    @torch.no_grad()
+    def score_users(self, embeddings, users: torch.Tensor) -> torch.Tensor:
+        """The ranking output's scores with `ranking=dot`, else the predicted ratings."""
+        if self.ranking is None:
+            return super().score_users(embeddings, users)  # type: ignore[misc]
+        return self.ranking.grid(embeddings.user, embeddings.movie, users)

@@ -65,7 +65,7 @@ from movierec.models.layers import (
     node_dropout,
     relation_edges,
 )
-from movierec.models.ranking_output import ranking_output
+from movierec.models.ranking_output import WithRankingOutput
 
 SAGE_AGGREGATIONS = ("mean", "max", "sum", "min")
 
@@ -78,7 +78,7 @@ class SumAwareSAGEConv(TransposeAware, SAGEConv):
 EdgeType = tuple[str, str, str]
 
 
-class SageNet(RatingNet):
+class SageNet(WithRankingOutput, RatingNet):
     """GraphSAGE rating model (inductive: encodes sampled subgraphs and new users too).
 
     Args:
@@ -186,17 +186,10 @@ class SageNet(RatingNet):
         self.bias = PairBias(schema.n_users, schema.n_movies) if bias else None
         if decoder == "softmax":
             self.supported_losses = ("cross_entropy", "mse", "huber")
-        self.ranking = ranking_output(
-            ranking,
-            self.decoder_args["channels"],
-            ranking_dim,
-            ranking_weight,
-            ranking_negatives,
-            schema.n_movies,
+        channels = self.decoder_args["channels"]
+        self.attach_ranking(
+            ranking, channels, ranking_dim, ranking_weight, ranking_negatives, schema.n_movies
         )
-        if self.ranking is not None:
-            self.ranks_by_score = True
-            self.ranking_block_pairs = 2**22  # one (B, k) × (k, n_movies) product
 
     def new_user_refusal(self) -> None:
         """None: inductive, so a new user joins the graph; learned ID embeddings and
@@ -332,25 +325,6 @@ class SageNet(RatingNet):
 
     def scoring_head(self) -> DecoderHead:
         return DecoderHead.sharing(self.decoder_args, self.decoder, self.bias, self.ranking)
-
-    def no_weight_decay(self) -> set[str]:
-        """The ranking output's parameters (see `RatingNet.no_weight_decay`)."""
-        if self.ranking is None:
-            return set()
-        return {f"ranking.{name}" for name, _ in self.ranking.named_parameters()}
-
-    def training_terms(self, graph, embeddings, user, movie) -> dict[str, torch.Tensor]:
-        """The ranking output's BPR term (`model.net.ranking=dot`), else none."""
-        if self.ranking is None:
-            return {}
-        return {"ranking": self.ranking.term(graph, embeddings.user, embeddings.movie, user, movie)}
-
-    @torch.no_grad()
-    def score_users(self, embeddings: NodeEmbeddings, users: torch.Tensor) -> torch.Tensor:
-        """The ranking output's scores with `ranking=dot`, else the predicted ratings."""
-        if self.ranking is None:
-            return super().score_users(embeddings, users)
-        return self.ranking.grid(embeddings.user, embeddings.movie, users)
 
 
 def _mirrors(forward, reverse) -> bool:
