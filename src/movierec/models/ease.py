@@ -29,15 +29,14 @@ from torch_geometric.data import HeteroData
 
 from movierec.data.graph import RATES, GraphSchema
 from movierec.errors import ConfigError
-from movierec.models.base import NodeEmbeddings, RatingNet, RatingScores
-from movierec.models.heads import dot_scores
-from movierec.models.pair_dot import pair_dot
+from movierec.models.base import NodeEmbeddings, RatingNet
+from movierec.models.dot_scoring import ScoresByDot
 
 #: largest item–item matrix EASE builds (n_movies²), float32: 2.4 GB at 25,000 movies
 MAX_MOVIES = 25_000
 
 
-class EaseNet(RatingNet):
+class EaseNet(ScoresByDot, RatingNet):
     """EASE ranking baseline.
 
     Args:
@@ -48,7 +47,6 @@ class EaseNet(RatingNet):
 
     supported_losses = ("none",)
     predicts_ratings = False
-    scores_by_dot = True
     trains_by_gradient = False
     ranking_block_pairs = 2**22
 
@@ -95,16 +93,6 @@ class EaseNet(RatingNet):
         matrix = torch.zeros(n_users, n_movies, device=self.l2.device)
         matrix[edges[0], edges[1]] = 1.0
         return matrix
-
-    def decode(
-        self, embeddings: NodeEmbeddings, user: torch.Tensor, movie: torch.Tensor
-    ) -> RatingScores:
-        """ŝ(u, m) = X_u · B_:m: a ranking score, not stars."""
-        return RatingScores(pair_dot(embeddings.user, embeddings.movie, user, movie))
-
-    @torch.no_grad()
-    def score_users(self, embeddings: NodeEmbeddings, users: torch.Tensor) -> torch.Tensor:
-        return dot_scores(embeddings.user, embeddings.movie, users)
 
     @torch.no_grad()
     def embed_new_user(self, graph, embeddings, movies, stars):

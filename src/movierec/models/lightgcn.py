@@ -39,15 +39,14 @@ from movierec.models.adjacency import (
 from movierec.models.base import (
     NodeEmbeddings,
     RatingNet,
-    RatingScores,
     check_choice,
     check_positive,
 )
-from movierec.models.heads import DotHead, dot_scores
-from movierec.models.pair_dot import pair_dot
+from movierec.models.dot_scoring import ScoresByDot
+from movierec.models.heads import DotHead
 
 
-class LightGcnNet(RatingNet):
+class LightGcnNet(ScoresByDot, RatingNet):
     """LightGCN ranking model.
 
     Args:
@@ -64,7 +63,6 @@ class LightGcnNet(RatingNet):
     supported_losses = ("bpr",)
     predicts_ratings = False
     inductive = False
-    scores_by_dot = True
     # score_users is one product: 4M scores (16 MB) per block, 16× the default, so ML-25M's
     # 59k movies are ranked for 71 users at a time instead of 4 (per-block costs dominated)
     ranking_block_pairs = 2**22
@@ -160,17 +158,6 @@ class LightGcnNet(RatingNet):
         add_column_blocks(to_user, row_bytes)
         add_column_blocks(to_movie, row_bytes)
         return with_transpose(to_user, to_movie), with_transpose(to_movie, to_user)
-
-    def decode(
-        self, embeddings: NodeEmbeddings, user: torch.Tensor, movie: torch.Tensor
-    ) -> RatingScores:
-        """ŝ(u, m) = e_u · e_m: a ranking score, not stars."""
-        return RatingScores(pair_dot(embeddings.user, embeddings.movie, user, movie))
-
-    @torch.no_grad()
-    def score_users(self, embeddings: NodeEmbeddings, users: torch.Tensor) -> torch.Tensor:
-        """Every movie's score for each user: one (B, d) × (d, n_movies) product."""
-        return dot_scores(embeddings.user, embeddings.movie, users)
 
     def scoring_head(self) -> DotHead:
         return DotHead()
