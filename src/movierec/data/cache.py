@@ -29,13 +29,13 @@ import fcntl
 import hashlib
 import json
 import logging
-import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 from movierec.data import preprocess
+from movierec.data.integrity import discard, file_record, record_mismatch
 from movierec.data.processed import FILES_KEY, META_FILE, RatingsData
 from movierec.data.sources import DataSettings, FetchedSource, fetch_source, has_remote_ratings
 
@@ -166,10 +166,7 @@ def seal(entry: Path) -> None:
     """Record the size and SHA-256 of every data file of a built entry in its meta.json."""
     meta_path = entry / META_FILE
     meta = json.loads(meta_path.read_text())
-    meta[FILES_KEY] = {
-        path.name: {"bytes": path.stat().st_size, "sha256": _sha256(path)}
-        for path in sorted(entry.glob("*.parquet"))
-    }
+    meta[FILES_KEY] = {path.name: file_record(path) for path in sorted(entry.glob("*.parquet"))}
     meta_path.write_text(json.dumps(meta, indent=2, sort_keys=True))
 
 
@@ -182,29 +179,7 @@ def entry_problem(entry: Path) -> str | None:
     if files is None:
         return None  # an entry from before integrity records; a failed load rebuilds it
     for name, record in files.items():
-        path = entry / name
-        if not path.is_file():
-            return f"{name} is missing"
-        if path.stat().st_size != record["bytes"]:
-            return f"{name} has {path.stat().st_size:,} bytes, {record['bytes']:,} recorded"
-        if _sha256(path) != record["sha256"]:
-            return f"{name} does not match its recorded SHA-256"
+        mismatch = record_mismatch(entry / name, record)
+        if mismatch:
+            return f"{name} {mismatch}"
     return None
-
-
-def discard(entry: Path) -> None:
-    """Move a damaged entry aside (atomically, so no reader sees half of it), then delete."""
-    aside = entry.with_name(f".damaged-{entry.name}-{os.getpid()}")
-    try:
-        entry.rename(aside)
-    except OSError:
-        return  # another process moved it first
-    shutil.rmtree(aside, ignore_errors=True)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()

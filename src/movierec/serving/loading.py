@@ -27,13 +27,12 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import shutil
 import tempfile
-import uuid
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from movierec.data.integrity import discard
 from movierec.errors import ConfigError, DataError
 from movierec.serving.bundle import CHECKPOINT, TrainedModel
 from movierec.serving.manifest import MANIFEST
@@ -102,7 +101,7 @@ def _from_mlflow(run_id: str, tracking_uri: str | None) -> TrainedModel:
             return TrainedModel.load(cached, build_network=False)
         except DataError as err:  # damaged since: fetch it again
             log.warning("dropping the damaged cached bundle %s: %s", cached, err)
-            _drop(cached)
+            discard(cached)
 
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
@@ -148,21 +147,8 @@ def _keep(bundle: Path, cached: Path) -> None:
                 TrainedModel.load(cached, build_network=False)
                 return
             except DataError:
-                _drop(cached)
+                discard(cached)
     raise DataError(f"cannot keep the downloaded bundle at {cached}: remove that folder")
-
-
-def _drop(cached: Path) -> None:
-    """Remove a cache entry: renamed aside first (atomic), so no reader sees half of it."""
-    aside = cached.with_name(f".{cached.name}.dropped-{uuid.uuid4().hex[:8]}")
-    try:
-        cached.rename(aside)
-    except FileNotFoundError:
-        return  # another command dropped it first
-    if aside.is_dir():
-        shutil.rmtree(aside, ignore_errors=True)
-    else:
-        aside.unlink(missing_ok=True)
 
 
 def bundle_cache_dir() -> Path:

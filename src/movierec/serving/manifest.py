@@ -12,11 +12,11 @@ bundle is refused.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterable
 from pathlib import Path
 
+from movierec.data.integrity import file_record, record_mismatch
 from movierec.serving.tables import damaged
 
 MANIFEST = "manifest.json"
@@ -26,7 +26,7 @@ FORMAT = 1
 def write_manifest(directory: Path) -> None:
     """List every file under `directory` (but the manifest) in its manifest.json."""
     files = {
-        path.relative_to(directory).as_posix(): _record(path)
+        path.relative_to(directory).as_posix(): file_record(path)
         for path in sorted(directory.rglob("*"))
         if path.is_file() and path.name != MANIFEST
     }
@@ -43,14 +43,9 @@ def check_manifest(directory: Path, required: Iterable[str]) -> None:
         if name not in files:
             raise damaged(directory / name, ValueError(f"{MANIFEST} does not list it"))
     for name, record in files.items():
-        path = directory / name
-        if not path.is_file():
-            raise damaged(path, FileNotFoundError("no such file"))
-        size = path.stat().st_size
-        if size != record["bytes"]:
-            raise damaged(path, ValueError(f"{size:,} bytes, {record['bytes']:,} listed"))
-        if _sha256(path) != record["sha256"]:
-            raise damaged(path, ValueError(f"its SHA-256 differs from {MANIFEST}'s"))
+        mismatch = record_mismatch(directory / name, record)
+        if mismatch:
+            raise damaged(directory / name, ValueError(f"it {mismatch}"))
 
 
 def _listed_files(path: Path) -> dict[str, dict]:
@@ -67,12 +62,3 @@ def _listed_files(path: Path) -> dict[str, dict]:
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
         raise damaged(path, err) from None
     return files
-
-
-def _record(path: Path) -> dict:
-    return {"bytes": path.stat().st_size, "sha256": _sha256(path)}
-
-
-def _sha256(path: Path) -> str:
-    with path.open("rb") as file:
-        return hashlib.file_digest(file, "sha256").hexdigest()
