@@ -28,6 +28,7 @@ from torch import nn
 from movierec.data.graph import RATES
 from movierec.data.negatives import RatedPairs, draw_unrated
 from movierec.errors import ConfigError
+from movierec.models.adjacency import GraphCache
 from movierec.models.base import check_choice, check_positive
 
 RANKING = ("none", "dot")
@@ -59,7 +60,7 @@ class RankingOutput(nn.Module):
         self.weight = float(weight)
         self.negatives = int(negatives)
         self.n_movies = int(n_movies)
-        self._rated: tuple[tuple, RatedPairs] | None = None
+        self._rated = GraphCache()  # the graph's rated pairs, what negatives avoid
 
     def pairs(self, z_user, z_movie, user, movie) -> torch.Tensor:
         """s(u, m) of index pairs (B,)."""
@@ -84,10 +85,7 @@ class RankingOutput(nn.Module):
     def rated_pairs(self, graph) -> RatedPairs:
         """The message graph's (user, movie) pairs, built once per graph."""
         edges = graph[RATES].edge_index
-        key = (edges.data_ptr(), edges.shape[1], edges.device)
-        if self._rated is None or self._rated[0] != key:
-            self._rated = (key, RatedPairs(edges[0], edges[1], self.n_movies))
-        return self._rated[1]
+        return self._rated.get(graph, None, lambda: RatedPairs(*edges, self.n_movies))
 
 
 def ranking_output(

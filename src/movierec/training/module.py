@@ -21,6 +21,7 @@ from movierec.data.graph import RATES, GraphSchema
 from movierec.data.negatives import RatedPairs
 from movierec.data.split_data import SplitData
 from movierec.errors import ConfigError, MovieRecError
+from movierec.models.adjacency import GraphCache
 from movierec.models.base import NodeEmbeddings, RatingNet, build_net
 from movierec.objective import Objective
 from movierec.ranking.metrics import TopKRanking, parse_ks
@@ -151,7 +152,7 @@ class RatingPredictor(pl.LightningModule):
         self._protocols: dict[str, RankingProtocol] = {}
         self._split: SplitData | None = None
         self._graph: HeteroData | None = None
-        self._rated: RatedPairs | None = None
+        self._rated = GraphCache()  # the message graph's rated pairs, what negatives avoid
         self._eval_embeddings: NodeEmbeddings | None = None
 
     # ------------------------------------------------------------------ data
@@ -161,7 +162,6 @@ class RatingPredictor(pl.LightningModule):
         self._split = split
         self._graph = split.graph
         self._protocols = {}
-        self._rated = None
 
     def set_graph(self, graph: HeteroData) -> None:
         """Encode `graph` (a training message graph) without a split (serving)."""
@@ -269,11 +269,11 @@ class RatingPredictor(pl.LightningModule):
         return loss
 
     def _rated_pairs(self) -> RatedPairs:
-        """The message graph's (user, movie) pairs, built once: what negatives avoid."""
-        if self._rated is None:
-            users, movies = self.graph[RATES].edge_index
-            self._rated = RatedPairs(users, movies, self.schema.n_movies)
-        return self._rated
+        """The message graph's (user, movie) pairs, built once per graph."""
+        users, movies = self.graph[RATES].edge_index
+        return self._rated.get(
+            self.graph, None, lambda: RatedPairs(users, movies, self.schema.n_movies)
+        )
 
     def subgraph_loss(self, batch: HeteroData) -> torch.Tensor:
         """The objective over a sampled subgraph's supervision pairs (local indices)."""
