@@ -183,7 +183,12 @@ def test_sage_embeds_a_new_user_like_a_trained_user_with_the_same_ratings(tmp_pa
         "sage",
         # norm=left: with symmetric weights the new user's messages would also feel the
         # one extra rating of each movie it rated
-        ["model.net.id_embeddings=false", "model.net.bias=false", "model.net.norm=left"],
+        [
+            "model.net.id_embeddings=false",
+            "model.net.bias=false",
+            "model.net.norm=left",
+            "model.net.ranking=none",  # the rating output ranks (compared with score_users)
+        ],
     )
     rec = Recommender(model)
     net = model.module.net

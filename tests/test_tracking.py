@@ -24,7 +24,7 @@ from movierec.errors import ConfigError
 from movierec.ranking.metrics import TopKRanking
 from movierec.tasks.train import train, train_fold
 from tests.conftest import PROJECT_ROOT
-from tests.helpers.configs import QUIET, TINY_DATA, compose_train
+from tests.helpers.configs import QUIET, RMSE_SELECTION, TINY_DATA, compose_train
 from tests.helpers.runs import all_runs
 from tests.helpers.servers import free_port, wait_for
 from tests.helpers.stores import tracked_uri
@@ -522,7 +522,7 @@ def _compare(tmp_path: Path, *extra: str) -> list[str]:
 def test_compare_runs_sorts_by_each_runs_selection(tmp_path: Path):
     metrics = {}
     for model in ("mf", "sage"):
-        for name, selection in (("rmse", []), ("ndcg", NDCG_SELECTION)):
+        for name, selection in (("rmse", RMSE_SELECTION), ("ndcg", NDCG_SELECTION)):
             overrides = [f"model={model}", "trainer.max_epochs=2", "seed=1", *selection]
             cfg = compose_train(tmp_path / f"{model}-{name}", _tracked(tmp_path, overrides))
             metrics[model, name] = train_fold(cfg)

@@ -18,7 +18,7 @@ from tests.helpers.stores import tracked_uri
 
 def test_two_output_sage_is_ranked_by_its_score_rated_in_stars_and_served(tmp_path: Path):
     uri = tracked_uri(tmp_path)
-    overrides = ["experiment=sage_two_outputs", *TINY_DATA, "data.batch_size=256"]
+    overrides = ["model=sage", *TINY_DATA, "data.batch_size=256"]
     overrides += ["model.net.hidden=8", "model.net.ranking_dim=8", "trainer.max_epochs=2"]
     cfg = compose_train(tmp_path, [*overrides, *QUIET, f"logger.mlflow.tracking_uri={uri}"])
     metrics = train_fold(cfg)

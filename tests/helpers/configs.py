@@ -17,6 +17,8 @@ CONFIG_DIR = str(PROJECT_ROOT / "src" / "movierec" / "conf")
 QUIET = ["callbacks.progress_bar=null", "trainer.enable_progress_bar=false"]
 #: QUIET, no logger and no model summary: the fastest way through a training
 FAST = ["logger=none", *QUIET, "trainer.enable_model_summary=false"]
+# selection on val/rmse, as a rating model does (sage's default picks val/ndcg_at_10)
+RMSE_SELECTION = ["ranking.validate=false", "selection.metric=val/rmse", "selection.mode=min"]
 TINY_DATA = [
     "data=synthetic",
     "data.synthetic.n_users=40",

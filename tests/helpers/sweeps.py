@@ -29,7 +29,8 @@ def sweep_command(tmp_path: Path, *extra: str, grace: int = 3) -> list[str]:
     resume tests short; workers running side by side need more on a loaded CI host."""
     return [
         sys.executable, str(PROJECT_ROOT / "scripts" / "train.py"), "-m",
-        "hparams_search=sage_optuna", *TINY_DATA, *QUIET,
+        # the rating-only variant: full batches, one optimisation target (val/rmse)
+        "hparams_search=sage_optuna", "experiment=rating_only", *TINY_DATA, *QUIET,
         f"hydra.sweeper.best_config_dir={tmp_path / 'tuned'}",
         "hydra.sweeper.heartbeat_interval=1", f"hydra.sweeper.grace_period={grace}", *extra,
     ]  # fmt: skip
