@@ -39,6 +39,10 @@ import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mlflow.entities import Experiment
 
 
 def main() -> None:
@@ -67,7 +71,7 @@ def main() -> None:
         _wait_for(f"{base}/health", args.server_timeout, server, log)
         print(f"mlflow server answered after {time.monotonic() - started:.1f} s")
         pages = {
-            "runs": (runs_table_url(base, experiment.experiment_id), parent.info.run_name),
+            "runs": (runs_table_url(base, experiment), parent.info.run_name),
             "compare": (
                 compare_url(base, experiment.experiment_id, [r.info.run_id for r in children]),
                 children[0].info.run_name,
@@ -96,9 +100,17 @@ def _server_env() -> dict[str, str]:
     }
 
 
-def runs_table_url(base: str, experiment_id: str) -> str:
-    """The experiment's training runs (MLflow 3.17 opens GenAI's overview without the query)."""
-    return f"{base}/#/experiments/{experiment_id}?workflowType=machine_learning"
+def runs_table_url(base: str, experiment: Experiment) -> str:
+    """The experiment's training runs (MLflow 3.17 opens GenAI's overview without the query),
+    in the view a training stored (sorted by its selection metric, the main metrics as
+    columns: `movierec.tracking.links`), where there is one."""
+    from movierec.tracking.links import VIEW_TAG_PREFIX
+
+    views = sorted(k for k in experiment.tags if k.startswith(VIEW_TAG_PREFIX + "movierec-"))
+    if views:
+        key = views[0].removeprefix(VIEW_TAG_PREFIX)
+        return f"{base}/#/experiments/{experiment.experiment_id}/runs?viewStateShareKey={key}"
+    return f"{base}/#/experiments/{experiment.experiment_id}?workflowType=machine_learning"
 
 
 def compare_url(base: str, experiment_id: str, run_ids: list[str]) -> str:

@@ -95,7 +95,7 @@ def test_training_logs_to_a_tracking_server_on_postgres(tracking_server: str, tm
     client = MlflowClient(tracking_server)
     run = client.get_run(run_id)
     assert run.info.status == "FINISHED"
-    assert run.data.params["model.net._target_"] == "movierec.models.mf.BiasedMF"
+    assert run.data.tags["model"] == "mf" and run.data.params["model.net.dim"] == "64"
     assert 0 < run.data.metrics["test/rmse"] < 5
     assert len(client.get_metric_history(run_id, "val/rmse")) == 2
     artifacts = {a.path for a in client.list_artifacts(run_id)}

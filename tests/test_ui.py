@@ -78,8 +78,10 @@ def test_mlflow_ui_shows_cv_runs_with_hyperparameters_not_paths(tmp_path: Path, 
 
     # the runs table, not MLflow 3's GenAI overview (traces, tokens)
     table = (out / "runs.txt").read_text().splitlines()
+    # the view the training stored: its selection metric and the main test metrics as columns
+    assert {"val/rmse_best", "test/rmse", "test/ndcg_at_10"} <= set(table), table[:80]
     assert parent.info.run_name in table
-    assert {"Run Name", "Dataset", "matching runs"} <= set(table)
+    assert {"Run Name", "Training runs", "matching runs"} <= set(table)
     assert "Token Usage" not in table
 
     page = (out / "compare.txt").read_text().splitlines()
@@ -88,7 +90,7 @@ def test_mlflow_ui_shows_cv_runs_with_hyperparameters_not_paths(tmp_path: Path, 
     params = _section(page, ["Parameters", "Show diff only"], ["Metrics", "Show diff only"])
     logged = set(children[0].data.params)
     assert logged <= set(params), sorted(logged - set(params))[:10]
-    assert {"model.net.dim", "model.lr", "split.train", "split.test"} <= logged
+    assert {"model.net.dim", "model.lr", "seed"} <= logged
     assert not [line for line in params if line.startswith("paths.") or "dirpath" in line]
     assert not [line for line in params if str(tmp_path) in line]
     # the paths are there, as tags

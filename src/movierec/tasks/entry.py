@@ -41,7 +41,9 @@ def _app(config_name: str, task: Callable[[DictConfig], Any]) -> Callable[[], An
         from hydra.types import RunMode
 
         from movierec.cli import run_reporting_user_errors
+        from movierec.console import quiet_console
 
+        quiet_console(bool(cfg.get("verbose", False)))
         _redact_hydra_files(HydraConfig.get())
         if HydraConfig.get().mode == RunMode.MULTIRUN:
             return task(cfg)  # the sweeper records a failed job and goes on with the next

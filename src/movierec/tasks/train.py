@@ -27,7 +27,9 @@ from movierec.config import build
 from movierec.data.datamodule import MovieLensDataModule
 from movierec.ranking.significance import PER_USER_FILE, write_per_user
 from movierec.serving.pyfunc import publish_trained_model
+from movierec.tasks.result_table import fold_line, is_main_metric, result_lines, summary_lines
 from movierec.tracking.lifecycle import TrackedRun
+from movierec.tracking.links import run_links
 from movierec.tracking.preflight import check_tracking
 from movierec.tracking.recorder import (
     choices,
@@ -75,7 +77,9 @@ def _stopped_by(signum: signal.Signals, cfg: DictConfig) -> SystemExit:
     return SystemExit(128 + signum)
 
 
-def train_fold(cfg: DictConfig, parent_run_id: str | None = None) -> dict[str, Any]:
+def train_fold(
+    cfg: DictConfig, parent_run_id: str | None = None, *, report: bool = True
+) -> dict[str, Any]:
     """Fit on one split, test the best checkpoint, write `metrics.json`; return the metrics.
 
     With an MLflow logger the training is one MLflow run (a child of `parent_run_id` for a
@@ -108,6 +112,7 @@ def train_fold(cfg: DictConfig, parent_run_id: str | None = None) -> dict[str, A
         parent_run_id=parent_run_id or sweep.get("parent_run_id"),
         extra_tags=trial_tags,
     )
+    links: dict[str, str] = {}
     with run if run is not None else nullcontext():
         metrics = _fit_and_test(cfg, datamodule, model, run, resumed_from, selection)
         if run is not None:
@@ -121,8 +126,22 @@ def train_fold(cfg: DictConfig, parent_run_id: str | None = None) -> dict[str, A
                 if cfg.get("register"):
                     run.set_tags(_register(cfg, run, uri, datamodule, selection, metrics))
             metrics["mlflow_run_id"] = run.run_id
-    _report(cfg, metrics)
+            links = _links(cfg, run, selection, metrics)
+    if rank_zero_only.rank == 0:
+        _write_json(Path(cfg.paths.output_dir) / "metrics.json", metrics)
+        if report:
+            print("\n".join(result_lines(metrics, links)))
     return metrics
+
+
+def _links(cfg: DictConfig, run: TrackedRun, selection: Selection, metrics: dict) -> dict:
+    """The run's name and UI links; the runs table sorted by the selection metric's best
+    value, with the test metrics the result table shows as columns."""
+    shown = [k for k in metrics if k.startswith("test/") and is_main_metric(k)]
+    ui_url = str(cfg.get("mlflow_ui") or "http://127.0.0.1:5000")
+    return run_links(
+        run.client, run.run_id, ui_url, selection.best_key, selection.mode == "min", shown
+    )
 
 
 def _register(cfg, run: TrackedRun, model_uri: str, datamodule, selection, metrics) -> dict:
@@ -245,6 +264,9 @@ def cross_validate(cfg: DictConfig) -> float:
         summary = _run_folds(cfg, probe.folds, base_dir, parent, selection)
         if parent is not None:
             record_cv_summary(parent, summary, base_dir / "cv_metrics.json", selection)
+    if rank_zero_only.rank == 0:
+        links = _links(cfg, parent, selection, summary) if parent is not None else {}
+        print("\n".join(summary_lines(summary, links)))
     return summary[selection.metric][0]
 
 
@@ -262,24 +284,18 @@ def _run_folds(
             fold_cfg.split.fold = fold
             fold_cfg.paths.output_dir = str(base_dir / f"fold{fold}")
         log.info("fold %d of %d", fold, len(folds))
-        metrics = train_fold(fold_cfg, parent_run_id=parent.run_id if parent else None)
+        metrics = train_fold(
+            fold_cfg, parent_run_id=parent.run_id if parent else None, report=False
+        )
         rows.append({"fold": fold, **metrics})
+        if rank_zero_only.rank == 0:
+            print(fold_line(fold, metrics, selection.metric))
     summary = {
         name: (_mean([r[name] for r in rows]), _std([r[name] for r in rows]))
         for name in _summary_metrics(rows[0], selection)
         if all(isinstance(r.get(name), (int, float)) for r in rows)
     }
     if rank_zero_only.rank == 0:
-        w = {m: max(10, len(m)) for m in summary}
-        lines = ["fold  " + "  ".join(f"{m:>{w[m]}}" for m in summary)]
-        lines += [
-            f"{r['fold']:>4}  " + "  ".join(f"{r[m]:>{w[m]}.4f}" for m in summary) for r in rows
-        ]
-        lines.append("mean  " + "  ".join(f"{summary[m][0]:>{w[m]}.4f}" for m in summary))
-        lines.append(" std  " + "  ".join(f"{summary[m][1]:>{w[m]}.4f}" for m in summary))
-        print("\n".join(lines))
-        for name, (mean, std) in summary.items():
-            print(f"{name}: {mean:.4f} ± {std:.4f}")
         _write_json(
             base_dir / "cv_metrics.json",
             {
@@ -313,18 +329,6 @@ def _ranking_settings(cfg: DictConfig) -> dict[str, Any]:
         "selection_mode": selection.get("mode"),
     }
     return {k: v for k, v in settings.items() if v is not None}
-
-
-def _report(cfg: DictConfig, metrics: dict[str, Any]) -> None:
-    if rank_zero_only.rank != 0:
-        return
-    width = max(len(k) for k in metrics)
-    lines = [f"{'metric':<{width}}  value", f"{'-' * width}  -----"]
-    for key, value in metrics.items():
-        shown = f"{value:.4f}" if isinstance(value, float) else str(value)
-        lines.append(f"{key:<{width}}  {shown}")
-    print("\n".join(lines))
-    _write_json(Path(cfg.paths.output_dir) / "metrics.json", metrics)
 
 
 def _write_json(path: Path, payload: dict) -> None:

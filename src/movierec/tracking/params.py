@@ -40,6 +40,26 @@ def flatten_config(cfg: DictConfig) -> dict[str, str]:
     return flat
 
 
+#: settings outside `model` that a researcher compares between runs; every other setting
+#: is in the run's config.yaml artifact, and the split's sizes and paths are tags
+COMPARED_SETTINGS = (
+    "seed", "data.batch_size", "data.user_features", "trainer.max_epochs",
+    "callbacks.early_stopping.patience",
+)  # fmt: skip
+#: bookkeeping keys of the model node (its class is the run's `model` tag)
+MODEL_BOOKKEEPING = ("model._target_", "model._recursive_", "model.net._target_")
+
+
+def compared_params(flat: dict[str, str]) -> dict[str, str]:
+    """The hyperparameters of a flattened config (`flatten_config`): the model's keys and
+    `COMPARED_SETTINGS`, about 20–40 of them."""
+    return {
+        key: value
+        for key, value in flat.items()
+        if (key.startswith("model.") and key not in MODEL_BOOKKEEPING) or key in COMPARED_SETTINGS
+    }
+
+
 def _flatten(prefix: str, value: Any, out: dict[str, str]) -> None:
     if isinstance(value, dict) and value:
         for key, inner in value.items():

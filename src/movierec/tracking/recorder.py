@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,12 @@ from movierec.ranking.significance import PER_USER_FILE
 from movierec.redaction import redact
 from movierec.tracking.lifecycle import TrackedRun, remember_run_id, run_id_for_checkpoint
 from movierec.tracking.lineage import ratings_input, split_machine_paths
-from movierec.tracking.params import flatten_config, git_state, library_versions
+from movierec.tracking.params import (
+    compared_params,
+    flatten_config,
+    git_state,
+    library_versions,
+)
 from movierec.tracking.plots import plot_curves, plot_predictions
 from movierec.tracking.store import store_lock
 from movierec.training.selection import Selection
@@ -46,6 +52,14 @@ def choices(cfg: DictConfig) -> dict[str, str]:
     except ValueError:
         runtime = cfg.get("hydra", {}).get("runtime", {}).get("choices", {})
     return {k: str(v) for k, v in dict(runtime or {}).items() if "hydra/" not in k}
+
+
+def run_name_for(picked: dict[str, str], model: str, where: str, seed: int) -> str:
+    """`<experiment or model>-<dataset and split>-seed<n>-<6 hex>`: what differs between
+    runs, and a random 6-hex suffix that keeps two runs started together apart."""
+    experiment = picked.get("experiment")
+    label = experiment if experiment not in (None, "None", "null") else model
+    return f"{label}-{where}-seed{seed}-{secrets.token_hex(3)}"
 
 
 def open_run(
@@ -85,7 +99,7 @@ def open_run(
     name = run_name or (
         f"trial-{trial} {tags['model']} {tags['dataset']}"  # sweep trials apart at a glance
         if trial is not None
-        else f"{tags['model']}-{tags['dataset']}-{split.describe()}-seed{cfg.seed}"
+        else run_name_for(picked, tags["model"], f"{tags['dataset']}-{split.describe()}", cfg.seed)
     )
     run = TrackedRun.open(
         node.tracking_uri,
@@ -100,7 +114,7 @@ def open_run(
     log_config(run, cfg)
     if datamodule.indices is not None:  # split sizes and cold-start counts, per part
         indices = datamodule.indices
-        run.log_params(
+        run.set_tags(
             {f"split.{k}": str(v) for k, v in {**indices.sizes(), **indices.report}.items()}
         )
     meta = datamodule.data.meta if datamodule.data is not None else {}
@@ -130,9 +144,10 @@ def log_dataset(run: TrackedRun, dataset) -> None:
 
 
 def log_config(run: TrackedRun, cfg: DictConfig) -> None:
-    """The resolved config: hyperparameters as params, machine-specific paths as tags."""
+    """The hyperparameters as params (`compared_params`), machine-specific paths as tags;
+    the whole resolved config is the `config.yaml` artifact."""
     params, paths = split_machine_paths(flatten_config(cfg))
-    run.log_params(params)
+    run.log_params(compared_params(params))
     run.set_tags(paths)
 
 
@@ -211,11 +226,12 @@ def open_cv_parent(cfg: DictConfig, split_name: str, n_folds: int) -> TrackedRun
     picked = choices(cfg)
     model = picked.get("model", str(cfg.model.net._target_).rsplit(".", 1)[-1])
     dataset = picked.get("data", str(cfg.data.name))
+    label = run_name_for(picked, model, f"{dataset}-{split_name}-cv{n_folds}", cfg.seed)
     run = TrackedRun.open(
         node.tracking_uri,
         node.experiment_name,
         artifact_root=node.get("artifact_location"),
-        run_name=f"{model}-{dataset}-{split_name}-cv{n_folds}-seed{cfg.seed}",
+        run_name=label,
         tags={
             "model": model,
             "dataset": dataset,

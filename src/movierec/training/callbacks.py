@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import pytorch_lightning as pl
+from pytorch_lightning.callbacks import TQDMProgressBar
 
 
 class EpochTimer(pl.Callback):
@@ -42,3 +43,13 @@ class ValidationHistory(pl.Callback):
             for name, value in trainer.callback_metrics.items()
             if name.startswith("val/")
         }
+
+
+class ProgressBar(TQDMProgressBar):
+    """Lightning's tqdm bar without `v_num` (the logger's version: a run id fragment that
+    means nothing in the bar)."""
+
+    def get_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict:
+        metrics = super().get_metrics(trainer, pl_module)
+        metrics.pop("v_num", None)
+        return metrics
