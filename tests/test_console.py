@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from mlflow.tracking import MlflowClient
+
 from movierec.tasks.result_table import result_lines
 from movierec.tracking.recorder import run_name_for
 from tests.conftest import PROJECT_ROOT
@@ -53,3 +55,18 @@ def test_run_names_say_the_experiment_and_never_collide():
     assert plain.startswith("sage-ml_100k-random-seed0-")
     same_second = {run_name_for({}, "mf", "ml_100k-random", 0) for _ in range(20)}
     assert len(same_second) == 20
+
+
+def test_a_bad_setting_stops_before_any_run_and_a_missing_model_is_one_line(tmp_path: Path):
+    env = sweep_env(tmp_path)  # an MLflow store of its own under tmp_path/mlruns
+    train = [sys.executable, str(PROJECT_ROOT / "scripts" / "train.py"), *TINY_DATA]
+    for bad in ("model.loss=hinge", "trainer.max_epochs=-3"):
+        done = subprocess.run([*train, bad], env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 2 and done.stderr.strip().count("\n") == 0, done.stderr
+        assert done.stderr.startswith(f"error: {bad.split('=')[0]}=")
+    serve = [sys.executable, str(PROJECT_ROOT / "scripts" / "serve.py"), "model=deadbeef"]
+    done = subprocess.run(serve, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and done.stderr.strip().count("\n") == 0, done.stderr
+    assert "deadbeef" in done.stderr and "Traceback" not in done.stderr + done.stdout
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    assert client.search_runs([e.experiment_id for e in client.search_experiments()]) == []

@@ -369,6 +369,9 @@ def _schema(tmp_path: Path, cfg) -> dict:
         ("model.lr=-1", "error: model.lr=-1: expected a positive learning rate"),
         ("selection.metric=val/foo", "error: selection.metric='val/foo' is not logged"),
         ("selection.mode=up", "error: selection.mode='up': expected min or max"),
+        ("trainer.max_epochs=-3", "error: trainer.max_epochs=-3: expected an integer ≥ -1"),
+        ("model.loss=hinge", "error: model.loss='hinge' is not valid; expected one of mse,"),
+        ("data.batch_size=-5", "error: data.batch_size=-5: expected an integer ≥ 0"),
     ],
 )
 def test_cli_rejects_invalid_setting_with_one_line(tmp_path: Path, override: str, message: str):

@@ -29,9 +29,10 @@ import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
+from movierec.checks import check_choice
 from movierec.data.negatives import RatedPairs, draw_uniform, draw_unrated
 from movierec.errors import ConfigError, MovieRecError
-from movierec.models.base import NodeEmbeddings, RatingNet, RatingScores, check_choice
+from movierec.models.base import NodeEmbeddings, RatingNet, RatingScores
 from movierec.models.dot_bpr import dot_bpr, dot_bpr_applies
 
 LOSSES = ("mse", "huber", "l1", "cross_entropy", "bpr", "none")

@@ -269,19 +269,3 @@ def build_net(net_cfg: dict, schema: GraphSchema) -> RatingNet:
     if not isinstance(net, RatingNet):
         raise ConfigError(f"model.net._target_ must build a RatingNet, got {type(net).__name__}")
     return net
-
-
-def check_positive(key: str, value: int | float) -> None:
-    """Refuse zero/negative sizes with the config key in the message."""
-    if not isinstance(value, (int, float)) or value <= 0:
-        raise ConfigError(f"{key}={value!r}: expected a positive number")
-
-
-def check_fraction(key: str, value: float) -> None:
-    if not isinstance(value, (int, float)) or not 0 <= value < 1:
-        raise ConfigError(f"{key}={value!r}: expected a dropout rate in [0, 1)")
-
-
-def check_choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ConfigError(f"{key}={value!r} is not valid; expected one of {', '.join(allowed)}")

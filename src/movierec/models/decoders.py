@@ -11,8 +11,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from movierec.checks import check_choice, check_fraction, check_positive
 from movierec.errors import ConfigError
-from movierec.models.base import check_choice, check_fraction, check_positive, embedding_rows
+from movierec.models.base import embedding_rows
 from movierec.models.pair_dot import pair_dot
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh}

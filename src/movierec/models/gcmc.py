@@ -19,16 +19,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch_geometric.data import HeteroData
 
+from movierec.checks import check_choice, check_fraction, check_positive
 from movierec.data.graph import RATES, GraphSchema
 from movierec.models.adjacency import GraphCache
-from movierec.models.base import (
-    NodeEmbeddings,
-    RatingNet,
-    RatingScores,
-    check_choice,
-    check_fraction,
-    check_positive,
-)
+from movierec.models.base import NodeEmbeddings, RatingNet, RatingScores
 from movierec.models.decoders import build_decoder, decoder_args
 from movierec.models.heads import DecoderHead
 

@@ -27,6 +27,7 @@ from torch_geometric.nn import GCNConv
 from torch_geometric.nn.conv.gcn_conv import gcn_norm
 from torch_geometric.utils import to_torch_csr_tensor
 
+from movierec.checks import check_choice, check_fraction, check_positive
 from movierec.data.graph import RATES, GraphSchema
 from movierec.models.adjacency import (
     MESSAGE_PASSING,
@@ -41,14 +42,7 @@ from movierec.models.adjacency import (
     use_sparse,
     with_transpose,
 )
-from movierec.models.base import (
-    NodeEmbeddings,
-    RatingNet,
-    RatingScores,
-    check_choice,
-    check_fraction,
-    check_positive,
-)
+from movierec.models.base import NodeEmbeddings, RatingNet, RatingScores
 from movierec.models.decoders import (
     PairBias,
     build_decoder,

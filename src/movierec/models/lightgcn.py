@@ -24,6 +24,7 @@ from torch_geometric.nn import LGConv
 from torch_geometric.nn.conv.gcn_conv import gcn_norm
 from torch_geometric.nn.models import LightGCN
 
+from movierec.checks import check_choice, check_positive
 from movierec.data.graph import RATES, GraphSchema
 from movierec.errors import ConfigError
 from movierec.models.adjacency import (
@@ -36,12 +37,7 @@ from movierec.models.adjacency import (
     use_sparse,
     with_transpose,
 )
-from movierec.models.base import (
-    NodeEmbeddings,
-    RatingNet,
-    check_choice,
-    check_positive,
-)
+from movierec.models.base import NodeEmbeddings, RatingNet
 from movierec.models.dot_scoring import ScoresByDot
 from movierec.models.heads import DotHead
 

@@ -12,14 +12,9 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from movierec.checks import check_positive
 from movierec.data.graph import GraphSchema
-from movierec.models.base import (
-    NodeEmbeddings,
-    RatingNet,
-    RatingScores,
-    check_positive,
-    embedding_rows,
-)
+from movierec.models.base import NodeEmbeddings, RatingNet, RatingScores, embedding_rows
 from movierec.models.heads import BiasedDotHead, biased_dot
 
 if TYPE_CHECKING:

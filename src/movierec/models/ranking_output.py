@@ -25,11 +25,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from movierec.checks import check_choice, check_positive
 from movierec.data.graph import RATES
 from movierec.data.negatives import RatedPairs, draw_unrated
 from movierec.errors import ConfigError
 from movierec.models.adjacency import GraphCache
-from movierec.models.base import check_choice, check_positive
 
 RANKING = ("none", "dot")
 

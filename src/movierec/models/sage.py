@@ -25,6 +25,7 @@ from torch import nn
 from torch_geometric.data import HeteroData
 from torch_geometric.nn import HeteroConv, SAGEConv
 
+from movierec.checks import check_choice, check_fraction, check_positive
 from movierec.data.graph import RATES, REV_RATES, GraphSchema
 from movierec.errors import ConfigError
 from movierec.models.adjacency import (
@@ -39,14 +40,7 @@ from movierec.models.adjacency import (
     use_sparse,
     with_transpose,
 )
-from movierec.models.base import (
-    NodeEmbeddings,
-    RatingNet,
-    RatingScores,
-    check_choice,
-    check_fraction,
-    check_positive,
-)
+from movierec.models.base import NodeEmbeddings, RatingNet, RatingScores
 from movierec.models.decoders import (
     PairBias,
     build_decoder,

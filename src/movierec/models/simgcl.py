@@ -28,10 +28,11 @@ import torch
 import torch.nn.functional as F
 from torch_geometric.data import HeteroData
 
+from movierec.checks import check_positive
 from movierec.data.graph import GraphSchema
 from movierec.errors import ConfigError
 from movierec.models.adjacency import product, sparse_messages_in_full_precision, use_sparse
-from movierec.models.base import NodeEmbeddings, check_positive
+from movierec.models.base import NodeEmbeddings
 from movierec.models.lightgcn import LightGcnNet
 
 

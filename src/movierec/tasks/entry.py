@@ -75,6 +75,9 @@ def _model_means_run_id() -> None:
 
 
 def _train(cfg: DictConfig) -> float:
+    from movierec.tasks.settings_check import check_train_settings
+
+    check_train_settings(cfg)  # before Lightning, PyG and MLflow are even imported
     from movierec.tasks.train import train
 
     return train(cfg)

@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 from omegaconf.errors import MissingMandatoryValue
 
 from movierec.errors import ConfigError
+from movierec.tracking.store import check_model_exists
 
 SCHEMES = ("runs:/", "models:/", "file:", "s3:", "gs:", "http:", "https:", "mlflow-artifacts:")
 
@@ -58,5 +59,7 @@ def serve_command(cfg: DictConfig) -> tuple[list[str], dict[str, str]]:
 
 def serve(cfg: DictConfig) -> None:
     argv, env = serve_command(cfg)
+    if argv[6].startswith(("runs:/", "models:/")):
+        check_model_exists(argv[6], env.get("MLFLOW_TRACKING_URI") or str(cfg.tracking_uri))
     print(f"serving {argv[6]} on http://{cfg.host}:{cfg.port}/invocations", flush=True)
     os.execve(argv[0], argv, env)

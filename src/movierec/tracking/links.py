@@ -4,8 +4,8 @@ matter as columns.
 
 MLflow 3 has no URL parameter for a table's columns; it restores a *shared view state*
 from an experiment tag `mlflow.sharedViewState.<key>` (JSON of the table's sort, filter
-and columns) when the URL carries `?viewStateShareKey=<key>`. The experiment's
-`mlflow.experimentKind` tag opens it on runs rather than the GenAI overview.
+and columns) when the URL `#/experiments/<id>/runs?viewStateShareKey=<key>` asks for it,
+in the training view (checked in headless Chromium with MLflow 3.17: `tests/test_ui.py`).
 """
 
 from __future__ import annotations
@@ -18,8 +18,6 @@ from mlflow.tracking import MlflowClient
 from movierec.redaction import redact
 
 VIEW_TAG_PREFIX = "mlflow.sharedViewState."
-KIND_TAG = "mlflow.experimentKind"
-TRAINING_KIND = "custom_model_development"
 
 
 def ui_base(tracking_uri: str, ui_url: str) -> str:
@@ -49,8 +47,6 @@ def runs_table_url(
         "columnOrder": shown,
     }
     tags = client.get_experiment(experiment_id).tags
-    if KIND_TAG not in tags:
-        client.set_experiment_tag(experiment_id, KIND_TAG, TRAINING_KIND)
     if tags.get(VIEW_TAG_PREFIX + key) != json.dumps(state):
         client.set_experiment_tag(experiment_id, VIEW_TAG_PREFIX + key, json.dumps(state))
     return f"{base}/#/experiments/{experiment_id}/runs?viewStateShareKey={key}"

@@ -90,3 +90,24 @@ def store_lock(uri: str) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def check_model_exists(model_uri: str, tracking_uri: str) -> None:
+    """Refuse a `runs:/<id>/…` or `models:/<name>@<alias>|/<version>` URI whose run or
+    registered version the store does not have (one line, not a server's traceback)."""
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient(tracking_uri)
+    kind, _, rest = model_uri.partition(":/")
+    try:
+        if kind == "runs":
+            client.get_run(rest.strip("/").split("/", 1)[0])
+        elif kind == "models" and "@" in rest:
+            client.get_model_version_by_alias(*rest.strip("/").split("@", 1))
+        elif kind == "models":
+            name, _, version = rest.strip("/").rpartition("/")
+            client.get_model_version(name, version)
+    except MlflowException:
+        raise ConfigError(
+            f"model={model_uri}: no such run or registered model version in {tracking_uri}"
+        ) from None

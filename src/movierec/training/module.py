@@ -34,8 +34,7 @@ from movierec.training.optim import (
     optimizer_node,
     scheduler_node,
 )
-
-MODES = ("min", "max")
+from movierec.training.settings import check_training_settings
 
 
 class RatingPredictor(pl.LightningModule):
@@ -127,7 +126,9 @@ class RatingPredictor(pl.LightningModule):
         )
         self._optimizer = optimizer_node(optimizer)
         self._scheduler = scheduler_node(scheduler, scheduler_kwargs)
-        _check_settings(lr, weight_decay, validate_ranking, ks, validation_users, selection_mode)
+        check_training_settings(
+            lr, weight_decay, validate_ranking, ks, validation_users, selection_mode
+        )
         self.schema = GraphSchema.from_dict(schema)
         self.net: RatingNet = build_net(net_cfg, self.schema)
         self.objective.check_suits(self.net)
@@ -370,24 +371,6 @@ def _groups(net: RatingNet, module: pl.LightningModule) -> list[dict[str, Any]] 
         {"params": [p for name, p in named if name not in exempt]},
         {"params": [p for name, p in named if name in exempt], "weight_decay": 0.0},
     ]
-
-
-def _check_settings(
-    lr, weight_decay, validate_ranking, ks, validation_users, selection_mode
-) -> None:
-    """Refuse an unusable optimisation, ranking or selection setting, naming its key."""
-    if not isinstance(lr, (int, float)) or lr <= 0:
-        raise ConfigError(f"model.lr={lr!r}: expected a positive learning rate")
-    if not isinstance(weight_decay, (int, float)) or weight_decay < 0:
-        raise ConfigError(f"model.weight_decay={weight_decay!r}: expected ≥ 0")
-    if validate_ranking and not ks:
-        raise ConfigError("ranking.validate=true needs ranking.k ≥ 1 (it is 0 or []: off)")
-    if not isinstance(validation_users, int) or validation_users < 0:
-        raise ConfigError(
-            f"ranking.val_users={validation_users!r}: expected an integer ≥ 0 (0 = all)"
-        )
-    if selection_mode not in MODES:
-        raise ConfigError(f"selection.mode={selection_mode!r}: expected min or max")
 
 
 def _plain(value: Any) -> Any:
