@@ -95,10 +95,24 @@ def test_sweep_records_study_mlflow_parent_children_and_best_config(tmp_path: Pa
     for child in children:  # each trial run carries its sampled params
         trial = study.trials[int(child.data.tags["optuna.trial"])]
         assert float(child.data.params["model.lr"]) == pytest.approx(trial.params["model.lr"])
-    best = yaml.safe_load((tmp_path / "tuned" / f"{STUDY}.yaml").read_text())
+    text = (tmp_path / "tuned" / f"{STUDY}.yaml").read_text()
+    best = yaml.safe_load(text)
     assert best["model"]["lr"] == pytest.approx(study.best_params["model.lr"])
     assert {"override /data": "synthetic"} in best["defaults"]
+    assert "/experiment/rating_only" in best["defaults"]  # what the sweep started from
     assert not any("hparams_search" in str(d) for d in best["defaults"])
+    # how long the trials ran is listed apart, not inherited
+    assert "trainer" not in best and "#   " in text and "trainer.max_epochs=3" in text
+    # the sweep ends with its trials sorted by value, the best parameters, the plots
+    lines = done.stdout.splitlines()
+    columns = ["trial", "state", "val/rmse"]
+    header = next(i for i, line in enumerate(lines) if line.split()[:3] == columns)
+    values = [float(line.split()[2]) for line in lines[header + 1 : header + 5]]
+    assert values == sorted(values) and values[0] == pytest.approx(study.best_value, abs=1e-4)
+    assert f"best trial {study.best_trial.number}: val/rmse = " in done.stdout
+    assert f"  model.lr = {study.best_params['model.lr']:.4g}" in lines
+    plots_line = next(line for line in lines if line.startswith("plots: "))
+    assert (Path(plots_line.removeprefix("plots: ")) / "parallel_coordinate.png").is_file()
 
 
 def test_sweep_maximizes_the_selection_metric(tmp_path: Path):

@@ -36,6 +36,7 @@ from movierec.tuning.study import (
     heartbeat,
     open_study,
 )
+from movierec.tuning.summary import sweep_summary
 from movierec.tuning.tracking import close_study_run, open_study_run
 
 log = logging.getLogger(__name__)
@@ -90,9 +91,16 @@ class Search:
                     f"{self.config.hydra.sweep.dir}"
                 )
         best = _best(study)
+        where: dict[str, str] = {}
         if best is not None:
-            close_study_run(parent, study, s["n_trials"], self.selection)
-            self._write_best(study, fixed)
+            plots = Path(self.config.hydra.sweep.dir) / "study"
+            close_study_run(parent, study, s["n_trials"], self.selection, plots)
+            where["plots"] = str(plots)
+            if tuned := self._write_best(study, fixed):
+                where["tuned config"] = f"{tuned} (experiment=tuned/{s['study_name']})"
+        if parent is not None:
+            where["MLflow study run"] = parent.run_id
+        print("\n".join(sweep_summary(study, self.selection, list(space), where)), flush=True)
         return best
 
     def _allocate(self, study: optuna.Study) -> optuna.trial.Trial | None:
@@ -158,19 +166,18 @@ class Search:
         log.info("trial %d: %s = %.5f", trial.number, self.selection.metric, value)
         return TrialState.COMPLETE
 
-    def _write_best(self, study: optuna.Study, fixed: list[str]) -> None:
+    def _write_best(self, study: optuna.Study, fixed: list[str]) -> Path | None:
         folder = self.settings["best_config_dir"]
         best = _best(study)
         if not folder or best is None:
-            return
+            return None
         root = Path(self.config.paths.root_dir) if "paths" in self.config else Path.cwd()
         path = (root / folder / f"{self.settings['study_name']}.yaml").resolve()
         groups = set(self.config.hydra.runtime.choices.keys())
         text = experiment_yaml(
             self.settings["study_name"], self.selection, best.value, best.params, fixed, groups
         )
-        write_experiment(path, text)
-        log.info("best trial %d (%.5f) written to %s", best.number, best.value, path)
+        return write_experiment(path, text)
 
 
 def _direction(configured: str | None, selection: Selection) -> str:

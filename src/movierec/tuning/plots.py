@@ -12,6 +12,8 @@ import optuna
 
 log = logging.getLogger(__name__)
 
+#: the parallel-coordinates plot shows this many parameters, the most important ones
+PARALLEL_PARAMS = 5
 PLOTS = {
     "optimization_history.png": "plot_optimization_history",
     "param_importances.png": "plot_param_importances",
@@ -32,9 +34,11 @@ def study_plots(study: optuna.Study, folder: Path) -> dict[str, str]:
     skipped = {}
     for name, function in PLOTS.items():
         try:
-            with warnings.catch_warnings():  # the backend is "experimental" in Optuna's terms
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                axes = getattr(optuna_plots, function)(study)
+            # the backend is "experimental" in Optuna's terms, and matplotlib warns about
+            # axes a few trials leave flat: neither is the user's to act on
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                axes = getattr(optuna_plots, function)(study, **_options(study, function))
             figure = axes.figure if hasattr(axes, "figure") else axes.flat[0].figure
             figure.set_size_inches(9, 6)
             figure.tight_layout()
@@ -44,3 +48,15 @@ def study_plots(study: optuna.Study, folder: Path) -> dict[str, str]:
             skipped[name] = " ".join(str(err).split())[:200]
             log.warning("study plot %s not drawn: %s", name, skipped[name])
     return skipped
+
+
+def _options(study: optuna.Study, function: str) -> dict:
+    """The parallel-coordinates plot of the `PARALLEL_PARAMS` most important parameters
+    (fANOVA importances need two finished trials; before that, every parameter)."""
+    if function != "plot_parallel_coordinate":
+        return {}
+    try:
+        importances = optuna.importance.get_param_importances(study)
+    except (ValueError, RuntimeError, ZeroDivisionError):
+        return {}
+    return {"params": list(importances)[:PARALLEL_PARAMS]} if importances else {}

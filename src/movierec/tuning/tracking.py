@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 import optuna
@@ -52,10 +51,13 @@ def open_study_run(config: DictConfig, study_name: str, storage: str) -> Tracked
 
 
 def close_study_run(
-    run: TrackedRun | None, study: optuna.Study, n_trials: int, selection: Selection
-) -> None:
-    """Best value (metric `best/<selection metric>`, e.g. `best/val_ndcg_at_10`) and params
-    (tags) on the parent; FINISHED once the study is."""
+    run: TrackedRun | None, study: optuna.Study, n_trials: int, selection: Selection,
+    plots: Path,
+) -> None:  # fmt: skip
+    """Draw the study's plots into `plots`; best value (metric `best/<selection metric>`,
+    e.g. `best/val_ndcg_at_10`), params (tags) and the plots on the parent; FINISHED once
+    the study is."""
+    skipped = study_plots(study, plots)
     if run is None:
         return
     best = study.best_trial
@@ -69,9 +71,7 @@ def close_study_run(
             **{f"best.{name}": str(value) for name, value in best.params.items()},
         }
     )
-    with tempfile.TemporaryDirectory() as tmp:
-        skipped = study_plots(study, Path(tmp) / "study")
-        run.log_artifact(Path(tmp) / "study", "plots/study")
-        run.set_tags({f"plots.skipped.{name}": why for name, why in skipped.items()})
+    run.log_artifact(plots, "plots/study")
+    run.set_tags({f"plots.skipped.{name}": why for name, why in skipped.items()})
     if states["complete"] + states["pruned"] >= n_trials:
         run.client.set_terminated(run.run_id, "FINISHED")
