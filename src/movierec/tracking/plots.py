@@ -12,20 +12,21 @@ import numpy as np
 
 
 def plot_curves(history: dict[str, list[tuple[int, float]]], path: Path) -> Path:
-    """Loss (left) and the validation metrics (right, every other key) against the step."""
+    """The epoch's training loss (left, log scale: an early spike would flatten the rest)
+    and the validation metrics (right, every `val/*` key), against the epoch. `history`
+    maps a metric to its (step, value) points in logging order, one per epoch."""
     fig, (loss_ax, metric_ax) = plt.subplots(1, 2, figsize=(10, 4))
-    for key, ax in (("train/loss_epoch", loss_ax), ("train/loss_step", loss_ax)):
-        points = history.get(key) or []
-        if points:
-            steps, values = zip(*points, strict=True)
-            ax.plot(steps, values, label=key, alpha=0.8 if key.endswith("epoch") else 0.3)
-    for key in (k for k in history if not k.startswith("train/")):
-        points = history.get(key) or []
-        if points:
-            steps, values = zip(*points, strict=True)
-            metric_ax.plot(steps, values, label=key)
-    loss_ax.set(title="training loss", xlabel="step", ylabel="loss")
-    metric_ax.set(title="validation", xlabel="step")
+    loss = [value for _, value in history.get("train/loss_epoch") or []]
+    if loss:
+        loss_ax.plot(range(len(loss)), loss, label="train/loss_epoch")
+        if min(loss) > 0:
+            loss_ax.set_yscale("log")
+    for key in (k for k in history if k.startswith("val/")):
+        values = [value for _, value in history.get(key) or []]
+        if values:
+            metric_ax.plot(range(len(values)), values, label=key)
+    loss_ax.set(title="training loss", xlabel="epoch", ylabel="loss")
+    metric_ax.set(title="validation", xlabel="epoch")
     for ax in (loss_ax, metric_ax):
         if ax.lines:
             ax.legend()

@@ -31,7 +31,7 @@ from movierec.training.selection import Selection
 log = logging.getLogger(__name__)
 
 MLFLOW_LOGGER_TARGET = "pytorch_lightning.loggers.MLFlowLogger"
-LOSS_CURVES = ("train/loss_epoch", "train/loss_step")
+LOSS_CURVES = ("train/loss_epoch",)
 
 
 def mlflow_node(cfg: DictConfig) -> DictConfig | None:
