@@ -10,11 +10,12 @@ default `ranking.k=[10, 20]`; README "Ranking metrics").
     python scripts/benchmark.py --fresh ...          # drop the rows of earlier invocations
 
 Each cell is a fresh `scripts/train.py` process (so peak RSS is per run); results land in
-`benchmarks/results/` as results.csv (every run), summary.csv / summary.md (mean ± std)
-and summary.png (test RMSE bar plot). A run replaces the rows of the (dataset, model,
-seed, fold) it runs in results.csv and keeps the others, so the table can be built in
-parts; results.csv is rewritten after every run, so an interrupted benchmark keeps what it
-measured. The `ml_100k_5fold` dataset is one cross-validation (`split.fold=all`, first seed
+`benchmarks/results/` as results.csv (every run), summary.csv / summary.md (mean ± std),
+summary.png (test RMSE bar plot) and summary.html (the comparison report of
+`movierec-report`: leaderboard, paired tests against the best model). A run replaces the
+rows of the (dataset, model, seed, fold) it runs in results.csv and keeps the others, so
+the table can be built in parts; results.csv is rewritten after every run, so an
+interrupted benchmark keeps what it measured. The `ml_100k_5fold` dataset is one cross-validation (`split.fold=all`, first seed
 only) of sage_rating, gcn and gcmc: one row per fold, summarized as mean ± std over the folds.
 Every dataset also gets a `popular` row: the popularity baseline
 (`scripts/popular_baseline.py`, no training, one run; `--no-popular` leaves it out).
@@ -33,6 +34,7 @@ from pathlib import Path
 import pandas as pd
 
 from movierec.ranking.significance import PER_USER_FILE, holm, wilcoxon_p
+from movierec.tracking.report_html import comparison_report
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -310,6 +312,8 @@ def main() -> None:
     markdown = to_markdown(summary)
     (args.out / "summary.md").write_text(markdown + "\n")
     plot(summary, args.out / "summary.png")
+    page = comparison_report(frame.rename(columns={"model": "group"}), title="movierec benchmark")
+    (args.out / "summary.html").write_text(page)  # the comparison report: p-values, per seed
     print(markdown)
 
 

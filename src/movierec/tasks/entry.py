@@ -7,6 +7,7 @@
     movierec-serve      python scripts/serve.py        config serve.yaml
     movierec-baseline   python scripts/popular_baseline.py
     movierec-compare    python scripts/compare_runs.py (argparse)
+    movierec-report     python scripts/report.py      (argparse)
 
 The configs ship inside the package (`pkg://movierec.conf`); a project folder adds to them
 in its own `conf/` (put on Hydra's search path by the `movierec_project_configs` plugin
@@ -166,3 +167,35 @@ def compare() -> None:
         print(f"plot: {plot_comparison(runs, args.plot)}")
 
     run_reporting_user_errors(table)
+
+
+def report() -> None:
+    """Compare the finished runs of an MLflow experiment on one HTML page: a leaderboard of
+    mean ± std over seeds or folds, each model's significance test against the best one,
+    learning curves and top-10 lists; also logged to MLflow as a report run."""
+    from movierec.cli import run_reporting_user_errors
+
+    parser = argparse.ArgumentParser(prog="movierec-report", description=report.__doc__)
+    parser.add_argument("--experiment", required=True, help="MLflow experiment name")
+    parser.add_argument("--filter", default="", help="MLflow filter, e.g. \"tags.seed != '3'\"")
+    parser.add_argument("--metric", default=None, help="ranks the models (test/ndcg_at_10)")
+    parser.add_argument("--out", type=Path, default=Path("report.html"))
+    parser.add_argument("--users", type=int, default=3, help="users shown with their top-10")
+    parser.add_argument("--no-log", action="store_true", help="do not log it to MLflow")
+    root = Path(os.environ.get("MOVIEREC_ROOT", "."))
+    parser.add_argument(
+        "--tracking-uri",
+        default=os.environ.get("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"),
+    )
+    args = parser.parse_args()
+
+    def write() -> None:
+        from movierec.console import quiet_console
+        from movierec.tasks.report import write_report
+
+        quiet_console(verbose=False)
+        out = write_report(args.tracking_uri, args.experiment, args.filter, args.out,
+                           args.metric, args.users, log=not args.no_log)  # fmt: skip
+        print(f"report: {out.resolve()}")
+
+    run_reporting_user_errors(write)
