@@ -15,8 +15,9 @@ summary.png (test RMSE bar plot) and summary.html (the comparison report of
 `movierec-report`: leaderboard, paired tests against the best model). A run replaces the
 rows of the (dataset, model, seed, fold) it runs in results.csv and keeps the others, so
 the table can be built in parts; results.csv is rewritten after every run, so an
-interrupted benchmark keeps what it measured. The `ml_100k_5fold` dataset is one cross-validation (`split.fold=all`, first seed
-only) of sage_rating, gcn and gcmc: one row per fold, summarized as mean ± std over the folds.
+interrupted benchmark keeps what it measured. The `ml_100k_5fold` dataset is one
+cross-validation (`split.fold=all`, first seed only) of sage_rating, gcn and gcmc: one
+row per fold, summarized as mean ± std over the folds.
 Every dataset also gets a `popular` row: the popularity baseline
 (`scripts/popular_baseline.py`, no training, one run; `--no-popular` leaves it out).
 """
