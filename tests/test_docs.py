@@ -92,12 +92,13 @@ def test_documented_commands_run(real_mirror: Path, tmp_path: Path):
             env=env,
             capture_output=True,
             text=True,
-            timeout=300,
+            timeout=600,
         )
         assert done.returncode == 0, (
             f"{command!r} failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
         )
-        found = re.search(r"^mlflow_run_id\s+([0-9a-f]{32})\s*$", done.stdout, re.MULTILINE)
+        # the result table's last line: the run's page in the MLflow UI
+        found = re.search(r"^view\s+http://\S+/runs/([0-9a-f]{32})\s*$", done.stdout, re.MULTILINE)
         run_id = found[1] if found else run_id
     assert run_id, "no documented training printed its MLflow run id"
 

@@ -249,7 +249,7 @@ def test_seed_designs_build_the_original_networks(tmp_path: Path, experiment: st
     [
         (["model=lightgcn"], 200, 20),
         (["model=gcn"], 1000, 40),
-        (["model=sage"], 1000, 20),
+        (["model=sage"], 1000, 40),
         (["experiment=seed_spark_gcn"], 500, 20),
         (["model=gcn", "callbacks.early_stopping.patience=7"], 1000, 7),
     ],

@@ -265,7 +265,11 @@ def test_kfold_all_runs_every_fold(tmp_path: Path, capsys):
     assert [row["fold"] for row in summary["folds"]] == [1, 2, 3]
     assert value == pytest.approx(summary["mean"]["val/rmse"])
     out = capsys.readouterr().out
-    assert "test/rmse:" in out and "±" in out
+    # one line per fold, then one mean ± std table
+    assert [line.split()[:2] for line in out.splitlines() if line.startswith("fold ")] == [
+        ["fold", "1"], ["fold", "2"], ["fold", "3"]
+    ]  # fmt: skip
+    assert re.search(r"^test/rmse\s+\d\.\d{4} ± \d\.\d{4}$", out, re.MULTILINE), out
 
 
 @pytest.mark.parametrize(

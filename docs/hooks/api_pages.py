@@ -27,7 +27,7 @@ PAGES = {
     "tasks": (
         "Tasks and utilities",
         "What the programs run, and the shared utilities.",
-        ["tasks", "errors.py", "config.py", "cli.py", "redaction.py"],
+        ["tasks", "errors.py", "checks.py", "config.py", "cli.py", "console.py", "redaction.py"],
     ),
 }
 

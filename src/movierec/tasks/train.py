@@ -9,44 +9,37 @@ from __future__ import annotations
 import json
 import logging
 import math
-import resource
 import signal
-import time
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
-from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, ProgressBar
 from pytorch_lightning.utilities import rank_zero_only
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from movierec.config import build
 from movierec.data.datamodule import MovieLensDataModule
-from movierec.ranking.significance import PER_USER_FILE, write_per_user
 from movierec.serving.pyfunc import publish_trained_model
+from movierec.tasks.fit import fit_and_test, stopped_by
 from movierec.tasks.result_table import fold_line, is_main_metric, result_lines, summary_lines
 from movierec.tracking.lifecycle import TrackedRun
 from movierec.tracking.links import run_links
 from movierec.tracking.preflight import check_tracking
 from movierec.tracking.recorder import (
     choices,
-    mlflow_node,
     open_cv_parent,
     open_run,
     record_cv_summary,
     record_outputs,
 )
 from movierec.tracking.registry import CHAMPION, register_model
-from movierec.tracking.resume import RunRecord, check_resume, run_record
-from movierec.training.callbacks import EpochTimer, ValidationHistory
+from movierec.tracking.resume import check_resume
 from movierec.training.checkpoints import checkpoint_epoch
 from movierec.training.distributed import claim_rank_from_environment, local_rank
 from movierec.training.module import RatingPredictor
 from movierec.training.selection import Selection
-from movierec.tuning.pruning import optuna_pruning
 
 log = logging.getLogger(__name__)
 
@@ -64,17 +57,7 @@ def train(cfg: DictConfig) -> float:
     except SIGTERMException:
         # Lightning stops cleanly after the current batch but exits with status 0;
         # a killed job must not look like a finished one to a shell or a scheduler.
-        raise _stopped_by(signal.SIGTERM, cfg) from None
-
-
-def _stopped_by(signum: signal.Signals, cfg: DictConfig) -> SystemExit:
-    """Log how to resume a training `signum` stopped; the exit that says it was stopped."""
-    last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
-    if last.is_file():
-        log.warning("stopped by %s; resume with ckpt_path=%s", signum.name, last)
-    else:
-        log.warning("stopped by %s before the first checkpoint; nothing to resume", signum.name)
-    return SystemExit(128 + signum)
+        raise stopped_by(signal.SIGTERM, cfg) from None
 
 
 def train_fold(
@@ -101,7 +84,7 @@ def train_fold(
         cfg.model, "model", schema=datamodule.schema.as_dict(), **_ranking_settings(cfg)
     )
     selection.check(model.validation_metrics())
-    resumed_from = _checkpoint_epoch(cfg.get("ckpt_path"))
+    checkpoint_epoch(cfg.get("ckpt_path"))  # a missing checkpoint: refused before the run
     sweep = cfg.get("sweep") or {}
     trial_tags = {}
     if sweep.get("trial") is not None:
@@ -114,24 +97,28 @@ def train_fold(
     )
     links: dict[str, str] = {}
     with run if run is not None else nullcontext():
-        metrics = _fit_and_test(cfg, datamodule, model, run, resumed_from, selection)
+        metrics = fit_and_test(cfg, datamodule, model, run, selection)
         if run is not None:
-            checkpoint = metrics["best_checkpoint"]
-            record_outputs(run, cfg, datamodule, model, checkpoint, metrics)
-            if checkpoint:
-                uri = publish_trained_model(
-                    run.run_id, run.client.tracking_uri, checkpoint, datamodule
-                )
-                run.set_tags({"model_uri": uri})
-                if cfg.get("register"):
-                    run.set_tags(_register(cfg, run, uri, datamodule, selection, metrics))
-            metrics["mlflow_run_id"] = run.run_id
+            _record(cfg, run, datamodule, model, selection, metrics)
             links = _links(cfg, run, selection, metrics)
     if rank_zero_only.rank == 0:
         _write_json(Path(cfg.paths.output_dir) / "metrics.json", metrics)
         if report:
             print("\n".join(result_lines(metrics, links)))
     return metrics
+
+
+def _record(cfg, run: TrackedRun, datamodule, model, selection, metrics: dict) -> None:
+    """Outputs, the servable model (and its registration) on the run; the run id in
+    `metrics`."""
+    checkpoint = metrics["best_checkpoint"]
+    record_outputs(run, cfg, datamodule, model, checkpoint, metrics)
+    if checkpoint:
+        uri = publish_trained_model(run.run_id, run.client.tracking_uri, checkpoint, datamodule)
+        run.set_tags({"model_uri": uri})
+        if cfg.get("register"):
+            run.set_tags(_register(cfg, run, uri, datamodule, selection, metrics))
+    metrics["mlflow_run_id"] = run.run_id
 
 
 def _links(cfg: DictConfig, run: TrackedRun, selection: Selection, metrics: dict) -> dict:
@@ -156,100 +143,6 @@ def _register(cfg, run: TrackedRun, model_uri: str, datamodule, selection, metri
         dataset=datamodule.settings.name, split=datamodule.split.name,
         alias=registry.get("alias") or CHAMPION,
     )  # fmt: skip
-
-
-def _fit_and_test(
-    cfg: DictConfig,
-    datamodule: MovieLensDataModule,
-    model: RatingPredictor,
-    run: TrackedRun | None,
-    resumed_from: int,
-    selection: Selection,
-) -> dict[str, Any]:
-    loggers = []
-    for name, node in (cfg.get("logger") or {}).items():
-        if not node:
-            continue
-        if node is mlflow_node(cfg):
-            # metrics go to the run opened above (None on DDP ranks > 0: they log nothing)
-            loggers.append(build(node, f"logger.{name}", run_id=run.run_id if run else None))
-        else:
-            loggers.append(build(node, f"logger.{name}"))
-    callbacks = [build(node, f"callbacks.{name}") for name, node in cfg.callbacks.items() if node]
-    if not loggers:  # LearningRateMonitor refuses to run without a logger to write to
-        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
-    if not cfg.trainer.get("enable_progress_bar", True):  # the Trainer refuses both at once
-        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
-    callbacks.append(EpochTimer())
-    callbacks.append(RunRecord(run_record(cfg, run.run_id if run else None)))
-    history = ValidationHistory()
-    callbacks.append(history)
-    pruning = optuna_pruning(cfg)
-    if pruning is not None:
-        callbacks.append(pruning)
-    trainer: pl.Trainer = build(
-        cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False
-    )
-
-    started = time.perf_counter()
-    # weights_only: a checkpoint holds tensors and plain containers (training.checkpoints)
-    try:
-        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
-    except SystemExit:  # Lightning's answer to Ctrl-C (SIGINT): teardown, then exit(1)
-        if trainer.interrupted:
-            raise _stopped_by(signal.SIGINT, cfg) from None
-        raise
-    fit_seconds = time.perf_counter() - started
-    if trainer.interrupted:
-        raise KeyboardInterrupt
-    checkpoint = next((c for c in callbacks if isinstance(c, ModelCheckpoint)), None)
-    logged = model.validation_metrics()
-    best_epoch, chosen = _chosen_epoch(selection, checkpoint, history)
-    # the selection metric first, then the chosen epoch's other validation metrics (the
-    # benchmark reads val/rmse), then the last epoch's as <name>_last
-    metrics: dict[str, Any] = {
-        selection.metric: chosen.get(selection.metric, math.nan),
-        **{name: chosen.get(name, math.nan) for name in logged},
-    }
-    last = {
-        f"{name}_last": float(trainer.callback_metrics[name])
-        if name in trainer.callback_metrics
-        else math.nan
-        for name in logged
-    }
-    if cfg.get("test", True):
-        ckpt = "best" if checkpoint is not None and checkpoint.best_model_path else None
-        results = trainer.test(
-            model, datamodule=datamodule, ckpt_path=ckpt, verbose=False, weights_only=True
-        )
-        metrics.update({k: float(v) for k, v in results[0].items()})
-        if rank_zero_only.rank == 0:
-            user_ids = datamodule.data.users["userId"].to_numpy()
-            per_user = Path(cfg.paths.output_dir) / PER_USER_FILE
-            write_per_user(model.test_ranking, user_ids, per_user)
-    timer = next(c for c in callbacks if isinstance(c, EpochTimer))
-    metrics.update(
-        {
-            **last,
-            "selection": selection.describe(),
-            "epochs": trainer.current_epoch,
-            "resumed_from_epoch": resumed_from,
-            "epochs_this_run": len(timer.durations),
-            "best_epoch": best_epoch,
-            "fit_seconds": fit_seconds,
-            "seconds_per_epoch": _mean(timer.durations),
-            # the first epoch also builds caches (adjacency); the last is the steady state
-            "last_epoch_seconds": timer.durations[-1] if timer.durations else math.nan,
-            "parameters": sum(p.numel() for p in model.parameters()),
-            "peak_rss_mb": _peak_rss_mb(),
-            # the accelerator's peak, where there is one (None on CPU)
-            "peak_gpu_mb": (
-                torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None
-            ),
-            "best_checkpoint": checkpoint.best_model_path if checkpoint else "",
-        }
-    )
-    return metrics
 
 
 def cross_validate(cfg: DictConfig) -> float:
@@ -336,34 +229,6 @@ def _write_json(path: Path, payload: dict) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(payload, indent=2, default=str))
     tmp.replace(path)
-
-
-def _chosen_epoch(
-    selection: Selection, checkpoint: ModelCheckpoint | None, history: ValidationHistory
-) -> tuple[int, dict[str, float]]:
-    """The epoch `selection` picked (-1: none) and its validation metrics.
-
-    With a best checkpoint, its epoch and score (they survive a resume, which the
-    per-epoch history of this process does not); else the best epoch of the history.
-    """
-    if checkpoint is not None and checkpoint.best_model_path:
-        epoch = _checkpoint_epoch(checkpoint.best_model_path)
-        values = dict(history.history.get(epoch, {}))
-        if checkpoint.best_model_score is not None:
-            values[selection.metric] = float(checkpoint.best_model_score)
-        return epoch, values
-    epoch = selection.best_epoch(history.history)
-    return epoch, dict(history.history.get(epoch, {}))
-
-
-def _checkpoint_epoch(path: str | None) -> int:
-    """Epoch stored in a Lightning checkpoint (-1 without one); names a missing file."""
-    return checkpoint_epoch(path)
-
-
-def _peak_rss_mb() -> float:
-    """Peak resident memory of this process so far, in MiB (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _mean(values: list[float]) -> float:
