@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from movierec.checks import check_choice
 from movierec.data.processed import RatingsData
 from movierec.errors import ConfigError
 
@@ -41,11 +42,7 @@ def user_features(data: RatingsData, kind: str, placeholder_dim: int = 20) -> np
 
 def check_user_feature_kind(kind: str) -> None:
     """Refuse an unknown `data.user_features` value, naming the allowed ones."""
-    if kind not in USER_FEATURE_KINDS:
-        raise ConfigError(
-            f"data.user_features={kind!r} is not valid; expected one of "
-            f"{', '.join(USER_FEATURE_KINDS)}"
-        )
+    check_choice("data.user_features", kind, USER_FEATURE_KINDS)
 
 
 def _side_features(users: pd.DataFrame) -> np.ndarray:

@@ -19,6 +19,7 @@ import torch_geometric
 import torch_geometric.typing
 from torch_geometric.data import HeteroData
 
+from movierec.checks import check_choice
 from movierec.data.graph import RATES
 from movierec.errors import ConfigError
 
@@ -27,8 +28,7 @@ LOADERS = ("full", "neighbor")
 
 def check_loader(loader: str, batch_size: int, num_neighbors: list[int]) -> None:
     """Refuse an unusable `data.loader` setting before any data is read."""
-    if loader not in LOADERS:
-        raise ConfigError(f"data.loader={loader!r} is not valid; expected one of full, neighbor")
+    check_choice("data.loader", loader, LOADERS)
     if loader == "full":
         return
     if not (torch_geometric.typing.WITH_PYG_LIB or torch_geometric.typing.WITH_TORCH_SPARSE):

@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from movierec.checks import check_choice
 from movierec.data import catalog, readers
 from movierec.data.download import archive_sha256, ensure_archive
 from movierec.data.files import FileRef
@@ -62,10 +63,7 @@ class DataSettings:
     spark: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.engine not in ENGINES:
-            raise ConfigError(
-                f"data.engine={self.engine!r} is not valid; expected one of {', '.join(ENGINES)}"
-            )
+        check_choice("data.engine", self.engine, ENGINES)
 
     @property
     def spec(self) -> catalog.DatasetSpec | None:

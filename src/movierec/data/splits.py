@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from sklearn.model_selection import KFold
 
+from movierec.checks import check_choice
 from movierec.data.processed import RatingsData
 from movierec.errors import ConfigError, DataError
 
@@ -53,11 +54,7 @@ class Split:
 
     def __post_init__(self) -> None:
         _check_fraction("split.val_fraction", self.val_fraction)
-        if self.cold_start not in COLD_START_POLICIES:
-            raise ConfigError(
-                f"split.cold_start={self.cold_start!r} is not valid; expected one of "
-                f"{', '.join(COLD_START_POLICIES)}"
-            )
+        check_choice("split.cold_start", self.cold_start, COLD_START_POLICIES)
 
     @property
     def folds(self) -> list[int]:
@@ -221,9 +218,7 @@ class TemporalSplit(Split):
     def __post_init__(self) -> None:
         super().__post_init__()
         _check_fraction("split.test_fraction", self.test_fraction)
-        if self.mode not in TEMPORAL_MODES:
-            allowed = ", ".join(TEMPORAL_MODES)
-            raise ConfigError(f"split.mode={self.mode!r} is not valid; expected one of {allowed}")
+        check_choice("split.mode", self.mode, TEMPORAL_MODES)
 
     def _assign(self, data: RatingsData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if not data.has_timestamps:

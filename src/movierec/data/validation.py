@@ -12,8 +12,9 @@ import logging
 import numpy as np
 import pandas as pd
 
+from movierec.checks import check_choice
 from movierec.data.catalog import DatasetSpec
-from movierec.errors import ConfigError, DataError
+from movierec.errors import DataError
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +55,7 @@ def check_unique_movies(movies: pd.DataFrame, label: str) -> pd.DataFrame:
 
 
 def check_missing_movie_policy(policy: str) -> None:
-    if policy not in MISSING_MOVIE_POLICIES:
-        raise ConfigError(
-            f"data.missing_movies={policy!r} is not valid; expected one of "
-            f"{', '.join(MISSING_MOVIE_POLICIES)}"
-        )
+    check_choice("data.missing_movies", policy, MISSING_MOVIE_POLICIES)
 
 
 def resolve_unknown_movies(

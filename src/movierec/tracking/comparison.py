@@ -13,6 +13,7 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 
+from movierec.checks import check_choice
 from movierec.errors import ConfigError
 from movierec.tracking.plots import plt
 from movierec.training.selection import MODES, Selection
@@ -57,8 +58,7 @@ def load_runs(
 ) -> pd.DataFrame:
     """Runs of `experiment` (FINISHED ones unless `finished_only=False`), best first: by
     their selection metric's best value (`sort="val"`) or by test RMSE (`"test"`)."""
-    if sort not in SORTS:
-        raise ConfigError(f"sort={sort!r} is not valid; expected one of {', '.join(SORTS)}")
+    check_choice("sort", sort, SORTS)
     mlflow.set_tracking_uri(tracking_uri)
     if mlflow.get_experiment_by_name(experiment) is None:
         names = [e.name for e in mlflow.search_experiments()]
