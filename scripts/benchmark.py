@@ -8,6 +8,7 @@ default `ranking.k=[10, 20]`; README "Ranking metrics").
     python scripts/benchmark.py --single-seed seed_sage seed_gcn   # the README table
     python scripts/benchmark.py --seeds 0 --models mf sage --datasets ml_100k
     python scripts/benchmark.py --fresh ...          # drop the rows of earlier invocations
+    python scripts/benchmark.py --models sage mf --datasets ml_100k --cold-start   # + new users
 
 Each cell is a fresh `scripts/train.py` process (so peak RSS is per run); results land in
 `benchmarks/results/` as results.csv (every run), summary.csv / summary.md (mean ± std),
@@ -90,12 +91,19 @@ SPREAD = ("test/rmse", "test/mae", *(m for m, _ in RANKING))
 METRIC, SIGNIFICANCE = "ndcg_at_10", "test/ndcg_at_10"
 
 
-def run_one(model: str, dataset: str, seed: int, out: Path, extra: list[str]) -> list[dict]:
-    """One training (or one cross-validation: one row per fold) as table rows."""
+def run_one(
+    model: str, dataset: str, seed: int, out: Path, extra: list[str], split: str | None = None
+) -> list[dict]:
+    """One training (or one cross-validation: one row per fold) as table rows; `split`
+    replaces the dataset's split (its `split.*` keys dropped)."""
     run_dir = out / "runs" / f"{dataset}-{model}-seed{seed}"
+    data_overrides = DATASET_OVERRIDES[dataset]
+    if split is not None:
+        data_overrides = [o for o in data_overrides if not o.startswith("split")]
+        data_overrides = [*data_overrides, f"split={split}"]
     if model == BASELINE:
         script = "popular_baseline.py"
-        overrides = [*DATASET_OVERRIDES[dataset], f"hydra.run.dir={run_dir}"]
+        overrides = [*data_overrides, f"hydra.run.dir={run_dir}"]
     else:
         script = "train.py"
         model_overrides = MODEL_OVERRIDES[model]
@@ -103,7 +111,7 @@ def run_one(model: str, dataset: str, seed: int, out: Path, extra: list[str]) ->
             model_overrides = model_overrides[dataset]
         overrides = [
             *model_overrides,
-            *DATASET_OVERRIDES[dataset],
+            *data_overrides,
             f"seed={seed}",
             "logger=none",
             "callbacks.progress_bar=null",
@@ -141,6 +149,22 @@ def run_one(model: str, dataset: str, seed: int, out: Path, extra: list[str]) ->
         )
         rows.append(row)
     return rows
+
+
+def cold_start_table(dataset: str, models: list[str], seed: int, out: Path) -> pd.DataFrame:
+    """Each model trained on `split=cold_start` (10 % of the users held out of training),
+    then given N of each held-out user's ratings and ranking the rest (`scripts/cold_start.py`):
+    NDCG@10 and Recall@10 per N beside the popularity baseline."""
+    from movierec.tasks.cold_start import evaluate_cold_start
+
+    tables = []
+    for model in models:
+        run_one(model, dataset, seed, out / "cold_start", [], split="cold_start")
+        table = evaluate_cold_start(out / "cold_start" / "runs" / f"{dataset}-{model}-seed{seed}")
+        if tables:  # the popularity rows are the same for every model of the dataset
+            table = table[table["scorer"] != "popular"]
+        tables.append(table.assign(dataset=dataset, model=model, seed=seed))
+    return pd.concat(tables, ignore_index=True)
 
 
 def merge_results(new: pd.DataFrame, path: Path, fresh: bool) -> pd.DataFrame:
@@ -289,6 +313,12 @@ def main() -> None:
         action="store_true",
         help="start results.csv over instead of replacing only the rows run now",
     )
+    parser.add_argument(
+        "--cold-start",
+        nargs="*",
+        metavar="MODEL",
+        help="also the cold-start protocol for these models (default sage mf), first seed",
+    )
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for every run")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -313,6 +343,11 @@ def main() -> None:
     markdown = to_markdown(summary)
     (args.out / "summary.md").write_text(markdown + "\n")
     plot(summary, args.out / "summary.png")
+    if args.cold_start is not None:
+        cold = [cold_start_table(d, args.cold_start or ["sage", "mf"], args.seeds[0], args.out)
+                for d in args.datasets if d not in CV_DATASETS]  # fmt: skip
+        pd.concat(cold).to_csv(args.out / "cold_start.csv", index=False)
+        print(pd.concat(cold).to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     page = comparison_report(frame.rename(columns={"model": "group"}), title="movierec benchmark")
     (args.out / "summary.html").write_text(page)  # the comparison report: p-values, per seed
     print(markdown)
