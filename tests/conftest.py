@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -55,6 +56,18 @@ def real_mirror() -> Path:
             pytest.fail(f"CI=true but the MovieLens mirror {mirror} is missing")
         pytest.skip(f"real MovieLens mirror not found at {mirror}")
     return mirror
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Debian's headless `chromium` (`.ci/run` installs it): skipped without it, failed
+    when CI=true."""
+    path = shutil.which("chromium")
+    if path is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI=true but `chromium` is not on PATH (.ci/run installs it)")
+        pytest.skip("no `chromium` on PATH (apt-get install chromium)")
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -4,29 +4,16 @@ a person sees it (headless Chromium), and logged to MLflow."""
 from __future__ import annotations
 
 import html.parser
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from mlflow.tracking import MlflowClient
 
 from movierec.tasks.train import train_fold
 from tests.conftest import PROJECT_ROOT
 from tests.helpers.configs import QUIET, TINY_DATA, compose_train
 from tests.helpers.stores import tracked_uri
-
-
-@pytest.fixture(scope="module")
-def chromium() -> str:
-    path = shutil.which("chromium")
-    if path is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("CI=true but `chromium` is not on PATH (.ci/run installs it)")
-        pytest.skip("no `chromium` on PATH (apt-get install chromium)")
-    return path
 
 
 class _Cells(html.parser.HTMLParser):

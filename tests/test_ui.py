@@ -6,8 +6,6 @@ Needs Debian's `chromium` (`.ci/run` installs it): skipped without it, failed wh
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -23,16 +21,6 @@ from tests.helpers.configs import QUIET, TINY_DATA, compose_train
 from tests.helpers.stores import tracked_uri
 
 WIDTH, HEIGHT = 1800, 1000
-
-
-@pytest.fixture(scope="module")
-def chromium() -> str:
-    path = shutil.which("chromium")
-    if path is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("CI=true but `chromium` is not on PATH (.ci/run installs it)")
-        pytest.skip("no `chromium` on PATH (apt-get install chromium)")
-    return path
 
 
 def _section(lines: list[str], start: list[str], end: list[str] | None) -> list[str]:
