@@ -125,40 +125,16 @@ class SageNet(WithRankingOutput, RatingNet):
         ranking_negatives: int = 4,
     ) -> None:
         super().__init__(schema)
-        check_positive("model.net.hidden", hidden)
-        check_choice("model.net.message_passing", message_passing, MESSAGE_PASSING)
-        check_positive("model.net.num_layers", num_layers)
-        check_choice("model.net.aggr", aggr, SAGE_AGGREGATIONS)
-        check_fraction("model.net.dropout", dropout)
-        check_fraction("model.net.node_dropout", node_dropout)
-        check_choice("model.net.relations", relations, RELATIONS)
-        check_choice("model.net.combine", combine, COMBINE)
-        check_choice("model.net.norm", norm, ("left", "symmetric"))
+        _check_settings(hidden, num_layers, aggr, dropout, node_dropout, message_passing,
+                        relations, combine, norm)  # fmt: skip
         # the per-level mean is a degree-weighted sum: the weights ride on sparse values
         self.weighted_sum = relations == "weighted" or (relations, aggr) == ("per_rating", "mean")
-        if self.weighted_sum and message_passing == "edges":
-            raise ConfigError(
-                f"model.net.relations={relations} with aggr={aggr} needs sparse messages "
-                "(SAGEConv takes no edge weights on the per-edge path): set "
-                "model.net.message_passing=auto|sparse"
-            )
         check_bias(bias, decoder)
         self.input = NodeInput(schema, hidden, id_embeddings, key="model.net")
         self.edge_types = _edge_types(relations, len(schema.rating_levels))
+        layer_aggr = "sum" if relations == "per_rating" and aggr == "mean" else aggr
         self.convs = nn.ModuleList(
-            HeteroConv(
-                {
-                    kind: SumAwareSAGEConv(
-                        (hidden, hidden),
-                        hidden,
-                        aggr="sum" if relations == "per_rating" and aggr == "mean" else aggr,
-                        root_weight=i < 2,
-                    )
-                    for i, kind in enumerate(self.edge_types)
-                },
-                aggr="sum",
-            )
-            for _ in range(num_layers)
+            _sage_layer(self.edge_types, hidden, layer_aggr) for _ in range(num_layers)
         )
         self.dropout = dropout
         self.aggr = aggr
@@ -351,3 +327,38 @@ def _edge_types(relations: str, n_levels: int) -> list[EdgeType]:
     for r in range(n_levels):
         kinds += [("user", f"rates_{r}", "movie"), ("movie", f"rev_rates_{r}", "user")]
     return kinds
+
+
+def _check_settings(
+    hidden, num_layers, aggr, dropout, node_dropout, message_passing, relations, combine, norm
+) -> None:
+    """Refuse a SageNet setting it cannot build, naming its key."""
+    check_positive("model.net.hidden", hidden)
+    check_choice("model.net.message_passing", message_passing, MESSAGE_PASSING)
+    check_positive("model.net.num_layers", num_layers)
+    check_choice("model.net.aggr", aggr, SAGE_AGGREGATIONS)
+    check_fraction("model.net.dropout", dropout)
+    check_fraction("model.net.node_dropout", node_dropout)
+    check_choice("model.net.relations", relations, RELATIONS)
+    check_choice("model.net.combine", combine, COMBINE)
+    check_choice("model.net.norm", norm, ("left", "symmetric"))
+    weighted = relations == "weighted" or (relations, aggr) == ("per_rating", "mean")
+    if weighted and message_passing == "edges":
+        raise ConfigError(
+            f"model.net.relations={relations} with aggr={aggr} needs sparse messages "
+            "(SAGEConv takes no edge weights on the per-edge path): set "
+            "model.net.message_passing=auto|sparse"
+        )
+
+
+def _sage_layer(edge_types: list, hidden: int, aggr: str) -> HeteroConv:
+    """One SAGEConv per edge type (`_edge_types`: to-movie, to-user, per relation), summed
+    per destination; only the first type into movies and into users has a root weight, so
+    a node's own features are added once."""
+    return HeteroConv(
+        {
+            kind: SumAwareSAGEConv((hidden, hidden), hidden, aggr=aggr, root_weight=i < 2)
+            for i, kind in enumerate(edge_types)
+        },
+        aggr="sum",
+    )

@@ -9,6 +9,7 @@ it needs from the data reaches it as one `SplitData` (graph, schema, split rows)
 
 from __future__ import annotations
 
+from dataclasses import fields
 from typing import Any
 
 import pytorch_lightning as pl
@@ -84,46 +85,18 @@ class RatingPredictor(pl.LightningModule):
         selection_mode: str = "min",
     ) -> None:
         super().__init__()
-        # Hydra hands over DictConfigs; checkpoints must hold plain containers so they
-        # load with torch.load(weights_only=True).
-        net_cfg, schema = _plain(net), _plain(schema)
-        optimizer, scheduler = _plain(optimizer), _plain(scheduler)
-        scheduler_kwargs = _plain(scheduler_kwargs or {})
-        ks = parse_ks(_plain(ranking_k))  # ConfigError naming ranking.k
-        self.save_hyperparameters(
-            {
-                "net": net_cfg,
-                "schema": schema,
-                "loss": loss,
-                "huber_delta": huber_delta,
-                "optimizer": optimizer,
-                "lr": lr,
-                "weight_decay": weight_decay,
-                "scheduler": scheduler,
-                "scheduler_kwargs": scheduler_kwargs,
-                "decode_chunk_size": decode_chunk_size,
-                "bpr_weight": bpr_weight,
-                "bpr_positive_rating": bpr_positive_rating,
-                "bpr_negatives": bpr_negatives,
-                "bpr_exclude_rated": bpr_exclude_rated,
-                "ranking_k": list(ks),
-                "relevant_rating": relevant_rating,
-                "validate_ranking": validate_ranking,
-                "validation_users": validation_users,
-                "selection_metric": selection_metric,
-                "selection_mode": selection_mode,
-            },
-            logger=False,  # the tracking layer logs the whole resolved config instead
-        )
-        self.objective = Objective(
-            loss,
-            huber_delta,
-            decode_chunk_size,
-            bpr_weight,
-            bpr_positive_rating,
-            bpr_negatives,
-            bpr_exclude_rated,
-        )
+        # every argument once, as written in the signature; Hydra hands over DictConfigs and
+        # checkpoints must hold plain containers (torch.load(weights_only=True))
+        hparams = {k: _plain(v) for k, v in locals().items() if k not in ("self", "__class__")}
+        hparams["scheduler_kwargs"] = hparams["scheduler_kwargs"] or {}
+        ks = parse_ks(hparams["ranking_k"])  # ConfigError naming ranking.k
+        hparams["ranking_k"] = list(ks)
+        # the tracking layer logs the whole resolved config instead
+        self.save_hyperparameters(hparams, logger=False)
+        net_cfg, schema = hparams["net"], hparams["schema"]
+        optimizer, scheduler = hparams["optimizer"], hparams["scheduler"]
+        scheduler_kwargs = hparams["scheduler_kwargs"]
+        self.objective = Objective(**{f.name: hparams[f.name] for f in fields(Objective)})
         self._optimizer = optimizer_node(optimizer)
         self._scheduler = scheduler_node(scheduler, scheduler_kwargs)
         check_training_settings(
@@ -132,6 +105,15 @@ class RatingPredictor(pl.LightningModule):
         self.schema = GraphSchema.from_dict(schema)
         self.net: RatingNet = build_net(net_cfg, self.schema)
         self.objective.check_suits(self.net)
+        self._add_metrics(ks, validate_ranking)
+        self._protocols: dict[str, RankingProtocol] = {}
+        self._split: SplitData | None = None
+        self._graph: HeteroData | None = None
+        self._rated = GraphCache()  # the message graph's rated pairs, what negatives avoid
+        self._eval_embeddings: NodeEmbeddings | None = None
+
+    def _add_metrics(self, ks: list[int], validate_ranking: bool) -> None:
+        """RMSE and MAE of validation and test; the top-K rankings (test: per user too)."""
         self.val_rmse = MeanSquaredError(squared=False)
         self.val_mae = MeanAbsoluteError()
         self.test_rmse = MeanSquaredError(squared=False)
@@ -139,11 +121,6 @@ class RatingPredictor(pl.LightningModule):
         n_movies = self.schema.n_movies
         self.test_ranking = TopKRanking(ks, n_movies, per_user=True) if ks else None
         self.val_ranking = TopKRanking(ks, n_movies) if validate_ranking else None
-        self._protocols: dict[str, RankingProtocol] = {}
-        self._split: SplitData | None = None
-        self._graph: HeteroData | None = None
-        self._rated = GraphCache()  # the message graph's rated pairs, what negatives avoid
-        self._eval_embeddings: NodeEmbeddings | None = None
 
     # ------------------------------------------------------------------ data
 
