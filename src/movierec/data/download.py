@@ -64,19 +64,8 @@ def ensure_archive(
     members = tuple(required_members)
     cache = Path(cache_dir)
     dest = cache / archive
-    if dest.exists():
-        if _sidecar_matches(dest):
-            _check_expected_sha(dest, archive_sha256(dest), sha256)
-            return dest
-        try:
-            digest = verify_zip(dest, members)
-            _check_expected_sha(dest, digest, sha256)
-            _write_sidecar(dest, digest)
-            return dest
-        except DownloadError as err:
-            log.warning("cached %s failed verification (%s); fetching it again", dest, err)
-            dest.unlink()
-
+    if dest.exists() and _cached_copy_holds(dest, members, sha256):
+        return dest
     source = _resolve_source(archive, mirror, url)
     cache.mkdir(parents=True, exist_ok=True)
     last_error: Exception | None = None
@@ -102,6 +91,23 @@ def ensure_archive(
         finally:
             tmp.unlink(missing_ok=True)
     raise DownloadError(f"could not fetch a valid {archive} from {source}: {last_error}")
+
+
+def _cached_copy_holds(dest: Path, members: tuple[str, ...], sha256: str | None) -> bool:
+    """Whether the cached archive verifies (its sidecar digest, else the zip itself, then
+    `sha256` when given); a copy that fails verification is removed, to be fetched again."""
+    if _sidecar_matches(dest):
+        _check_expected_sha(dest, archive_sha256(dest), sha256)
+        return True
+    try:
+        digest = verify_zip(dest, members)
+        _check_expected_sha(dest, digest, sha256)
+        _write_sidecar(dest, digest)
+        return True
+    except DownloadError as err:
+        log.warning("cached %s failed verification (%s); fetching it again", dest, err)
+        dest.unlink()
+        return False
 
 
 def verify_zip(path: Path, required_members: Iterable[str]) -> str:

@@ -143,13 +143,8 @@ class GcnNet(WithRankingOutput, RatingNet):
     ) -> None:
         super().__init__(schema)
         relations = relations or ("weighted" if edge_weight else "single")
-        check_positive("model.net.hidden", hidden)
-        check_choice("model.net.message_passing", message_passing, MESSAGE_PASSING)
-        check_positive("model.net.num_layers", num_layers)
-        check_fraction("model.net.dropout", dropout)
-        check_fraction("model.net.node_dropout", node_dropout)
-        check_choice("model.net.relations", relations, RELATIONS)
-        check_choice("model.net.combine", combine, COMBINE)
+        _check_settings(hidden, num_layers, dropout, node_dropout, message_passing, relations,
+                        combine)  # fmt: skip
         check_bias(bias, decoder)
         self.input = NodeInput(schema, hidden, id_embeddings, key="model.net")
         n_levels = len(schema.rating_levels)
@@ -289,3 +284,16 @@ def _as_adjacency(
         adj = csr_matrix(edge_index, weight, (n_nodes, n_nodes)).to(dtype)
         return with_transpose(adj), None  # symmetric: both directions, w_ij = w_ji
     return edge_index, weight.to(dtype)
+
+
+def _check_settings(
+    hidden, num_layers, dropout, node_dropout, message_passing, relations, combine
+) -> None:
+    """Refuse a GcnNet setting it cannot build, naming its key."""
+    check_positive("model.net.hidden", hidden)
+    check_choice("model.net.message_passing", message_passing, MESSAGE_PASSING)
+    check_positive("model.net.num_layers", num_layers)
+    check_fraction("model.net.dropout", dropout)
+    check_fraction("model.net.node_dropout", node_dropout)
+    check_choice("model.net.relations", relations, RELATIONS)
+    check_choice("model.net.combine", combine, COMBINE)

@@ -112,7 +112,16 @@ def open_run(
     )
     remember_run_id(cfg.paths.output_dir, run.run_id)
     log_config(run, cfg)
-    if datamodule.indices is not None:  # split sizes and cold-start counts, per part
+    _log_data(run, datamodule)
+    overrides = _overrides()
+    if overrides:
+        run.set_tags({"overrides": " ".join(overrides)[:6000]})  # may hold machine paths
+    return run
+
+
+def _log_data(run: TrackedRun, datamodule) -> None:
+    """The split's sizes and cold-start counts (tags) and the ratings as a dataset input."""
+    if datamodule.indices is not None:
         indices = datamodule.indices
         run.set_tags(
             {f"split.{k}": str(v) for k, v in {**indices.sizes(), **indices.report}.items()}
@@ -122,10 +131,6 @@ def open_run(
         source = str(meta.get("source") or datamodule.settings.name)
         dataset = ratings_input(datamodule.settings.name, source, meta["source_checksum"])
         log_dataset(run, dataset)
-    overrides = _overrides()
-    if overrides:
-        run.set_tags({"overrides": " ".join(overrides)[:6000]})  # may hold machine paths
-    return run
 
 
 def log_dataset(run: TrackedRun, dataset) -> None:

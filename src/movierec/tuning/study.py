@@ -148,23 +148,32 @@ def open_study(
         worker = int(study.user_attrs.get(WORKERS_ATTR, 0))
         study.set_user_attr(WORKERS_ATTR, worker + 1)
         study.sampler = make_sampler(sampler, worker)
-        existing = study.direction.name.lower()
-        if existing != direction:
-            raise ConfigError(
-                f"Optuna study {study_name!r} in {redact(storage_url)} was created to {existing}, "
-                f"this sweep would {direction} (selection.mode); use another "
-                "hydra.sweeper.study_name"
-            )
-        if metric is not None:
-            recorded = study.user_attrs.get("selection.metric")
-            if recorded is None:
-                study.set_user_attr("selection.metric", metric)
-            elif recorded != metric:
-                raise ConfigError(
-                    f"Optuna study {study_name!r} in {redact(storage_url)} optimizes {recorded}, "
-                    f"this sweep selection.metric={metric}; use another hydra.sweeper.study_name"
-                )
+        _check_objective(study, storage_url, direction, metric)
         return study
+
+
+def _check_objective(
+    study: optuna.Study, storage_url: str, direction: str, metric: str | None
+) -> None:
+    """Refuse to join a study that optimizes another direction or metric; record the metric
+    on a study that has none yet."""
+    where = f"Optuna study {study.study_name!r} in {redact(storage_url)}"
+    existing = study.direction.name.lower()
+    if existing != direction:
+        raise ConfigError(
+            f"{where} was created to {existing}, this sweep would {direction} "
+            "(selection.mode); use another hydra.sweeper.study_name"
+        )
+    if metric is None:
+        return
+    recorded = study.user_attrs.get("selection.metric")
+    if recorded is None:
+        study.set_user_attr("selection.metric", metric)
+    elif recorded != metric:
+        raise ConfigError(
+            f"{where} optimizes {recorded}, this sweep selection.metric={metric}; use another "
+            "hydra.sweeper.study_name"
+        )
 
 
 def counts(study: optuna.Study) -> dict[TrialState, int]:
