@@ -80,12 +80,8 @@ class MovieLensDataModule(pl.LightningDataModule):
         num_neighbors: list[int] | tuple[int, ...] = (10, 10),
     ) -> None:
         super().__init__()
-        check_user_feature_kind(user_features)  # before any download, not at setup
-        for key, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
-            if not isinstance(value, int) or value < 0:
-                raise ConfigError(f"data.{key}={value!r}: expected an integer ≥ 0 (0 = all)")
         num_neighbors = list(num_neighbors)
-        check_loader(loader, batch_size, num_neighbors)
+        _check_settings(user_features, batch_size, eval_batch_size, shuffle, loader, num_neighbors)
         self.settings = DataSettings(
             name=name,
             cache_dir=str(cache_dir),
@@ -106,8 +102,6 @@ class MovieLensDataModule(pl.LightningDataModule):
         self.placeholder_dim = placeholder_dim
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
-        if shuffle not in ("auto", True, False):
-            raise ConfigError(f"data.shuffle={shuffle!r}: expected auto, true or false")
         self.seed = seed
         self.shuffle = shuffle
         self.loader = loader
@@ -238,3 +232,17 @@ def _plain(node: Mapping[str, Any] | None) -> dict[str, Any]:
     if isinstance(node, DictConfig):
         return OmegaConf.to_container(node, resolve=True)  # type: ignore[return-value]
     return dict(node or {})
+
+
+def _check_settings(
+    user_features: str, batch_size: int, eval_batch_size: int, shuffle: bool | str,
+    loader: str, num_neighbors: list[int],
+) -> None:  # fmt: skip
+    """Refuse a data setting before any download (not at setup), naming its key."""
+    check_user_feature_kind(user_features)
+    for key, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
+        if not isinstance(value, int) or value < 0:
+            raise ConfigError(f"data.{key}={value!r}: expected an integer ≥ 0 (0 = all)")
+    check_loader(loader, batch_size, num_neighbors)
+    if shuffle not in ("auto", True, False):
+        raise ConfigError(f"data.shuffle={shuffle!r}: expected auto, true or false")
