@@ -87,35 +87,8 @@ class Scan:
         """Scan the ratings of `source` at `location`, persisted; `DataError` on a bad header."""
         from pyspark import StorageLevel
         from pyspark.sql import functions as F
-        from pyspark.sql import types as T
 
-        header_line = None
-        if source.layout == "parquet":
-            frame = _load(spark.read.parquet, location, source)
-            types = fields.ratings_header_types(source.label, frame.columns)
-            header = frame.columns
-        else:
-            if source.layout == "csv":
-                header_line = _first_line(spark, location, source)
-                header = fields.header_columns(source.label, header_line, fields.RATINGS_HEADER)
-                types = fields.ratings_header_types(source.label, header)
-            else:
-                header = list(fields.DELIMITED_RATING_NAMES)
-                types = dict(fields.RATING_TYPES, timestamp=fields.TIMESTAMP_TYPE)
-            schema = T.StructType(
-                [T.StructField(name, T.StringType()) for name in header]
-                + [T.StructField(CORRUPT, T.StringType())]
-            )
-            reader = spark.read.options(
-                header=source.layout == "csv",
-                sep=source.delimiter,
-                quote='"',
-                escape='"',
-                mode="PERMISSIVE",
-                columnNameOfCorruptRecord=CORRUPT,
-                encoding="UTF-8",
-            ).schema(schema)
-            frame = _load(reader.csv, location, source)
+        frame, header, types, header_line = _load_text_or_parquet(spark, source, location)
         files = sorted(frame.inputFiles())
         columns = [Column(name, dtype, header.index(name)) for name, dtype in types.items()]
         kinds = dict(frame.dtypes)
@@ -145,6 +118,38 @@ class Scan:
             header_line,
             source.delimiter,
         )
+
+
+def _load_text_or_parquet(spark: SparkSession, source: RatingsFile, location: str):
+    """(frame, header names, {name: field type}, the CSV header line or None): Parquet as
+    it is; text files as strings, with a corrupt-record column for the rows that fail."""
+    from pyspark.sql import types as T
+
+    header_line = None
+    if source.layout == "parquet":
+        frame = _load(spark.read.parquet, location, source)
+        return frame, frame.columns, fields.ratings_header_types(source.label, frame.columns), None
+    if source.layout == "csv":
+        header_line = _first_line(spark, location, source)
+        header = fields.header_columns(source.label, header_line, fields.RATINGS_HEADER)
+        types = fields.ratings_header_types(source.label, header)
+    else:
+        header = list(fields.DELIMITED_RATING_NAMES)
+        types = dict(fields.RATING_TYPES, timestamp=fields.TIMESTAMP_TYPE)
+    schema = T.StructType(
+        [T.StructField(name, T.StringType()) for name in header]
+        + [T.StructField(CORRUPT, T.StringType())]
+    )
+    reader = spark.read.options(
+        header=source.layout == "csv",
+        sep=source.delimiter,
+        quote='"',
+        escape='"',
+        mode="PERMISSIVE",
+        columnNameOfCorruptRecord=CORRUPT,
+        encoding="UTF-8",
+    ).schema(schema)
+    return _load(reader.csv, location, source), header, types, header_line
 
 
 def column_exprs(column: Column, kind: str, label: str) -> list[SparkColumn]:
