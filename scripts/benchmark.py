@@ -272,15 +272,20 @@ def _or_dash(value: float, spec: str) -> str:
 
 
 def plot(summary: pd.DataFrame, path: Path) -> None:
+    """Test RMSE per model, a panel per dataset with a rated row (ranking-only rows and
+    datasets have no RMSE: left out)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    datasets = list(dict.fromkeys(summary["dataset"]))
+    rated = summary.dropna(subset=["test/rmse"])
+    if rated.empty:
+        return
+    datasets = list(dict.fromkeys(rated["dataset"]))
     fig, axes = plt.subplots(1, len(datasets), figsize=(5 * len(datasets), 4), squeeze=False)
     for ax, dataset in zip(axes[0], datasets, strict=True):
-        part = summary[summary["dataset"] == dataset].dropna(subset=["test/rmse"])
+        part = rated[rated["dataset"] == dataset]
         ax.bar(part["model"], part["test/rmse"], yerr=part["test/rmse std"], capsize=4)
         low = part["test/rmse"].min()
         ax.set_ylim(low - 0.05, part["test/rmse"].max() + 0.03)
