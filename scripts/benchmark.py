@@ -35,8 +35,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from movierec.ranking.significance import PER_USER_FILE, holm, wilcoxon_p
-from movierec.tracking.report_html import comparison_report
+from movierec.ranking.significance import PER_USER_FILE
+from movierec.tracking.report_html import comparison_report, leaderboard
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -87,8 +87,8 @@ RANKING = [("test/recall_at_10", "Recall@10"), ("test/ndcg_at_10", "NDCG@10"),
 COLUMNS = ["test/rmse", "test/mae", "val/rmse", "fit_seconds", "seconds_per_epoch",
            "peak_rss_mb", "epochs", "parameters", *(m for m, _ in RANKING)]  # fmt: skip
 SPREAD = ("test/rmse", "test/mae", *(m for m, _ in RANKING))
-#: the best row and the paired tests against it are by this metric (per-user name, mean)
-METRIC, SIGNIFICANCE = "ndcg_at_10", "test/ndcg_at_10"
+#: the best row and the paired tests against it are by this metric
+SIGNIFICANCE = "test/ndcg_at_10"
 
 
 def run_one(
@@ -194,39 +194,20 @@ def summarize(rows: pd.DataFrame) -> pd.DataFrame:
     return add_significance(summary.reset_index(), rows)
 
 
-def per_user_means(runs: pd.DataFrame, metric: str) -> pd.Series | None:
-    """One model's per-user test `metric`, averaged over its seeds, indexed by (fold,
-    userId); None when a run left no per-user file (written before they existed)."""
-    if "per_user" not in runs or runs["per_user"].isna().any():
-        return None
-    paths = [Path(p) for p in runs["per_user"]]
-    if not all(p.exists() for p in paths):
-        return None
-    tables = [pd.read_csv(p).assign(fold=f) for p, f in zip(paths, runs["fold"], strict=True)]
-    return pd.concat(tables).groupby(["fold", "userId"])[metric].mean()
-
-
 def add_significance(summary: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
     """Per dataset, each model's Wilcoxon signed-rank p-value against the dataset's best
     row by mean test NDCG@10, paired per test user (per fold and user in a
     cross-validation), and whether it holds after Holm's correction over the dataset's
-    models (`p vs best`, `holm`; the best row gets neither)."""
+    models (`p vs best`, `holm`; the best row gets neither): the comparison report's
+    `p per user` (`movierec.tracking.report_html.leaderboard`)."""
     summary = summary.assign(**{"best": False, "p vs best": math.nan, "holm": None})
-    for dataset, part in summary.groupby("dataset", sort=False):
-        best_index = part[SIGNIFICANCE].idxmax()
-        summary.loc[best_index, "best"] = True
-        runs = rows[rows["dataset"] == dataset]
-        best = per_user_means(runs[runs["model"] == summary.loc[best_index, "model"]], METRIC)
-        tested = {}
-        for index, row in part.drop(index=best_index).iterrows():
-            other = per_user_means(runs[runs["model"] == row["model"]], METRIC)
-            if best is None or other is None:
-                continue
-            paired = pd.concat([best, other], axis=1, join="inner").to_numpy()
-            tested[index] = wilcoxon_p(paired[:, 1], paired[:, 0])
-        for index, holds in zip(tested, holm(list(tested.values())), strict=True):
-            summary.loc[index, "p vs best"] = tested[index]
-            summary.loc[index, "holm"] = holds
+    for dataset, runs in rows.groupby("dataset", sort=False):
+        board = leaderboard(runs.rename(columns={"model": "group"}), SIGNIFICANCE)
+        for model, tested in board.iterrows():
+            index = summary.index[(summary["dataset"] == dataset) & (summary["model"] == model)]
+            summary.loc[index, "best"] = model == board.index[0]
+            summary.loc[index, "p vs best"] = tested["p per user"]
+            summary.loc[index, "holm"] = tested["p per user holm"]
     return summary
 
 

@@ -14,7 +14,7 @@ import pandas as pd
 from movierec.errors import ConfigError, MovieRecError
 from movierec.serving.recommender import Recommender
 from movierec.tracking.lifecycle import TrackedRun
-from movierec.tracking.report_html import comparison_report, is_maximized
+from movierec.tracking.report_html import comparison_report, is_maximized, ranking_metric
 from movierec.tracking.run_table import ROLE_TAG, report_runs
 
 
@@ -48,7 +48,7 @@ def _top_lists(
     runs: pd.DataFrame, tracking_uri: str, metric: str | None, users: int
 ) -> dict[str, pd.DataFrame]:
     """Each group's best run's top-10 for the first `users` users (by id) it can rank."""
-    metric = metric or ("test/ndcg_at_10" if "test/ndcg_at_10" in runs else "test/rmse")
+    metric = ranking_metric(runs, metric)
     tops = {}
     for group, part in runs.groupby("group", sort=False):
         best = part.sort_values(metric, ascending=not is_maximized(metric)).iloc[0]

@@ -16,8 +16,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-#: what a person compares first; the rest stays in metrics.json and MLflow
-MAIN_METRICS = ("rmse", "mae", "ndcg", "recall", "map")
+from movierec.tracking.report_html import is_main_metric
+
 #: the ranking columns shown per K: (metric name prefix, header)
 RANKING_COLUMNS = (("ndcg", "NDCG@K"), ("recall", "Recall@K"), ("map", "MAP@K"))
 
@@ -77,9 +77,3 @@ def summary_lines(
     lines = [f"{'metric':<{width}}    mean ± std"]
     lines += [f"{name:<{width}}  {mean:.4f} ± {std:.4f}" for name, (mean, std) in summary.items()]
     return lines + [f"{label:<9} {value}" for label, value in links.items()]
-
-
-def is_main_metric(name: str) -> bool:
-    """RMSE, MAE, NDCG, Recall and MAP (at any K) of validation or test."""
-    part, _, metric = name.partition("/")
-    return part in ("val", "test") and metric.split("_at_")[0] in MAIN_METRICS

@@ -16,6 +16,7 @@ import base64
 import html
 import io
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -25,6 +26,22 @@ from movierec.ranking.significance import holm, wilcoxon_p
 from movierec.tracking.plots import plt
 
 MAXIMIZED = ("ndcg", "recall", "precision", "map", "mrr", "hit_rate", "coverage")
+#: what a person compares first (the result table, the runs view's columns, the report's
+#: first columns); the rest stays in metrics.json and MLflow
+MAIN_METRICS = ("rmse", "mae", "ndcg", "recall", "map")
+
+
+def is_main_metric(name: str) -> bool:
+    """RMSE, MAE, NDCG, Recall and MAP (at any K) of validation or test, or their best
+    epoch's value (`<name>_best`)."""
+    part, _, metric = name.partition("/")
+    base = metric.removesuffix("_best").split("_at_")[0]
+    return part in ("val", "test") and base in MAIN_METRICS
+
+
+def ranking_metric(runs: pd.DataFrame, metric: str | None = None) -> str:
+    """`metric`, else what ranks models by default: test NDCG@10 where logged, else RMSE."""
+    return metric or ("test/ndcg_at_10" if "test/ndcg_at_10" in runs else "test/rmse")
 
 
 def comparison_report(
@@ -34,7 +51,7 @@ def comparison_report(
     """The page for `runs` (columns dataset, group, seed, fold, metric columns, and
     optionally per_user paths and curve lists); `metric` ranks the groups (default: test
     NDCG@10 where logged, else test RMSE)."""
-    metric = metric or ("test/ndcg_at_10" if "test/ndcg_at_10" in runs else "test/rmse")
+    metric = ranking_metric(runs, metric)
     sections = [f"<h1>{html.escape(title)}</h1>", _method_note(metric)]
     for dataset, part in runs.groupby("dataset", sort=False):
         board = leaderboard(part, metric)
@@ -88,10 +105,11 @@ def is_maximized(metric: str) -> bool:
 
 def _per_user_mean(runs: pd.DataFrame, metric: str) -> pd.Series | None:
     """The group's per-user `metric` (test/<name>), averaged over its seeds, by (fold,
-    user); None without per-user files or for a metric they do not hold."""
+    user); None without per-user files (a run written before they existed) or for a
+    metric they do not hold."""
     paths = runs.get("per_user")
     name = metric.removeprefix("test/")
-    if paths is None or paths.isna().any():
+    if paths is None or paths.isna().any() or not all(Path(p).exists() for p in paths):
         return None
     tables = [pd.read_csv(p).assign(fold=f) for p, f in zip(paths, runs["fold"], strict=True)]
     if not all(name in t for t in tables):
@@ -119,7 +137,7 @@ def _p_runs(runs: pd.DataFrame, best: str, other: str, metric: str) -> float:
 
 def _board_html(board: pd.DataFrame, metric: str) -> str:
     others = [c.removesuffix(" mean") for c in board if c.endswith(" mean")]
-    others = sorted((m for m in others if m != metric), key=lambda m: (not _main(m), m))
+    others = sorted((m for m in others if m != metric), key=lambda m: (not is_main_metric(m), m))
     titles = ["model", "runs", metric, "p per user", "p over runs", *others]
     rows = ["<tr>" + "".join(f"<th>{html.escape(t)}</th>" for t in titles) + "</tr>"]
     for group, row in board.iterrows():
@@ -130,12 +148,6 @@ def _board_html(board: pd.DataFrame, metric: str) -> str:
                  *(_spread(row[f"{m} mean"], row[f"{m} std"]) for m in others)]  # fmt: skip
         rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     return f"<table class='leaderboard'>{''.join(rows)}</table>"
-
-
-def _main(metric: str) -> bool:
-    """RMSE, MAE, NDCG, Recall, MAP: the columns read first."""
-    name = metric.split("/")[-1].removesuffix("_best")
-    return name.split("_at_")[0] in ("rmse", "mae", "ndcg", "recall", "map")
 
 
 def _spread(mean: float, std: float) -> str:
