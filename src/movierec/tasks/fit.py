@@ -34,11 +34,12 @@ log = logging.getLogger(__name__)
 
 def fit_and_test(
     cfg: DictConfig, datamodule: MovieLensDataModule, model: RatingPredictor,
-    run: TrackedRun | None, selection: Selection,
+    run: TrackedRun | None, selection: Selection, resumed_from: int,
 ) -> dict[str, Any]:  # fmt: skip
     """Fit, test the epoch `selection` chose; the metrics: the chosen epoch's validation
     ones (selection metric first), the test ones, the last epoch's (`<name>_last`), then
-    the bookkeeping (epochs, seconds, memory, the best checkpoint)."""
+    the bookkeeping (epochs, seconds, memory, the best checkpoint). `resumed_from`: the
+    epoch of `ckpt_path`'s checkpoint (-1 without one)."""
     callbacks = _callbacks(cfg, run)
     trainer: pl.Trainer = build(
         cfg.trainer, "trainer", callbacks=callbacks, logger=_loggers(cfg, run) or False
@@ -52,7 +53,7 @@ def fit_and_test(
         metrics.update(_test(trainer, model, datamodule, checkpoint, Path(cfg.paths.output_dir)))
     timer = next(c for c in callbacks if isinstance(c, EpochTimer))
     metrics.update(_last_epoch(trainer, model.validation_metrics()))
-    metrics.update(_bookkeeping(trainer, model, timer, fit_seconds, cfg))
+    metrics.update(_bookkeeping(trainer, model, timer, fit_seconds, resumed_from))
     metrics.update(selection=selection.describe(), best_epoch=best_epoch)
     metrics["best_checkpoint"] = checkpoint.best_model_path if checkpoint else ""
     return metrics
@@ -135,11 +136,11 @@ def _last_epoch(trainer: pl.Trainer, logged: list[str]) -> dict[str, float]:
     return {f"{n}_last": float(values[n]) if n in values else math.nan for n in logged}
 
 
-def _bookkeeping(trainer, model, timer: EpochTimer, fit_seconds: float, cfg) -> dict:
+def _bookkeeping(trainer, model, timer: EpochTimer, fit_seconds: float, resumed_from: int) -> dict:
     durations = timer.durations
     return {
         "epochs": trainer.current_epoch,
-        "resumed_from_epoch": checkpoint_epoch(cfg.get("ckpt_path")),
+        "resumed_from_epoch": resumed_from,
         "epochs_this_run": len(durations),
         "fit_seconds": fit_seconds,
         "seconds_per_epoch": sum(durations) / len(durations) if durations else math.nan,

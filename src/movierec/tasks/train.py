@@ -23,7 +23,7 @@ from movierec.config import build
 from movierec.data.datamodule import MovieLensDataModule
 from movierec.serving.pyfunc import publish_trained_model
 from movierec.tasks.fit import fit_and_test, stopped_by
-from movierec.tasks.result_table import fold_line, is_main_metric, result_lines, summary_lines
+from movierec.tasks.result_table import fold_line, result_lines, summary_lines
 from movierec.tracking.lifecycle import TrackedRun
 from movierec.tracking.links import run_links
 from movierec.tracking.preflight import check_tracking
@@ -35,6 +35,7 @@ from movierec.tracking.recorder import (
     record_outputs,
 )
 from movierec.tracking.registry import CHAMPION, register_model
+from movierec.tracking.report_html import is_main_metric
 from movierec.tracking.resume import check_resume
 from movierec.training.checkpoints import checkpoint_epoch
 from movierec.training.distributed import claim_rank_from_environment, local_rank
@@ -84,7 +85,8 @@ def train_fold(
         cfg.model, "model", schema=datamodule.schema.as_dict(), **_ranking_settings(cfg)
     )
     selection.check(model.validation_metrics())
-    checkpoint_epoch(cfg.get("ckpt_path"))  # a missing checkpoint: refused before the run
+    # read once, before the run: a missing checkpoint is refused before any run opens
+    resumed_from = checkpoint_epoch(cfg.get("ckpt_path"))
     sweep = cfg.get("sweep") or {}
     trial_tags = {}
     if sweep.get("trial") is not None:
@@ -97,7 +99,7 @@ def train_fold(
     )
     links: dict[str, str] = {}
     with run if run is not None else nullcontext():
-        metrics = fit_and_test(cfg, datamodule, model, run, selection)
+        metrics = fit_and_test(cfg, datamodule, model, run, selection, resumed_from)
         if run is not None:
             _record(cfg, run, datamodule, model, selection, metrics)
             links = _links(cfg, run, selection, metrics)
@@ -125,9 +127,13 @@ def _links(cfg: DictConfig, run: TrackedRun, selection: Selection, metrics: dict
     """The run's name and UI links; the runs table sorted by the selection metric's best
     value, with the test metrics the result table shows as columns."""
     shown = [k for k in metrics if k.startswith("test/") and is_main_metric(k)]
-    ui_url = str(cfg.get("mlflow_ui") or "http://127.0.0.1:5000")
     return run_links(
-        run.client, run.run_id, ui_url, selection.best_key, selection.mode == "min", shown
+        run.client,
+        run.run_id,
+        str(cfg.mlflow_ui),
+        selection.best_key,
+        selection.mode == "min",
+        shown,
     )
 
 
