@@ -36,7 +36,7 @@ from movierec.tuning.study import (
     heartbeat,
     open_study,
 )
-from movierec.tuning.summary import sweep_summary
+from movierec.tuning.summary import best_trial, sweep_summary
 from movierec.tuning.tracking import close_study_run, open_study_run
 
 log = logging.getLogger(__name__)
@@ -90,7 +90,7 @@ class Search:
                     f"{failures} trials in a row failed; see the trials' logs in "
                     f"{self.config.hydra.sweep.dir}"
                 )
-        best = _best(study)
+        best = best_trial(study)
         where: dict[str, str] = {}
         if best is not None:
             plots = Path(self.config.hydra.sweep.dir) / "study"
@@ -168,7 +168,7 @@ class Search:
 
     def _write_best(self, study: optuna.Study, fixed: list[str]) -> Path | None:
         folder = self.settings["best_config_dir"]
-        best = _best(study)
+        best = best_trial(study)
         if not folder or best is None:
             return None
         root = Path(self.config.paths.root_dir) if "paths" in self.config else Path.cwd()
@@ -235,13 +235,6 @@ def _suggest(trial: optuna.trial.Trial, name: str, dist: Any) -> Any:
     if isinstance(dist, IntDistribution):
         return trial.suggest_int(name, dist.low, dist.high, step=dist.step, log=dist.log)
     return trial.suggest_categorical(name, dist.choices)
-
-
-def _best(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
-    try:
-        return study.best_trial
-    except ValueError:  # no completed trial
-        return None
 
 
 def _format(value: Any) -> str:

@@ -25,7 +25,7 @@ def sweep_summary(
               *(_shown(t.params.get(name)) for name in names)] for t in trials]  # fmt: skip
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.rjust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
-    best = _best(study)
+    best = best_trial(study)
     if best is not None:
         lines.append(f"best trial {best.number}: {selection.metric} = {best.value:.5f}")
         lines += [
@@ -42,7 +42,8 @@ def _shown(value: Any) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
-def _best(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
+def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
+    """The study's best trial; None before any trial completed."""
     try:
         return study.best_trial
     except ValueError:  # no completed trial
