@@ -27,10 +27,8 @@ from torch_geometric.nn import GCNConv
 from torch_geometric.nn.conv.gcn_conv import gcn_norm
 from torch_geometric.utils import to_torch_csr_tensor
 
-from movierec.checks import check_choice, check_fraction, check_positive
 from movierec.data.graph import RATES, GraphSchema
 from movierec.models.adjacency import (
-    MESSAGE_PASSING,
     GraphCache,
     TransposeAware,
     compact,
@@ -53,8 +51,7 @@ from movierec.models.decoders import (
 from movierec.models.heads import DecoderHead
 from movierec.models.inputs import NodeInput
 from movierec.models.layers import (
-    COMBINE,
-    RELATIONS,
+    check_encoder_settings,
     combine_layers,
     combined_width,
     node_dropout,
@@ -143,8 +140,9 @@ class GcnNet(WithRankingOutput, RatingNet):
     ) -> None:
         super().__init__(schema)
         relations = relations or ("weighted" if edge_weight else "single")
-        _check_settings(hidden, num_layers, dropout, node_dropout, message_passing, relations,
-                        combine)  # fmt: skip
+        check_encoder_settings(
+            hidden, num_layers, dropout, node_dropout, message_passing, relations, combine
+        )
         check_bias(bias, decoder)
         self.input = NodeInput(schema, hidden, id_embeddings, key="model.net")
         n_levels = len(schema.rating_levels)
@@ -284,16 +282,3 @@ def _as_adjacency(
         adj = csr_matrix(edge_index, weight, (n_nodes, n_nodes)).to(dtype)
         return with_transpose(adj), None  # symmetric: both directions, w_ij = w_ji
     return edge_index, weight.to(dtype)
-
-
-def _check_settings(
-    hidden, num_layers, dropout, node_dropout, message_passing, relations, combine
-) -> None:
-    """Refuse a GcnNet setting it cannot build, naming its key."""
-    check_positive("model.net.hidden", hidden)
-    check_choice("model.net.message_passing", message_passing, MESSAGE_PASSING)
-    check_positive("model.net.num_layers", num_layers)
-    check_fraction("model.net.dropout", dropout)
-    check_fraction("model.net.node_dropout", node_dropout)
-    check_choice("model.net.relations", relations, RELATIONS)
-    check_choice("model.net.combine", combine, COMBINE)

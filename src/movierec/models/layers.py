@@ -22,6 +22,9 @@ from collections.abc import Callable
 import torch
 from torch_geometric.data import HeteroData
 
+from movierec.checks import check_choice, check_fraction, check_positive
+from movierec.models.adjacency import MESSAGE_PASSING
+
 RELATIONS = ("single", "weighted", "per_rating")
 COMBINE = ("last", "residual", "mean", "concat")
 
@@ -70,3 +73,17 @@ def combine_layers(outputs: list[torch.Tensor], mode: str) -> torch.Tensor:
 def combined_width(channels: int, num_layers: int, mode: str) -> int:
     """Width of `combine_layers`' output for `channels`-wide layers."""
     return channels * (num_layers + 1) if mode == "concat" else channels
+
+
+def check_encoder_settings(
+    hidden, num_layers, dropout, node_dropout, message_passing, relations, combine
+) -> None:
+    """Refuse a setting the SAGE and GCN encoders share that they cannot build, naming
+    its `model.net` key."""
+    check_positive("model.net.hidden", hidden)
+    check_choice("model.net.message_passing", message_passing, MESSAGE_PASSING)
+    check_positive("model.net.num_layers", num_layers)
+    check_fraction("model.net.dropout", dropout)
+    check_fraction("model.net.node_dropout", node_dropout)
+    check_choice("model.net.relations", relations, RELATIONS)
+    check_choice("model.net.combine", combine, COMBINE)

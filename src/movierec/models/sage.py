@@ -25,11 +25,10 @@ from torch import nn
 from torch_geometric.data import HeteroData
 from torch_geometric.nn import HeteroConv, SAGEConv
 
-from movierec.checks import check_choice, check_fraction, check_positive
+from movierec.checks import check_choice
 from movierec.data.graph import RATES, REV_RATES, GraphSchema
 from movierec.errors import ConfigError
 from movierec.models.adjacency import (
-    MESSAGE_PASSING,
     GraphCache,
     TransposeAware,
     csr_matrix,
@@ -52,8 +51,7 @@ from movierec.models.fold_in import fold_in, ranking_error, rating_error
 from movierec.models.heads import DecoderHead
 from movierec.models.inputs import NodeInput
 from movierec.models.layers import (
-    COMBINE,
-    RELATIONS,
+    check_encoder_settings,
     combine_layers,
     combined_width,
     node_dropout,
@@ -333,14 +331,10 @@ def _check_settings(
     hidden, num_layers, aggr, dropout, node_dropout, message_passing, relations, combine, norm
 ) -> None:
     """Refuse a SageNet setting it cannot build, naming its key."""
-    check_positive("model.net.hidden", hidden)
-    check_choice("model.net.message_passing", message_passing, MESSAGE_PASSING)
-    check_positive("model.net.num_layers", num_layers)
+    check_encoder_settings(
+        hidden, num_layers, dropout, node_dropout, message_passing, relations, combine
+    )
     check_choice("model.net.aggr", aggr, SAGE_AGGREGATIONS)
-    check_fraction("model.net.dropout", dropout)
-    check_fraction("model.net.node_dropout", node_dropout)
-    check_choice("model.net.relations", relations, RELATIONS)
-    check_choice("model.net.combine", combine, COMBINE)
     check_choice("model.net.norm", norm, ("left", "symmetric"))
     weighted = relations == "weighted" or (relations, aggr) == ("per_rating", "mean")
     if weighted and message_passing == "edges":
