@@ -130,13 +130,14 @@ def test_a_failure_inside_the_model_is_a_500_without_its_traceback(caplog):
 
     from mlflow.exceptions import MlflowException
 
-    from movierec.serving.pyfunc import RatingModel
+    from movierec.serving.pyfunc import RequestAnswerer
+    from movierec.tracking.pyfunc_model import ServedModel
 
     def broken(users, movies):
         raise RuntimeError("failed in /srv/secret/path.py")
 
-    served = RatingModel()
-    served.recommender = SimpleNamespace(model=SimpleNamespace(predict_ratings=broken))
+    served = ServedModel(load=None)
+    served.answer = RequestAnswerer(SimpleNamespace(model=SimpleNamespace(predict_ratings=broken)))
     with pytest.raises(MlflowException) as err:
         served.predict(None, pd.DataFrame({"userId": [1], "movieId": [2]}))
     assert err.value.get_http_status_code() == 500

@@ -36,6 +36,7 @@ from movierec.data.integrity import discard
 from movierec.errors import ConfigError, DataError
 from movierec.serving.bundle import CHECKPOINT, TrainedModel
 from movierec.serving.manifest import MANIFEST
+from movierec.tracking.artifacts import StoreReadError, download, run_status
 
 log = logging.getLogger(__name__)
 
@@ -103,13 +104,9 @@ def _from_mlflow(run_id: str, tracking_uri: str | None) -> TrainedModel:
             log.warning("dropping the damaged cached bundle %s: %s", cached, err)
             discard(cached)
 
-    from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(uri)
     try:
-        run = client.get_run(run_id)
-    except MlflowException:
+        status = run_status(uri, run_id)
+    except StoreReadError:
         raise DataError(
             f"run_id={run_id} is neither a run in the MLflow store {uri} nor a bundle folder "
             "or checkpoint (set MLFLOW_TRACKING_URI or tracking_uri= for another store)"
@@ -121,13 +118,13 @@ def _from_mlflow(run_id: str, tracking_uri: str | None) -> TrainedModel:
         folder = None
     with tempfile.TemporaryDirectory(prefix=f".{run_id}-", dir=folder) as tmp:
         try:
-            bundle = Path(_download(f"runs:/{run_id}/{BUNDLE_PATH}", uri, tmp))
-        except (MlflowException, OSError):
+            bundle = Path(download(f"runs:/{run_id}/{BUNDLE_PATH}", uri, tmp))
+        except StoreReadError:
             raise DataError(
                 f"run {run_id} has no servable model (artifact {BUNDLE_PATH}); it may have "
                 "failed before testing, or been logged without a checkpoint"
             ) from None
-        if run.info.status != "FINISHED" or folder is None:  # no cache: artifacts may change
+        if status != "FINISHED" or folder is None:  # no cache: artifacts may change
             return TrainedModel.load(bundle)  # built now, before the folder goes
         TrainedModel.load(bundle, build_network=False)  # a damaged download is not kept
         _keep(bundle, cached)
@@ -170,34 +167,13 @@ def _store_uri(tracking_uri: str | None) -> str:
 
 def _from_registry(model_uri: str, tracking_uri: str | None) -> TrainedModel:
     """The bundle inside a registered model version's `artifacts/bundle`."""
-    from mlflow.exceptions import MlflowException
-
     uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
     with tempfile.TemporaryDirectory(prefix="movierec-bundle-") as tmp:
         try:
-            folder = _download(model_uri, uri, tmp)
-        except (MlflowException, OSError) as err:
-            reason = " ".join(str(err).split())[:200]
+            folder = download(model_uri, uri, tmp)
+        except StoreReadError as err:
             raise DataError(
-                f"run_id={model_uri}: no such registered model version in {uri} ({reason}); "
+                f"run_id={model_uri}: no such registered model version in {uri} ({err}); "
                 "list them with `mlflow models` or the UI's Models page"
             ) from None
         return TrainedModel.load(Path(folder) / "artifacts" / "bundle", build_network=False)
-
-
-def _download(artifact_uri: str, tracking_uri: str, folder: str) -> str:
-    """`artifact_uri` (runs:/… or models:/…) from the store at `tracking_uri`, into `folder`.
-
-    MLflow 3 resolves `runs:/<id>/model/…` through the run's logged model, which it looks up
-    in the global tracking store, whatever `tracking_uri=` says; so the global URI is set
-    for the download and restored after.
-    """
-    import mlflow
-
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(tracking_uri)
-    try:
-        return mlflow.artifacts.download_artifacts(artifact_uri=artifact_uri, dst_path=folder)
-    finally:
-        mlflow.set_tracking_uri(previous)

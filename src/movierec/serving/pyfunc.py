@@ -22,28 +22,20 @@ bodies are checked alike (`serving.requests`): an unknown column, an id or k tha
 an integer, an `exclude_rated` that is not a boolean is an HTTP 400 whose message is the
 project's one line, with no stack trace.
 
-The MLmodel file names the model's code and bundle by their place in the model folder,
-not by paths of the machine that logged it (`_PortablePyfunc`).
+`RequestAnswerer` is what a request means; MLflow's side (the pyfunc wrapper mapping errors
+to HTTP 400/500, the logging of the model) is `movierec.tracking.pyfunc_model`.
 """
 
 from __future__ import annotations
 
-import logging
 import tempfile
 from pathlib import Path
 
-import mlflow
 import numpy as np
 import pandas as pd
-from mlflow.entities import Metric
-from mlflow.exceptions import MlflowException
-from mlflow.models import Model
-from mlflow.models.model import MLMODEL_FILE_NAME, MODEL_CODE_PATH
-from mlflow.protos.databricks_pb2 import INTERNAL_ERROR, INVALID_PARAMETER_VALUE
 
 import movierec
 from movierec.data.split_data import SplitData
-from movierec.errors import MovieRecError
 from movierec.serving.bundle import TrainedModel, save_bundle
 from movierec.serving.requests import (
     TOPK_OPTIONS,
@@ -53,10 +45,9 @@ from movierec.serving.requests import (
     request_frame,
     topk_options,
 )
+from movierec.tracking.pyfunc_model import log_pyfunc_model
 
-log = logging.getLogger(__name__)
-
-BUNDLE_ARTIFACT = "bundle"
+ENTRY_FILE = Path(__file__).with_name("pyfunc_entry.py")
 REQUIREMENTS = [
     "torch>=2.4",
     "torch-geometric>=2.5",
@@ -69,36 +60,15 @@ REQUIREMENTS = [
 ]
 
 
-class RatingModel(mlflow.pyfunc.PythonModel):
-    """pyfunc wrapper around `serving.recommender.Recommender` (one load, batch scoring)."""
+class RequestAnswerer:
+    """Answers request frames with a `serving.recommender.Recommender` (batch scoring)."""
 
-    def load_context(self, context) -> None:
-        from movierec.serving.recommender import Recommender
+    def __init__(self, recommender) -> None:
+        self.recommender = recommender
 
-        self.recommender = Recommender(
-            TrainedModel.load(context.artifacts[BUNDLE_ARTIFACT]), source="the served model"
-        )
-
-    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.Series | pd.DataFrame:
-        """Answer one request. A user error becomes MLflow's INVALID_PARAMETER_VALUE (HTTP
-        400) whose message is the project's one line; any other error an INTERNAL_ERROR
-        (HTTP 500) naming its type, its traceback in the server's log: neither response
-        carries a stack trace (MLflow adds one to any other exception)."""
-        try:
-            return self._answer(request_frame(model_input))
-        except MovieRecError as err:
-            raise MlflowException(
-                " ".join(str(err).split()), error_code=INVALID_PARAMETER_VALUE
-            ) from None
-        except Exception as err:
-            log.exception("the served model failed on a request")
-            raise MlflowException(
-                f"the model failed on this request ({type(err).__name__}); the server's "
-                "log has the details",
-                error_code=INTERNAL_ERROR,
-            ) from None
-
-    def _answer(self, requests: pd.DataFrame) -> pd.Series | pd.DataFrame:
+    def __call__(self, model_input: pd.DataFrame) -> pd.Series | pd.DataFrame:
+        """Check and answer one request (`serving.requests`)."""
+        requests = request_frame(model_input)
         form = request_form(requests)
         users = integer_column(requests, "userId")
         model = self.recommender.model
@@ -133,15 +103,33 @@ class RatingModel(mlflow.pyfunc.PythonModel):
         return result.drop(columns="_order").reset_index(drop=True)
 
 
+def load_answerer(bundle: str | Path) -> RequestAnswerer:
+    """The answerer of the bundle folder `bundle` (what the served model loads)."""
+    from movierec.serving.recommender import Recommender
+
+    return RequestAnswerer(Recommender(TrainedModel.load(bundle), source="the served model"))
+
+
 def publish_trained_model(run_id: str, client_uri: str, checkpoint: str, datamodule) -> str:
     """Bundle the model at `checkpoint` with its split, test-call it and log it as the
     run's `model` artifact (pyfunc flavor); return its model URI."""
     split, data = datamodule.split_data, datamodule.data
     with tempfile.TemporaryDirectory() as tmp:
         bundle = save_bundle(Path(tmp) / "bundle", checkpoint, split, data)
-        # the network is built (and every file checked) once, by log_servable_model's load
+        # the network is built (and every file checked) once, by the test call's load
         example = _input_example(TrainedModel.load(bundle, build_network=False), split)
         return log_servable_model(run_id, client_uri, bundle, example)
+
+
+def log_servable_model(run_id: str, client_uri: str, bundle: Path, example: pd.DataFrame) -> str:
+    """Answer `example` with `bundle` (fail here, not at serving time), then log it as the
+    run's `model` artifact; return its model URI."""
+    load_answerer(bundle)(example)
+    return log_pyfunc_model(
+        run_id, client_uri, bundle, example,
+        entry_file=ENTRY_FILE, code_path=Path(movierec.__file__).parent,
+        requirements=REQUIREMENTS,
+    )  # fmt: skip
 
 
 def _input_example(model: TrainedModel, split: SplitData) -> pd.DataFrame:
@@ -156,75 +144,9 @@ def _input_example(model: TrainedModel, split: SplitData) -> pd.DataFrame:
     return pd.DataFrame({"userId": users, "movieId": movies})
 
 
-def log_servable_model(run_id: str, client_uri: str, bundle: Path, example: pd.DataFrame) -> str:
-    """Log `bundle` as the run's `model` artifact (pyfunc flavor); return its model URI."""
-    wrapper = RatingModel()
-    wrapper.load_context(_Context({BUNDLE_ARTIFACT: str(bundle)}))
-    wrapper.predict(None, example)  # fail here, not at serving time
-    previous_uri = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(client_uri)
-    try:
-        with mlflow.start_run(run_id=run_id):
-            # no signature: an MLflow input schema drops unknown columns and casts values
-            # ("false" to true) before predict sees them; `serving.requests` checks them
-            info = Model.log(
-                artifact_path=None,
-                name="model",
-                flavor=_PortablePyfunc,
-                flavor_name="pyfunc.ModelFromCode",
-                python_model=str(Path(__file__).with_name("pyfunc_entry.py")),
-                artifacts={BUNDLE_ARTIFACT: str(bundle)},
-                code_paths=[str(Path(movierec.__file__).parent)],
-                signature=False,
-                input_example=example,
-                pip_requirements=REQUIREMENTS,
-            )
-        link_test_metrics(mlflow.MlflowClient(client_uri), run_id, info.model_id)
-    finally:
-        mlflow.set_tracking_uri(previous_uri)
-    return info.model_uri
-
-
-def link_test_metrics(client: mlflow.MlflowClient, run_id: str, model_id: str) -> None:
-    """Link the run's `test/*` metrics (the evaluation of the logged checkpoint) to its
-    logged model, so the model's page shows them. `log_model` links only the metrics
-    logged at step 0 (the `summary/*` ones and `<selection metric>_best`); the test metrics
-    sit at the training's last step. Each is logged again, same step and time, with the
-    model's id, as `log_model` does for step 0."""
-    linked = []
-    for key in client.get_run(run_id).data.metrics:
-        if key.startswith("test/"):
-            last = max(client.get_metric_history(run_id, key), key=lambda m: (m.step, m.timestamp))
-            linked.append(Metric(key, last.value, last.timestamp, last.step, model_id=model_id))
-    if linked:
-        client.log_batch(run_id, metrics=linked)
-
-
 def _uniform(k: np.ndarray, options: dict[str, np.ndarray]) -> bool:
     """Whether every row of a top-K request asks the same (k and each option). Checked on
     arrays: pandas' groupby costs more than scoring a user."""
     if (k != k[0]).any():
         return False
     return all(all(value == values[0] for value in values) for values in options.values())
-
-
-class _PortablePyfunc:
-    """`mlflow.pyfunc` as `Model.log`'s flavor, writing an MLmodel free of this machine's
-    paths. For a model from code MLflow records the code file's absolute path
-    (`model_code_path`), and each artifact's source (a temporary folder); loading reads
-    only the code file's name (copied into the model folder) and each artifact's path in
-    the model folder, so both are recorded as those."""
-
-    @staticmethod
-    def save_model(path: str, mlflow_model: Model, **kwargs) -> None:
-        mlflow.pyfunc.save_model(path=path, mlflow_model=mlflow_model, **kwargs)
-        config = mlflow_model.flavors[mlflow.pyfunc.FLAVOR_NAME]
-        config[MODEL_CODE_PATH] = Path(config[MODEL_CODE_PATH]).name
-        for artifact in config.get("artifacts", {}).values():
-            artifact["uri"] = artifact["path"]
-        mlflow_model.save(str(Path(path) / MLMODEL_FILE_NAME))
-
-
-class _Context:
-    def __init__(self, artifacts: dict[str, str]) -> None:
-        self.artifacts = artifacts

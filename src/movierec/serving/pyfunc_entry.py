@@ -1,7 +1,6 @@
 """MLflow "models from code" entry: defines the pyfunc model without pickling an object."""
 
-import mlflow
+from movierec.serving.pyfunc import load_answerer
+from movierec.tracking.pyfunc_model import set_served_model
 
-from movierec.serving.pyfunc import RatingModel
-
-mlflow.models.set_model(RatingModel())
+set_served_model(load_answerer)

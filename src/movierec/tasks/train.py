@@ -116,7 +116,7 @@ def _record(cfg, run: TrackedRun, datamodule, model, selection, metrics: dict) -
     checkpoint = metrics["best_checkpoint"]
     record_outputs(run, cfg, datamodule, model, checkpoint, metrics)
     if checkpoint:
-        uri = publish_trained_model(run.run_id, run.client.tracking_uri, checkpoint, datamodule)
+        uri = publish_trained_model(run.run_id, run.tracking_uri, checkpoint, datamodule)
         run.set_tags({"model_uri": uri})
         if cfg.get("register"):
             run.set_tags(_register(cfg, run, uri, datamodule, selection, metrics))

@@ -81,6 +81,28 @@ class TrackedRun:
         )  # fmt: skip
         return cls(client, run.info.run_id)
 
+    @staticmethod
+    def find(
+        tracking_uri: str, experiment_name: str, tags: dict[str, str],
+        artifact_root: str | None = None,
+    ) -> str | None:  # fmt: skip
+        """Id of a run of the experiment carrying all `tags` (None if there is none)."""
+        prepare_local_store(tracking_uri)
+        client = MlflowClient(tracking_uri)
+        experiment_id = ensure_experiment(client, experiment_name, artifact_root)
+        query = " and ".join(f"tags.`{key}` = '{value}'" for key, value in tags.items())
+        found = client.search_runs([experiment_id], filter_string=query, max_results=1)
+        return found[0].info.run_id if found else None
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.client.tracking_uri
+
+    def finish(self) -> None:
+        """Mark the run FINISHED (a run shared by several processes, e.g. a study's
+        parent, that no `with` block closes)."""
+        self.client.set_terminated(self.run_id, "FINISHED")
+
     def __enter__(self) -> TrackedRun:
         return self
 

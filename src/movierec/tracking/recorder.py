@@ -165,7 +165,7 @@ def record_outputs(
     metrics: dict[str, Any],
 ) -> None:
     """Summary metrics, config, ID maps, plots and the best checkpoint (the servable
-    model is logged by `movierec.serving.pyfunc.log_servable_model`)."""
+    model is logged by `movierec.tracking.pyfunc_model.log_pyfunc_model`)."""
     numeric = {
         k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and k != "parameters"
     }

@@ -5,14 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import optuna
-from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 from optuna.trial import TrialState
 
 from movierec.tracking.lifecycle import TrackedRun
 from movierec.tracking.params import flatten_config
 from movierec.tracking.recorder import mlflow_node
-from movierec.tracking.store import ensure_experiment, prepare_local_store
 from movierec.training.selection import Selection
 from movierec.tuning.plots import study_plots
 
@@ -22,18 +20,14 @@ def open_study_run(config: DictConfig, study_name: str, storage: str) -> Tracked
     node = mlflow_node(config)
     if node is None:
         return None
-    prepare_local_store(node.tracking_uri)
-    client = MlflowClient(node.tracking_uri)
-    experiment_id = ensure_experiment(client, node.experiment_name, node.get("artifact_location"))
-    found = client.search_runs(
-        [experiment_id],
-        filter_string=f"tags.`optuna.study` = '{study_name}' and tags.`optuna.role` = 'study'",
-        max_results=1,
+    found = TrackedRun.find(
+        node.tracking_uri,
+        node.experiment_name,
+        {"optuna.study": study_name, "optuna.role": "study"},
+        node.get("artifact_location"),
     )
     if found:
-        return TrackedRun.open(
-            node.tracking_uri, node.experiment_name, resume_run_id=found[0].info.run_id
-        )
+        return TrackedRun.open(node.tracking_uri, node.experiment_name, resume_run_id=found)
     run = TrackedRun.open(
         node.tracking_uri,
         node.experiment_name,
@@ -74,4 +68,4 @@ def close_study_run(
     run.log_artifact(plots, "plots/study")
     run.set_tags({f"plots.skipped.{name}": why for name, why in skipped.items()})
     if states["complete"] + states["pruned"] >= n_trials:
-        run.client.set_terminated(run.run_id, "FINISHED")
+        run.finish()
