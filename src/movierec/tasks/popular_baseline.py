@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig
+from torchmetrics.functional import mean_absolute_error, mean_squared_error
 
 from movierec.config import build
 from movierec.ranking.metrics import TopKRanking, parse_ks
@@ -38,9 +39,11 @@ def evaluate_popularity(cfg: DictConfig) -> dict[str, Any]:
     metrics: dict[str, Any] = {}
     for part in ("val", "test"):
         _, movie, rating = datamodule.rows(part)
-        error = popularity.rating[movie].double() - rating.double()
-        metrics[f"{part}/rmse"] = math.sqrt(float(error.pow(2).mean())) if len(error) else math.nan
-        metrics[f"{part}/mae"] = float(error.abs().mean()) if len(error) else math.nan
+        predicted, true = popularity.rating[movie].double(), rating.double()
+        empty = not len(true)
+        rmse = math.nan if empty else float(mean_squared_error(predicted, true, squared=False))
+        metrics[f"{part}/rmse"] = rmse
+        metrics[f"{part}/mae"] = math.nan if empty else float(mean_absolute_error(predicted, true))
     ranking_cfg = cfg.get("ranking") or {}
     protocol = RankingProtocol.from_split(
         datamodule.split_data, float(ranking_cfg.get("relevant_rating", RELEVANT_RATING))

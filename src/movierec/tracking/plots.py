@@ -9,6 +9,8 @@ import matplotlib
 matplotlib.use("Agg")  # headless: runs write files, never open windows
 import matplotlib.pyplot as plt
 import numpy as np
+import torch
+from torchmetrics.functional import mean_squared_error
 
 
 def plot_curves(history: dict[str, list[tuple[int, float]]], path: Path) -> Path:
@@ -45,7 +47,9 @@ def plot_predictions(
     fig, ax = plt.subplots(figsize=(6, 5))
     ax.boxplot(groups, positions=levels, widths=0.3 if len(levels) > 5 else 0.5, showfliers=False)
     ax.plot(scale, scale, "--", color="grey", label="perfect")
-    rmse = float(np.sqrt(np.mean((predicted - true) ** 2)))
+    rmse = float(
+        mean_squared_error(torch.from_numpy(predicted), torch.from_numpy(true), squared=False)
+    )
     ax.set(
         title=f"test predictions (RMSE {rmse:.4f}, n={len(true):,})",
         xlabel="true rating",
