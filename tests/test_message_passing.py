@@ -11,7 +11,7 @@ from movierec.models.gcmc import GcmcNet
 from movierec.models.gcn import GcnNet
 from movierec.models.lightgcn import LightGcnNet
 from movierec.models.sage import SageNet
-from tests.helpers.graphs import synthetic_train_graph
+from tests.helpers.graphs import plain_net, synthetic_train_graph
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +31,8 @@ def _double(graph):
 
 def _pair(cls, schema, **kwargs):
     torch.manual_seed(0)
-    edges = cls(schema, message_passing="edges", **kwargs)
-    sparse = cls(schema, message_passing="sparse", **kwargs)
+    edges = plain_net(cls, schema, message_passing="edges", **kwargs)
+    sparse = plain_net(cls, schema, message_passing="sparse", **kwargs)
     sparse.load_state_dict(edges.state_dict())
     return edges.double(), sparse.double()
 
@@ -84,7 +84,7 @@ def test_sparse_and_edge_paths_agree(graph_and_schema, cls, kwargs):
 
 def test_adjacency_is_built_once_per_graph(graph_and_schema, monkeypatch):
     graph, schema = graph_and_schema
-    net = SageNet(schema, message_passing="sparse")
+    net = plain_net(SageNet, schema, message_passing="sparse")
     calls = []
     import movierec.models.sage as sage
 
@@ -113,7 +113,7 @@ def test_prepare_builds_the_adjacency_that_encoding_then_uses(graph_and_schema, 
     """What `on_fit_start` builds ahead is what the first epoch's encoding needs: the
     forward pass builds nothing more."""
     graph, schema = graph_and_schema
-    net = cls(schema, **kwargs)
+    net = plain_net(cls, schema, **kwargs)
     (cache,) = [value for value in vars(net).values() if isinstance(value, GraphCache)]
     net.prepare(graph)
     assert cache.builds == 1
@@ -194,8 +194,8 @@ def test_summing_sage_differentiates_through_the_right_transpose(
             value = reverse[key]
             reverse[key] = value[:, keep] if key == "edge_index" else value[keep]
     torch.manual_seed(0)
-    tagged = SageNet(schema, message_passing="sparse", **kwargs).double()
-    untagged = SageNet(schema, message_passing="sparse", **kwargs).double()
+    tagged = plain_net(SageNet, schema, message_passing="sparse", **kwargs).double()
+    untagged = plain_net(SageNet, schema, message_passing="sparse", **kwargs).double()
     untagged.load_state_dict(tagged.state_dict())
     import movierec.models.adjacency as adjacency
 
@@ -234,9 +234,9 @@ def test_cached_adjacencies_own_exactly_their_storage(graph_and_schema):
     keeps compact copies (half the index memory at 20M ratings)."""
     graph, schema = graph_and_schema
     for net in (
-        SageNet(schema, message_passing="sparse", relations="per_rating"),
-        GcnNet(schema, message_passing="sparse", relations="per_rating"),
-        GcnNet(schema, message_passing="sparse", relations="weighted"),
+        plain_net(SageNet, schema, message_passing="sparse", relations="per_rating"),
+        plain_net(GcnNet, schema, message_passing="sparse", relations="per_rating"),
+        plain_net(GcnNet, schema, message_passing="sparse", relations="weighted"),
     ):
         net.encode(graph)
         cache = net._adjacency._value if isinstance(net, SageNet) else net._adjacency_cache._value

@@ -17,6 +17,7 @@ from movierec.models.layers import combine_layers, node_dropout
 from movierec.models.sage import SageNet
 from movierec.tasks.train import train_fold
 from tests.helpers.configs import FAST, TINY_DATA, compose_train
+from tests.helpers.graphs import plain_net
 
 
 def _tiny_graph() -> tuple:
@@ -43,7 +44,7 @@ def test_per_rating_sage_mean_runs_over_all_of_a_nodes_ratings():
     """h_u' = W_1 x_u + 1/|N(u)| Σ_r Σ_{m ∈ N_r(u)} W_2^r x_m (+ each relation's bias)."""
     graph, schema = _tiny_graph()
     torch.manual_seed(0)
-    net = SageNet(schema, hidden=4, num_layers=1, relations="per_rating", combine="last")
+    net = plain_net(SageNet, schema, hidden=4, num_layers=1, relations="per_rating")
     x = net.input(graph)
     users = net.encode(graph).user
     conv = net.convs[0].convs

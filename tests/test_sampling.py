@@ -61,7 +61,8 @@ def test_subgraph_batch_loss_equals_the_full_graph_loss():
     # A sampled batch is a subgraph in its own node order; with every node kept (permuted)
     # SAGE must give exactly the full-graph loss for the same supervision pairs.
     graph, schema = synthetic_train_graph(30, 45, 600, seed=2)
-    net = {"_target_": "movierec.models.sage.SageNet", "hidden": 16, "id_embeddings": True}
+    net = {"_target_": "movierec.models.sage.SageNet", "hidden": 16, "id_embeddings": True,
+           "relations": "single", "ranking": "none"}  # fmt: skip
     torch.manual_seed(0)
     module = RatingPredictor(net, schema.as_dict())
     module.set_graph(graph)

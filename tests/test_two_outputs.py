@@ -24,6 +24,7 @@ FAMILIES = {
         "norm": "symmetric",
         "decoder": "dot",
         "bias": True,
+        "ranking": "none",
     },
     "gcn": {
         "_target_": "movierec.models.gcn.GcnNet",

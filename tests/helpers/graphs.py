@@ -45,3 +45,35 @@ def synthetic_train_graph(
     data = synthetic_ratings(n_users, n_movies, n_ratings, seed)
     graph = build_graph(data, RandomSplit(seed=0).assign(data).train)
     return graph, GraphSchema.from_graph(graph, (0.5, 5.0))
+
+
+#: the SAGE and GCN settings that test a mechanism on its plainest variant (one relation,
+#: the last layer, an MLP decoder, no second output), whatever the families' defaults
+PLAIN_NETS = {
+    "SageNet": dict(
+        num_layers=2,
+        id_embeddings=False,
+        relations="single",
+        combine="last",
+        norm="left",
+        decoder="mlp",
+        bias=False,
+        ranking="none",
+    ),
+    "GcnNet": dict(
+        num_layers=3,
+        dropout=0.2,
+        id_embeddings=False,
+        relations="weighted",
+        combine="last",
+        batch_norm=True,
+        decoder="mlp",
+        bias=False,
+    ),
+}
+
+
+def plain_net(cls, schema, **kwargs):
+    """`cls(schema, ...)` on `PLAIN_NETS`' settings (none for other nets), `kwargs`
+    overriding them."""
+    return cls(schema, **{**PLAIN_NETS.get(cls.__name__, {}), **kwargs})

@@ -50,7 +50,11 @@ class EaseNet(ScoresByDot, RatingNet):
     trains_by_gradient = False
     ranking_block_pairs = 2**22
 
-    def __init__(self, schema: GraphSchema, lambdas: Sequence[float] = (250.0,)) -> None:
+    def __init__(
+        self,
+        schema: GraphSchema,
+        lambdas: Sequence[float] = (25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0),
+    ) -> None:
         super().__init__(schema)
         lambdas = tuple(lambdas) if isinstance(lambdas, Sequence) else (lambdas,)
         if not lambdas or any(

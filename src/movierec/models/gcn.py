@@ -93,10 +93,8 @@ class GcnNet(WithRankingOutput, RatingNet):
     Args:
         schema: data sizes.
         hidden: width of the input embeddings and GCN layers.
-        num_layers: GCNConv blocks (the design uses 3).
+        num_layers: GCNConv blocks (the Spark design, `experiment=seed_spark_gcn`: 3).
         dropout: dropout after every block.
-        edge_weight: deprecated spelling of relations=weighted (true) | single (false);
-            used only when `relations` is not given.
         id_embeddings: add learned per-node embeddings to the feature projections.
         decoder_hidden: widths of the MLP decoder's hidden layers.
         message_passing: auto | sparse | edges (see `movierec.models.adjacency`).
@@ -120,18 +118,17 @@ class GcnNet(WithRankingOutput, RatingNet):
         self,
         schema: GraphSchema,
         hidden: int = 64,
-        num_layers: int = 3,
-        dropout: float = 0.2,
-        edge_weight: bool = True,
-        id_embeddings: bool = False,
+        num_layers: int = 1,
+        dropout: float = 0.0,
+        id_embeddings: bool = True,
         decoder_hidden: list[int] | None = None,
         message_passing: str = "auto",
-        relations: str | None = None,
-        combine: str = "last",
-        batch_norm: bool = True,
+        relations: str = "per_rating",
+        combine: str = "concat",
+        batch_norm: bool = False,
         node_dropout: float = 0.0,
-        decoder: str = "mlp",
-        bias: bool = False,
+        decoder: str = "dot",
+        bias: bool = True,
         n_basis: int = 2,
         ranking: str = "none",
         ranking_dim: int = 64,
@@ -139,7 +136,6 @@ class GcnNet(WithRankingOutput, RatingNet):
         ranking_negatives: int = 4,
     ) -> None:
         super().__init__(schema)
-        relations = relations or ("weighted" if edge_weight else "single")
         check_encoder_settings(
             hidden, num_layers, dropout, node_dropout, message_passing, relations, combine
         )

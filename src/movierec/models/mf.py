@@ -32,7 +32,7 @@ class BiasedMF(RatingNet):
     """
 
     def __init__(
-        self, schema: GraphSchema, dim: int = 64, init_std: float = 0.01, reg: float = 0.02
+        self, schema: GraphSchema, dim: int = 64, init_std: float = 0.01, reg: float = 0.1
     ) -> None:
         super().__init__(schema)
         check_positive("model.net.dim", dim)

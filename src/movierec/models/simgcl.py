@@ -75,9 +75,9 @@ class SimGclNet(LightGcnNet):
         dim: int = 64,
         num_layers: int = 2,
         reg: float = 1e-4,
-        eps: float = 0.1,
-        cl_weight: float = 0.2,
-        temperature: float = 0.2,
+        eps: float = 0.02,
+        cl_weight: float = 0.02,
+        temperature: float = 0.15,
         message_passing: str = "auto",
     ) -> None:
         super().__init__(schema, dim, num_layers, reg, message_passing)
@@ -153,8 +153,8 @@ class XSimGclNet(SimGclNet):
         dim: int = 64,
         num_layers: int = 2,
         reg: float = 1e-4,
-        eps: float = 0.2,
-        cl_weight: float = 0.2,
+        eps: float = 0.02,
+        cl_weight: float = 0.02,
         temperature: float = 0.15,
         cl_layer: int = 1,
         message_passing: str = "auto",
