@@ -106,7 +106,7 @@ def test_the_normalised_adjacency_is_built_once(monkeypatch):
     net.encode(graph)
     net.encode(graph)
     assert len(calls) == 2  # its two blocks, on the first encoding only
-    assert net._adjacency_cache._value[0].layout == torch.sparse_csr
+    assert net.message_graph.cache._value[0].layout == torch.sparse_csr
 
 
 def test_lightgcn_declares_itself_ranking_only():

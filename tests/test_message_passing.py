@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from movierec.errors import ConfigError
-from movierec.models.adjacency import GraphCache, use_sparse
+from movierec.models.adjacency import use_sparse
 from movierec.models.gcmc import GcmcNet
 from movierec.models.gcn import GcnNet
 from movierec.models.lightgcn import LightGcnNet
@@ -77,7 +77,7 @@ def test_sparse_and_edge_paths_agree(graph_and_schema, cls, kwargs):
     for g_s, g_e in zip(grads_s, grads_e, strict=True):
         torch.testing.assert_close(g_s, g_e, rtol=1e-9, atol=1e-9)
     # the sparse path really is sparse: its cached adjacency holds CSR matrices
-    cache = sparse._adjacency._value if cls is SageNet else sparse._adjacency_cache._value
+    cache = sparse.message_graph.cache._value
     layouts = [a.layout for a in cache.values()] if cls is SageNet else [a.layout for a, _ in cache]
     assert set(layouts) == {torch.sparse_csr}
 
@@ -114,7 +114,7 @@ def test_prepare_builds_the_adjacency_that_encoding_then_uses(graph_and_schema, 
     forward pass builds nothing more."""
     graph, schema = graph_and_schema
     net = plain_net(cls, schema, **kwargs)
-    (cache,) = [value for value in vars(net).values() if isinstance(value, GraphCache)]
+    cache = net.message_graph.cache
     net.prepare(graph)
     assert cache.builds == 1
     net.train()
@@ -222,7 +222,7 @@ def test_summing_sage_differentiates_through_the_right_transpose(
     assert products  # the sparse aggregation ran, here through PyG's spmm
     for got, expected in zip(grads_tagged, grads_untagged, strict=True):
         torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-10)
-    cache = tagged._adjacency._value
+    cache = tagged.message_graph.cache._value
     partners = [getattr(a, "_movierec_transpose", None) for a in cache.values()]
     assert all(p is not None for p in partners)
     reused = any(p is other for p in partners for other in cache.values())
@@ -239,7 +239,7 @@ def test_cached_adjacencies_own_exactly_their_storage(graph_and_schema):
         plain_net(GcnNet, schema, message_passing="sparse", relations="weighted"),
     ):
         net.encode(graph)
-        cache = net._adjacency._value if isinstance(net, SageNet) else net._adjacency_cache._value
+        cache = net.message_graph.cache._value
         matrices = list(cache.values()) if isinstance(net, SageNet) else [a for a, _ in cache]
         for adj in matrices:
             for part in (adj.crow_indices(), adj.col_indices(), adj.values()):

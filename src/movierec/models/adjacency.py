@@ -90,6 +90,60 @@ class GraphCache:
         return self._value
 
 
+class MessageGraph:
+    """What a GNN's layers propagate over: the message graph's adjacency, built by the
+    net's `build(graph, sparse, dtype)` once per graph (`GraphCache`), as sparse CSR
+    products or per-edge messages as `model.net.message_passing` and the aggregation allow
+    on the device (`use_sparse`), autocast off around sparse messages.
+
+    Every GNN (SAGE, GCN, GC-MC, LightGCN and its contrastive variants) holds one, so the
+    net's own code is only how it normalises its adjacency:
+
+        with self.message_graph.passing(device) as sparse:
+            adjacency = self.message_graph.get(graph, sparse, dtype)
+
+    Args:
+        message_passing: auto | sparse | edges (checked by the net, naming its key).
+        aggr: the aggregation the layers use (what `use_sparse` asks of the device).
+        build: (graph, sparse, dtype) → the adjacency the net's layers take.
+        prepare_edges: `prepare` builds the per-edge path's adjacency too (where building
+            it costs something worth moving out of the first epoch).
+    """
+
+    def __init__(
+        self,
+        message_passing: str,
+        aggr: str,
+        build: Callable[[HeteroData, bool, torch.dtype | None], Any],
+        prepare_edges: bool = False,
+    ) -> None:
+        self.message_passing, self.aggr = message_passing, aggr
+        self._build = build
+        self.prepare_edges = prepare_edges
+        self.cache = GraphCache()
+
+    def sparse(self, device: torch.device) -> bool:
+        """Whether messages go as sparse products on `device`."""
+        return use_sparse(self.message_passing, self.aggr, device)
+
+    @contextlib.contextmanager
+    def passing(self, device: torch.device) -> Iterator[bool]:
+        """Whether messages go sparse on `device`; autocast is off inside if they do."""
+        sparse = self.sparse(device)
+        with sparse_messages_in_full_precision(device, sparse):
+            yield sparse
+
+    def get(self, graph: HeteroData, sparse: bool, dtype: torch.dtype | None) -> Any:
+        """The adjacency of `graph` for that path and value dtype, built once."""
+        return self.cache.get(graph, (sparse, dtype), lambda: self._build(graph, sparse, dtype))
+
+    def prepare(self, graph: HeteroData, dtype: torch.dtype | None) -> None:
+        """Build ahead (before the first epoch) what encoding `graph` will take."""
+        sparse = self.sparse(graph[RATES].edge_index.device)
+        if sparse or self.prepare_edges:
+            self.get(graph, sparse, dtype)
+
+
 # ---------------------------------------------------------------- backward without a sort
 #
 # torch differentiates `adj @ x` (CSR `adj`) through `adj.t()`, which it converts back to

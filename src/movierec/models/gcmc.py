@@ -21,7 +21,7 @@ from torch_geometric.data import HeteroData
 
 from movierec.checks import check_choice, check_fraction, check_positive
 from movierec.data.graph import RATES, GraphSchema
-from movierec.models.adjacency import GraphCache
+from movierec.models.adjacency import MessageGraph
 from movierec.models.base import NodeEmbeddings, RatingNet, RatingScores
 from movierec.models.decoders import build_decoder, decoder_args
 from movierec.models.heads import DecoderHead
@@ -88,7 +88,8 @@ class GcmcNet(RatingNet):
         self.norm = norm
         # The message graph is fixed during training; rebuilding its per-level sparse
         # adjacency every step would cost more than the convolution itself.
-        self._adjacency_cache = GraphCache()
+        # always sparse products (its own, per level); the float32 values in every dtype
+        self.message_graph = MessageGraph("sparse", "sum", lambda graph, *_: self._levels(graph))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -105,7 +106,7 @@ class GcmcNet(RatingNet):
         )
 
     def encode(self, graph: HeteroData) -> NodeEmbeddings:
-        to_users, to_movies = self._adjacency(graph)
+        to_users, to_movies = self.message_graph.get(graph, True, None)
         # ordinal weight sharing: level r uses the sum of the level weights up to r
         movie_w = self._node_dropout(self.movie_messages.cumsum(dim=0))
         user_w = self._node_dropout(self.user_messages.cumsum(dim=0))
@@ -143,13 +144,10 @@ class GcmcNet(RatingNet):
         return weights * keep / (1 - self.dropout)
 
     def prepare(self, graph: HeteroData) -> None:
-        self._adjacency(graph)
-
-    def _adjacency(self, graph: HeteroData) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """Normalized sparse adjacency per rating level: user←movie and movie←user."""
-        return self._adjacency_cache.get(graph, self.norm, lambda: self._levels(graph))
+        self.message_graph.prepare(graph, None)
 
     def _levels(self, graph: HeteroData) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Normalized sparse adjacency per rating level: user←movie and movie←user."""
         store = graph[RATES]
         users, movies = store.edge_index
         level = self.rating_class(store.edge_label)

@@ -29,15 +29,13 @@ from torch_geometric.utils import to_torch_csr_tensor
 
 from movierec.data.graph import RATES, GraphSchema
 from movierec.models.adjacency import (
-    GraphCache,
+    MessageGraph,
     TransposeAware,
     compact,
     csr_matrix,
     full_precision,
     sparse_dtype,
-    sparse_messages_in_full_precision,
     transposed,
-    use_sparse,
     with_transpose,
 )
 from movierec.models.base import NodeEmbeddings, RatingNet, RatingScores
@@ -142,7 +140,7 @@ class GcnNet(WithRankingOutput, RatingNet):
         check_bias(bias, decoder)
         self.input = NodeInput(schema, hidden, id_embeddings, key="model.net")
         n_levels = len(schema.rating_levels)
-        # normalization happens once per graph in `_adjacency`, not in every layer call
+        # normalization happens once per graph (`message_graph`), not in every layer call
         self.convs = nn.ModuleList(
             LevelGCNConv(hidden, hidden, n_levels)
             if relations == "per_rating"
@@ -156,8 +154,7 @@ class GcnNet(WithRankingOutput, RatingNet):
         self.relations = relations
         self.combine = combine
         self.node_dropout = node_dropout
-        self.message_passing = message_passing
-        self._adjacency_cache = GraphCache()
+        self.message_graph = MessageGraph(message_passing, "sum", self._normalized)
         self.decoder_args = decoder_args(
             decoder,
             combined_width(hidden, num_layers, combine),
@@ -184,11 +181,9 @@ class GcnNet(WithRankingOutput, RatingNet):
         x = self.input(graph)
         n_users = x["user"].shape[0]
         h = node_dropout(torch.cat([x["user"], x["movie"]]), self.node_dropout, self.training)
-        device = h.device
-        sparse = use_sparse(self.message_passing, "sum", device)
-        with sparse_messages_in_full_precision(device, sparse):
+        with self.message_graph.passing(h.device) as sparse:
             h = full_precision(h) if sparse else h
-            adjacency = self._adjacency(graph, sparse, h.dtype)
+            adjacency = self.message_graph.get(graph, sparse, h.dtype)
             outputs = [h]
             for conv, norm_layer in zip(self.convs, self.norms, strict=True):
                 if self.relations == "per_rating":
@@ -203,17 +198,11 @@ class GcnNet(WithRankingOutput, RatingNet):
 
     def prepare(self, graph: HeteroData) -> None:
         """The sparse path's adjacency (the per-edge path builds little worth moving)."""
-        if use_sparse(self.message_passing, "sum", graph[RATES].edge_index.device):
-            self._adjacency(graph, True, sparse_dtype(self))
-
-    def _adjacency(self, graph: HeteroData, sparse: bool, dtype: torch.dtype) -> list[Adjacency]:
-        """Per relation, the normalized adjacency over users ∪ movies (built once per
-        graph): ((2, E') edge_index, (E',) weights) or (sparse CSR (N, N), None)."""
-        return self._adjacency_cache.get(
-            graph, (sparse, dtype), lambda: self._normalized(graph, sparse, dtype)
-        )
+        self.message_graph.prepare(graph, sparse_dtype(self))
 
     def _normalized(self, graph: HeteroData, sparse: bool, dtype: torch.dtype) -> list[Adjacency]:
+        """Per relation, the normalized adjacency over users ∪ movies: ((2, E')
+        edge_index, (E',) weights) or (sparse CSR (N, N), None)."""
         n_users, n_nodes = self.schema.n_users, self.schema.n_users + self.schema.n_movies
         parts = relation_edges(
             graph, RATES, self.relations, self.rating_class, len(self.schema.rating_levels)

@@ -29,12 +29,10 @@ from movierec.data.graph import RATES, GraphSchema
 from movierec.errors import ConfigError
 from movierec.models.adjacency import (
     MESSAGE_PASSING,
-    GraphCache,
+    MessageGraph,
     add_column_blocks,
     csr_matrix,
     product,
-    sparse_messages_in_full_precision,
-    use_sparse,
     with_transpose,
 )
 from movierec.models.base import NodeEmbeddings, RatingNet
@@ -77,13 +75,15 @@ class LightGcnNet(ScoresByDot, RatingNet):
         check_choice("model.net.message_passing", message_passing, MESSAGE_PASSING)
         if not isinstance(reg, (int, float)) or isinstance(reg, bool) or reg < 0:
             raise ConfigError(f"model.net.reg={reg!r}: expected ≥ 0 (0 = no L2 penalty)")
-        # normalisation happens once per graph in `_adjacency`, not in every layer call
+        # normalisation happens once per graph (`message_graph`), not in every layer call
         self.lightgcn = LightGCN(schema.n_users + schema.n_movies, dim, num_layers, normalize=False)
         # PyG's own layers, used on the per-edge path (the sparse path propagates by blocks)
         self.lightgcn.convs = nn.ModuleList(LGConv(normalize=False) for _ in range(num_layers))
         self.reg = float(reg)
-        self.message_passing = message_passing
-        self._adjacency_cache = GraphCache()
+        # the per-edge path's gcn_norm is worth building ahead too
+        self.message_graph = MessageGraph(
+            message_passing, "sum", self._normalized, prepare_edges=True
+        )
 
     def new_user_refusal(self) -> str:
         return (
@@ -94,19 +94,17 @@ class LightGcnNet(ScoresByDot, RatingNet):
     def encode(self, graph: HeteroData) -> NodeEmbeddings:
         """E = Σ_k α_k (D^-1/2 A D^-1/2)^k E⁰ over users ∪ movies (PyG's `get_embedding`
         on the per-edge path; the same sums by bipartite blocks on the sparse path)."""
-        device = self.lightgcn.embedding.weight.device
-        sparse = use_sparse(self.message_passing, "sum", device)
+        weight = self.lightgcn.embedding.weight
         n_users = self.schema.n_users
-        with sparse_messages_in_full_precision(device, sparse):
-            adjacency = self._adjacency(graph, sparse)
+        with self.message_graph.passing(weight.device) as sparse:
+            adjacency = self.message_graph.get(graph, sparse, weight.dtype)
             if sparse:
                 return self._propagate_by_blocks(*adjacency)
             z = self.lightgcn.get_embedding(*adjacency)
         return NodeEmbeddings(z[:n_users], z[n_users:])
 
     def prepare(self, graph: HeteroData) -> None:
-        device = self.lightgcn.embedding.weight.device
-        self._adjacency(graph, use_sparse(self.message_passing, "sum", device))
+        self.message_graph.prepare(graph, self.lightgcn.embedding.weight.dtype)
 
     def _propagate_by_blocks(self, to_user: torch.Tensor, to_movie: torch.Tensor):
         """PyG's get_embedding with Â = [[0, Â_um], [Â_um^T, 0]] applied as its two blocks.
@@ -125,16 +123,13 @@ class LightGcnNet(ScoresByDot, RatingNet):
             out_movie = out_movie + x_movie * alpha[layer + 1]
         return NodeEmbeddings(out_user, out_movie)
 
-    def _adjacency(self, graph: HeteroData, sparse: bool) -> tuple:
-        """D^-1/2 A D^-1/2 of the training graph (A symmetric, no self loops), built once:
-        ((2, 2E) edge_index, (2E,) weights) over users ∪ movies, or its two blocks as
-        CSR matrices (users × movies, movies × users), each the other's transpose."""
-        return self._adjacency_cache.get(graph, sparse, lambda: self._normalized(graph, sparse))
-
-    def _normalized(self, graph: HeteroData, sparse: bool) -> tuple:
+    def _normalized(self, graph: HeteroData, sparse: bool, dtype: torch.dtype) -> tuple:
+        """D^-1/2 A D^-1/2 of the training graph (A symmetric, no self loops) with `dtype`
+        values: ((2, 2E) edge_index, (2E,) weights) over users ∪ movies, or its two
+        blocks as CSR matrices (users × movies, movies × users), each the other's
+        transpose."""
         n_users, n_movies = self.schema.n_users, self.schema.n_movies
         users, movies = graph[RATES].edge_index
-        dtype = self.lightgcn.embedding.weight.dtype
         if not sparse:
             edge_index = torch.stack([torch.cat([users, movies + n_users]),
                                       torch.cat([movies + n_users, users])])  # fmt: skip

@@ -29,14 +29,12 @@ from movierec.checks import check_choice
 from movierec.data.graph import RATES, REV_RATES, GraphSchema
 from movierec.errors import ConfigError
 from movierec.models.adjacency import (
-    GraphCache,
+    MessageGraph,
     TransposeAware,
     csr_matrix,
     full_precision,
     sparse_dtype,
-    sparse_messages_in_full_precision,
     transposed,
-    use_sparse,
     with_transpose,
 )
 from movierec.models.base import NodeEmbeddings, RatingNet, RatingScores
@@ -136,12 +134,11 @@ class SageNet(WithRankingOutput, RatingNet):
         )
         self.dropout = dropout
         self.aggr = aggr
-        self.message_passing = message_passing
         self.relations = relations
         self.combine = combine
         self.node_dropout = node_dropout
         self.norm = norm
-        self._adjacency = GraphCache()
+        self.message_graph = MessageGraph(message_passing, aggr, self._build)
         width = combined_width(hidden, num_layers, combine)
         self.decoder_args = decoder_args(
             decoder,
@@ -202,12 +199,10 @@ class SageNet(WithRankingOutput, RatingNet):
     def encode(self, graph: HeteroData) -> NodeEmbeddings:
         x = self.input(graph)
         x = {kind: node_dropout(v, self.node_dropout, self.training) for kind, v in x.items()}
-        device = graph[RATES].edge_index.device
-        sparse = use_sparse(self.message_passing, self.aggr, device)
-        with sparse_messages_in_full_precision(device, sparse):
+        with self.message_graph.passing(graph[RATES].edge_index.device) as sparse:
             if sparse:
                 x = {kind: full_precision(value) for kind, value in x.items()}
-            edges = self._edges(graph, sparse, x["user"].dtype)
+            edges = self.message_graph.get(graph, sparse, x["user"].dtype)
             outputs = [x]
             for i, conv in enumerate(self.convs):
                 h = conv(x, edges)
@@ -224,17 +219,11 @@ class SageNet(WithRankingOutput, RatingNet):
 
     def prepare(self, graph: HeteroData) -> None:
         """The sparse path's adjacencies (the per-edge path builds little worth moving)."""
-        if use_sparse(self.message_passing, self.aggr, graph[RATES].edge_index.device):
-            self._edges(graph, True, sparse_dtype(self))
-
-    def _edges(self, graph: HeteroData, sparse: bool, dtype: torch.dtype) -> dict:
-        """Per edge type: (2, E_r) edge_index, or the sparse CSR `adj_t` (receivers ×
-        senders) with `dtype` values (built once per graph, see `GraphCache`)."""
-        return self._adjacency.get(
-            graph, (sparse, dtype), lambda: self._build(graph, sparse, dtype)
-        )
+        self.message_graph.prepare(graph, sparse_dtype(self))
 
     def _build(self, graph: HeteroData, sparse: bool, dtype: torch.dtype) -> dict:
+        """Per edge type: (2, E_r) edge_index, or the sparse CSR `adj_t` (receivers ×
+        senders) with `dtype` values."""
         sizes = {"user": graph["user"].num_nodes, "movie": graph["movie"].num_nodes}
         n_levels = len(self.schema.rating_levels)
         edges: dict[EdgeType, torch.Tensor] = {}

@@ -31,7 +31,7 @@ from torch_geometric.data import HeteroData
 from movierec.checks import check_positive
 from movierec.data.graph import GraphSchema
 from movierec.errors import ConfigError
-from movierec.models.adjacency import product, sparse_messages_in_full_precision, use_sparse
+from movierec.models.adjacency import product
 from movierec.models.base import NodeEmbeddings
 from movierec.models.lightgcn import LightGcnNet
 
@@ -106,12 +106,11 @@ class SimGclNet(LightGcnNet):
     def layer_outputs(self, graph: HeteroData, eps: float) -> list[tuple[torch.Tensor, ...]]:
         """[(users, movies) of E^(0), …, E^(K)], each propagated layer perturbed by ε."""
         weight = self.lightgcn.embedding.weight
-        sparse = use_sparse(self.message_passing, "sum", weight.device)
         n_users = self.schema.n_users
         x_user, x_movie = weight[:n_users], weight[n_users:]
         outputs = [(x_user, x_movie)]
-        with sparse_messages_in_full_precision(weight.device, sparse):
-            adjacency = self._adjacency(graph, sparse)
+        with self.message_graph.passing(weight.device) as sparse:
+            adjacency = self.message_graph.get(graph, sparse, weight.dtype)
             for conv in self.lightgcn.convs:
                 if sparse:
                     to_user, to_movie = adjacency
