@@ -20,3 +20,8 @@ class DownloadError(MovieRecError):
 
 class ConfigError(MovieRecError):
     """A setting is invalid; the message names the key and the allowed values."""
+
+
+class StoppedOnPurpose(Exception):
+    """A run stopped by a tuner on purpose (a pruned trial), not failed: tracking ends its
+    run KILLED, tagged `optuna.state=PRUNED` (`tuning.pruning.TrialPruned`)."""

@@ -6,7 +6,7 @@ password of a store URI reaches the tracking store). The run is opened with
 don't interfere). On leaving the `with` block:
     no exception                    → FINISHED
     KeyboardInterrupt / SystemExit  → KILLED (Lightning turns Ctrl-C/SIGTERM into exit 1)
-    optuna.TrialPruned              → KILLED, tagged `optuna.state=PRUNED`
+    StoppedOnPurpose (a pruned trial) → KILLED, tagged `optuna.state=PRUNED`
     any other exception             → FAILED, with the error in the `error` tag
 A run killed with SIGKILL cannot close itself: every run is tagged with its host, pid and
 the process's start time, and opening a run first ends as KILLED (tagged
@@ -24,11 +24,11 @@ import socket
 from pathlib import Path
 from types import TracebackType
 
-import optuna
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 from mlflow.utils.time import get_current_time_millis
 
+from movierec.errors import StoppedOnPurpose
 from movierec.redaction import redact
 from movierec.tracking.store import ensure_experiment, prepare_local_store
 
@@ -114,7 +114,7 @@ class TrackedRun:
     ) -> None:
         if exc_type is None:
             status = "FINISHED"
-        elif issubclass(exc_type, optuna.TrialPruned):
+        elif issubclass(exc_type, StoppedOnPurpose):
             # MLflow has no PRUNED status: the run was stopped on purpose, so KILLED + tag
             status = "KILLED"
             self.client.set_tag(self.run_id, "optuna.state", "PRUNED")

@@ -6,7 +6,12 @@ import optuna
 import pytorch_lightning as pl
 from omegaconf import OmegaConf
 
+from movierec.errors import StoppedOnPurpose
 from movierec.training.selection import Selection
+
+
+class TrialPruned(optuna.TrialPruned, StoppedOnPurpose):
+    """Optuna's pruned-trial signal, which the tracking layer reads as stopped on purpose."""
 
 
 class OptunaPruning(pl.Callback):
@@ -30,9 +35,7 @@ class OptunaPruning(pl.Callback):
         epoch = trainer.current_epoch
         self.trial.report(float(value), step=epoch)
         if self.trial.should_prune():
-            raise optuna.TrialPruned(
-                f"pruned at epoch {epoch} with {self.monitor}={float(value):.4f}"
-            )
+            raise TrialPruned(f"pruned at epoch {epoch} with {self.monitor}={float(value):.4f}")
 
 
 def trial_from_storage(
