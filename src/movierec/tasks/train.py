@@ -28,7 +28,7 @@ from movierec.tracking.lifecycle import TrackedRun
 from movierec.tracking.links import run_links
 from movierec.tracking.preflight import check_tracking
 from movierec.tracking.recorder import (
-    choices,
+    model_name,
     open_cv_parent,
     open_run,
     record_cv_summary,
@@ -141,7 +141,7 @@ def _register(cfg, run: TrackedRun, model_uri: str, datamodule, selection, metri
     """Register the run's model (`registry.name`, default movierec-<dataset>-<model>) and
     move `registry.alias` when the selection metric beats the current holder's."""
     registry = cfg.get("registry") or {}
-    model = choices(cfg).get("model", str(cfg.model.net._target_).rsplit(".", 1)[-1])
+    model = model_name(cfg)
     name = registry.get("name") or f"movierec-{datamodule.settings.name}-{model}"
     return register_model(
         run.client, name, model_uri, run.run_id,

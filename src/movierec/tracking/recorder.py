@@ -54,6 +54,11 @@ def choices(cfg: DictConfig) -> dict[str, str]:
     return {k: str(v) for k, v in dict(runtime or {}).items() if "hydra/" not in k}
 
 
+def model_name(cfg: DictConfig) -> str:
+    """The model's name as the user chose it (model=sage), else its network class."""
+    return choices(cfg).get("model", str(cfg.model.net._target_).rsplit(".", 1)[-1])
+
+
 def run_name_for(picked: dict[str, str], model: str, where: str, seed: int) -> str:
     """`<experiment or model>-<dataset and split>-seed<n>-<6 hex>`: what differs between
     runs, and a random 6-hex suffix that keeps two runs started together apart."""
@@ -80,7 +85,7 @@ def open_run(
     picked = choices(cfg)
     split = datamodule.split
     tags = {
-        "model": picked.get("model", str(cfg.model.net._target_).rsplit(".", 1)[-1]),
+        "model": model_name(cfg),
         "dataset": datamodule.settings.name,
         "split": split.name,
         "fold": str(split.fold if split.fold is not None else "-"),
@@ -229,7 +234,7 @@ def open_cv_parent(cfg: DictConfig, split_name: str, n_folds: int) -> TrackedRun
     if node is None or rank_zero_only.rank != 0:
         return None
     picked = choices(cfg)
-    model = picked.get("model", str(cfg.model.net._target_).rsplit(".", 1)[-1])
+    model = model_name(cfg)
     dataset = picked.get("data", str(cfg.data.name))
     label = run_name_for(picked, model, f"{dataset}-{split_name}-cv{n_folds}", cfg.seed)
     run = TrackedRun.open(
