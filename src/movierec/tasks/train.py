@@ -53,7 +53,7 @@ def train(cfg: DictConfig) -> float:
     check_tracking(cfg)  # an unreachable or unwritable store: one line, before any data
     try:
         if cfg.split.get("fold") == "all":
-            return cross_validate(cfg)
+            return cross_validate(cfg, selection)
         return float(train_fold(cfg)[selection.metric])
     except SIGTERMException:
         # Lightning stops cleanly after the current batch but exits with status 0;
@@ -94,6 +94,7 @@ def train_fold(
     run = open_run(
         cfg,
         datamodule,
+        selection,
         parent_run_id=parent_run_id or sweep.get("parent_run_id"),
         extra_tags=trial_tags,
     )
@@ -114,7 +115,7 @@ def _record(cfg, run: TrackedRun, datamodule, model, selection, metrics: dict) -
     """Outputs, the servable model (and its registration) on the run; the run id in
     `metrics`."""
     checkpoint = metrics["best_checkpoint"]
-    record_outputs(run, cfg, datamodule, model, checkpoint, metrics)
+    record_outputs(run, cfg, datamodule, model, checkpoint, metrics, selection)
     if checkpoint:
         uri = publish_trained_model(run.run_id, run.tracking_uri, checkpoint, datamodule)
         run.set_tags({"model_uri": uri})
@@ -151,14 +152,13 @@ def _register(cfg, run: TrackedRun, model_uri: str, datamodule, selection, metri
     )  # fmt: skip
 
 
-def cross_validate(cfg: DictConfig) -> float:
+def cross_validate(cfg: DictConfig, selection: Selection) -> float:
     """Run every fold of `cfg.split`; print each fold and mean ± std; return the mean of
     the folds' best `selection.metric`."""
-    selection = Selection.from_cfg(cfg)
     selection.check_monitors(cfg.get("callbacks"))
     probe = build(OmegaConf.merge(cfg.split, {"fold": 1}), "split")
     base_dir = Path(cfg.paths.output_dir)
-    parent = open_cv_parent(cfg, probe.name, len(probe.folds))
+    parent = open_cv_parent(cfg, probe.name, len(probe.folds), selection)
     with parent if parent is not None else nullcontext():
         summary = _run_folds(cfg, probe.folds, base_dir, parent, selection)
         if parent is not None:

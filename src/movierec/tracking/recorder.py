@@ -70,6 +70,7 @@ def run_name_for(picked: dict[str, str], model: str, where: str, seed: int) -> s
 def open_run(
     cfg: DictConfig,
     datamodule,
+    selection: Selection,
     *,
     parent_run_id: str | None = None,
     run_name: str | None = None,
@@ -95,7 +96,7 @@ def open_run(
         **git_state(Path(cfg.paths.root_dir)),
         **library_versions(),
         **{f"choice.{k}": v for k, v in picked.items()},
-        **Selection.from_cfg(cfg).as_tags(),
+        **selection.as_tags(),
         **(extra_tags or {}),
     }
     if cfg.get("tags"):
@@ -168,6 +169,7 @@ def record_outputs(
     model,
     checkpoint_path: str,
     metrics: dict[str, Any],
+    selection: Selection,
 ) -> None:
     """Summary metrics, config, ID maps, plots and the best checkpoint (the servable
     model is logged by `movierec.tracking.pyfunc_model.log_pyfunc_model`)."""
@@ -177,7 +179,6 @@ def record_outputs(
     # val/* and test/* histories come from the Lightning logger; the best epoch's value
     # of the selection metric (what sweeps optimize) gets its own name, <metric>_best, so
     # it does not extend that history.
-    selection = Selection.from_cfg(cfg)
     summary = {f"summary/{k}": v for k, v in numeric.items() if "/" not in k}
     summary[selection.best_key] = numeric[selection.metric]
     run.log_metrics(summary)
@@ -228,7 +229,9 @@ def _device(cfg: DictConfig) -> str:
     return f"{accelerator} ({torch.get_num_threads()} threads)"
 
 
-def open_cv_parent(cfg: DictConfig, split_name: str, n_folds: int) -> TrackedRun | None:
+def open_cv_parent(
+    cfg: DictConfig, split_name: str, n_folds: int, selection: Selection
+) -> TrackedRun | None:
     """The parent run of a cross-validation command; folds become its children."""
     node = mlflow_node(cfg)
     if node is None or rank_zero_only.rank != 0:
@@ -249,7 +252,7 @@ def open_cv_parent(cfg: DictConfig, split_name: str, n_folds: int) -> TrackedRun
             "fold": "all",
             "seed": str(cfg.seed),
             "cv.folds": str(n_folds),
-            **Selection.from_cfg(cfg).as_tags(),
+            **selection.as_tags(),
             **git_state(Path(cfg.paths.root_dir)),
             **library_versions(),
         },
