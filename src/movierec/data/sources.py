@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -159,11 +160,9 @@ def ratings_file(settings: DataSettings, fetched: FetchedSource) -> RatingsFile:
         ref = FileRef.from_path(path) if path.is_file() else None
         return RatingsFile(str(path), ref, str(path), _file_layout(str(path)))
     assert fetched.archive is not None
-    names = {"csv": ("ratings.csv", ","), "dat": ("ratings.dat", "::"), "ml100k": ("u.data", "\t")}
-    name, delimiter = names[spec.layout]
-    ref = FileRef.from_zip(fetched.archive, f"{spec.folder}/{name}")
-    layout = "csv" if spec.layout == "csv" else "delimited"
-    return RatingsFile(ref.label, ref, None, layout, delimiter)
+    layout = ARCHIVE_LAYOUTS[spec.layout]
+    ref = FileRef.from_zip(fetched.archive, f"{spec.folder}/{layout.ratings}")
+    return RatingsFile(ref.label, ref, None, layout.ratings_layout, layout.delimiter)
 
 
 def read_side_tables(settings: DataSettings, fetched: FetchedSource) -> SideTables:
@@ -177,20 +176,50 @@ def read_side_tables(settings: DataSettings, fetched: FetchedSource) -> SideTabl
     def member(name: str) -> FileRef:
         return FileRef.from_zip(fetched.archive, f"{spec.folder}/{name}")
 
-    if spec.layout == "csv":
-        return SideTables(readers.read_movies_csv(member("movies.csv")))
-    if spec.layout == "dat":
-        movies = readers.read_movies_dat(member("movies.dat"), spec.encoding)
-        users = readers.read_users_dat(member("users.dat")) if spec.has_user_side_features else None
-        return SideTables(movies, users)
-    if spec.layout == "ml100k":
-        return SideTables(
-            readers.read_movies_ml100k(member("u.item"), member("u.genre")),
-            readers.read_users_ml100k(member("u.user")),
-            genre_order=readers.read_ml100k_genre_names(member("u.genre")),
-            folds=_read_ml100k_folds(member, spec.predefined_folds),
-        )
-    raise AssertionError(f"unknown layout {spec.layout}")
+    return ARCHIVE_LAYOUTS[spec.layout].side_tables(member, spec)
+
+
+def _csv_side_tables(member, spec) -> SideTables:
+    return SideTables(readers.read_movies_csv(member("movies.csv")))
+
+
+def _dat_side_tables(member, spec) -> SideTables:
+    movies = readers.read_movies_dat(member("movies.dat"), spec.encoding)
+    users = readers.read_users_dat(member("users.dat")) if spec.has_user_side_features else None
+    return SideTables(movies, users)
+
+
+def _ml100k_side_tables(member, spec) -> SideTables:
+    return SideTables(
+        readers.read_movies_ml100k(member("u.item"), member("u.genre")),
+        readers.read_users_ml100k(member("u.user")),
+        genre_order=readers.read_ml100k_genre_names(member("u.genre")),
+        folds=_read_ml100k_folds(member, spec.predefined_folds),
+    )
+
+
+@dataclass(frozen=True)
+class ArchiveLayout:
+    """How a GroupLens archive lays out its files (`catalog.DatasetSpec.layout`).
+
+    Attributes:
+        ratings: the ratings member's name in the archive's folder.
+        ratings_layout: "csv" (with a header) or "delimited" (`RatingsFile.layout`).
+        delimiter: the ratings' field separator.
+        side_tables: (member opener, spec) → the movies, users, genres and folds read.
+    """
+
+    ratings: str
+    ratings_layout: str
+    delimiter: str
+    side_tables: Callable[[Callable[[str], FileRef], Any], SideTables]
+
+
+ARCHIVE_LAYOUTS = {
+    "csv": ArchiveLayout("ratings.csv", "csv", ",", _csv_side_tables),  # latest, 25m, 32m
+    "dat": ArchiveLayout("ratings.dat", "delimited", "::", _dat_side_tables),  # 1m, 10m
+    "ml100k": ArchiveLayout("u.data", "delimited", "\t", _ml100k_side_tables),
+}
 
 
 def _file_layout(location: str) -> str:
