@@ -57,6 +57,25 @@ def test_transductive_model_is_refused_with_the_neighbor_loader(monkeypatch, tmp
         train_fold(cfg)
 
 
+@pytest.mark.parametrize(
+    ("net", "reason"),
+    [
+        ([], "model.net.relations=per_rating splits messages by their rating level"),
+        (["model.net.relations=single"], "its ranking output trains on the whole graph"),
+    ],
+)
+def test_sage_settings_that_cannot_train_on_subgraphs_are_refused(
+    monkeypatch, tmp_path: Path, net, reason
+):
+    """The default SAGE (per-level relations, two outputs) is refused in one line before
+    the first batch, which would otherwise fail inside the encoder."""
+    _sampler_libraries(monkeypatch, installed=True)
+    overrides = [*TINY_DATA, "model=sage", *net, "data.loader=neighbor", "data.batch_size=64"]
+    cfg = compose_train(tmp_path, [*overrides, "logger=none", "callbacks.progress_bar=null"])
+    with pytest.raises(ConfigError, match=f"SageNet cannot \\({reason}"):
+        train_fold(cfg)
+
+
 def test_subgraph_batch_loss_equals_the_full_graph_loss():
     # A sampled batch is a subgraph in its own node order; with every node kept (permuted)
     # SAGE must give exactly the full-graph loss for the same supervision pairs.

@@ -180,6 +180,11 @@ class RatingNet(nn.Module):
         """Whether `embed_new_user` works for this instance (its settings may rule it out)."""
         return self.new_user_refusal() is None
 
+    def subgraph_refusal(self) -> str | None:
+        """Why this model cannot train on sampled subgraphs (`data.loader=neighbor`; None:
+        it can). The default: an inductive encoder can, a transductive one cannot."""
+        return None if self.inductive else "it is transductive"
+
     def new_user_refusal(self) -> str | None:
         """Why this model cannot embed a user it was not trained with (None: it can).
 

@@ -156,6 +156,18 @@ class SageNet(WithRankingOutput, RatingNet):
             ranking, channels, ranking_dim, ranking_weight, ranking_negatives, schema.n_movies
         )
 
+    def subgraph_refusal(self) -> str | None:
+        """A sampled batch's `edge_label` holds its supervision ratings, not its messages'
+        levels, and the ranking output's BPR term is not drawn on subgraphs."""
+        if self.relations == "per_rating":
+            return (
+                "model.net.relations=per_rating splits messages by their rating level; "
+                "use single|weighted"
+            )
+        if self.ranking is not None:
+            return "its ranking output trains on the whole graph; set model.net.ranking=none"
+        return None
+
     def new_user_refusal(self) -> None:
         """None: inductive, so a new user joins the graph; learned ID embeddings and
         offsets of users are fitted to the given ratings (fold-in, `embed_new_user`)."""

@@ -171,11 +171,12 @@ class RatingPredictor(pl.LightningModule):
         split = getattr(datamodule, "split_data", None)
         if isinstance(split, SplitData) and split is not self._split:
             self.use_split(split)
-        if self._split is not None and self._split.loader == "neighbor" and not self.net.inductive:
+        refusal = self.net.subgraph_refusal()
+        if self._split is not None and self._split.loader == "neighbor" and refusal:
             raise ConfigError(
                 f"data.loader=neighbor encodes sampled subgraphs, which "
-                f"{type(self.net).__name__} cannot (it is transductive); use an inductive "
-                "model (model=sage) or data.loader=full"
+                f"{type(self.net).__name__} cannot ({refusal}); use an inductive model "
+                "(model=sage with the settings named) or data.loader=full"
             )
 
     def on_fit_start(self) -> None:
