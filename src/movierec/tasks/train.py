@@ -25,7 +25,6 @@ from movierec.serving.pyfunc import publish_trained_model
 from movierec.tasks.fit import fit_and_test, stopped_by
 from movierec.tasks.result_table import fold_line, result_lines, summary_lines
 from movierec.tracking.lifecycle import TrackedRun
-from movierec.tracking.links import run_links
 from movierec.tracking.preflight import check_tracking
 from movierec.tracking.recorder import (
     model_name,
@@ -34,7 +33,7 @@ from movierec.tracking.recorder import (
     record_cv_summary,
     record_outputs,
 )
-from movierec.tracking.registry import CHAMPION, register_model
+from movierec.tracking.registry import CHAMPION
 from movierec.tracking.report_html import is_main_metric
 from movierec.tracking.resume import check_resume
 from movierec.training.checkpoints import checkpoint_epoch
@@ -128,14 +127,7 @@ def _links(cfg: DictConfig, run: TrackedRun, selection: Selection, metrics: dict
     """The run's name and UI links; the runs table sorted by the selection metric's best
     value, with the test metrics the result table shows as columns."""
     shown = [k for k in metrics if k.startswith("test/") and is_main_metric(k)]
-    return run_links(
-        run.client,
-        run.run_id,
-        str(cfg.mlflow_ui),
-        selection.best_key,
-        selection.mode == "min",
-        shown,
-    )
+    return run.links(str(cfg.mlflow_ui), selection.best_key, selection.mode == "min", shown)
 
 
 def _register(cfg, run: TrackedRun, model_uri: str, datamodule, selection, metrics) -> dict:
@@ -144,8 +136,8 @@ def _register(cfg, run: TrackedRun, model_uri: str, datamodule, selection, metri
     registry = cfg.get("registry") or {}
     model = model_name(cfg)
     name = registry.get("name") or f"movierec-{datamodule.settings.name}-{model}"
-    return register_model(
-        run.client, name, model_uri, run.run_id,
+    return run.register(
+        name, model_uri,
         metric=selection.metric, mode=selection.mode, value=metrics[selection.metric],
         dataset=datamodule.settings.name, split=datamodule.split.name,
         alias=registry.get("alias") or CHAMPION,

@@ -158,6 +158,19 @@ class TrackedRun:
     def metric_history(self, key: str) -> list[tuple[int, float]]:
         return [(m.step, m.value) for m in self.client.get_metric_history(self.run_id, key)]
 
+    def links(self, ui_url: str, sort_by: str, ascending: bool, columns: list[str]) -> dict:
+        """The run's name and UI links (`tracking.links.run_links`)."""
+        from movierec.tracking.links import run_links
+
+        return run_links(self.client, self.run_id, ui_url, sort_by, ascending, columns)
+
+    def register(self, name: str, model_uri: str, **decision) -> dict[str, str]:
+        """Register the run's model under `name` and maybe move the alias
+        (`tracking.registry.register_model`); the decision tags."""
+        from movierec.tracking.registry import register_model
+
+        return register_model(self.client, name, model_uri, self.run_id, **decision)
+
 
 def process_tags(pid: int | None = None) -> dict[str, str]:
     """Host, pid and the pid's start time (so a reused pid is not taken for the owner)."""
