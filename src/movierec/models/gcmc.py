@@ -87,8 +87,8 @@ class GcmcNet(RatingNet):
         self.accumulation = accumulation
         self.norm = norm
         # The message graph is fixed during training; rebuilding its per-level sparse
-        # adjacency every step would cost more than the convolution itself.
-        # always sparse products (its own, per level); the float32 values in every dtype
+        # adjacency every step would cost more than the convolution itself. Always sparse
+        # products (its own, per level), float32 values whatever the parameters' dtype.
         self.message_graph = MessageGraph("sparse", "sum", lambda graph, *_: self._levels(graph))
         self.reset_parameters()
 

@@ -124,7 +124,7 @@ class SageNet(WithRankingOutput, RatingNet):
         _check_settings(hidden, num_layers, aggr, dropout, node_dropout, message_passing,
                         relations, combine, norm)  # fmt: skip
         # the per-level mean is a degree-weighted sum: the weights ride on sparse values
-        self.weighted_sum = relations == "weighted" or (relations, aggr) == ("per_rating", "mean")
+        self.weighted_sum = _weighted_sum(relations, aggr)
         check_bias(bias, decoder)
         self.input = NodeInput(schema, hidden, id_embeddings, key="model.net")
         self.edge_types = _edge_types(relations, len(schema.rating_levels))
@@ -337,13 +337,18 @@ def _check_settings(
     )
     check_choice("model.net.aggr", aggr, SAGE_AGGREGATIONS)
     check_choice("model.net.norm", norm, ("left", "symmetric"))
-    weighted = relations == "weighted" or (relations, aggr) == ("per_rating", "mean")
-    if weighted and message_passing == "edges":
+    if _weighted_sum(relations, aggr) and message_passing == "edges":
         raise ConfigError(
             f"model.net.relations={relations} with aggr={aggr} needs sparse messages "
             "(SAGEConv takes no edge weights on the per-edge path): set "
             "model.net.message_passing=auto|sparse"
         )
+
+
+def _weighted_sum(relations: str, aggr: str) -> bool:
+    """Whether messages carry weights (the ratings, or a per-level mean's degree weights),
+    which only the sparse path can apply."""
+    return relations == "weighted" or (relations, aggr) == ("per_rating", "mean")
 
 
 def _sage_layer(edge_types: list, hidden: int, aggr: str) -> HeteroConv:
