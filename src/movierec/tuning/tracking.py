@@ -6,13 +6,13 @@ from pathlib import Path
 
 import optuna
 from omegaconf import DictConfig
-from optuna.trial import TrialState
 
 from movierec.tracking.lifecycle import TrackedRun
 from movierec.tracking.params import flatten_config
 from movierec.tracking.recorder import mlflow_node
 from movierec.training.selection import Selection
 from movierec.tuning.plots import study_plots
+from movierec.tuning.study import counts
 
 
 def open_study_run(config: DictConfig, study_name: str, storage: str) -> TrackedRun | None:
@@ -55,8 +55,7 @@ def close_study_run(
     if run is None:
         return
     best = study.best_trial
-    trials = study.get_trials(deepcopy=False)
-    states = {state.name.lower(): sum(t.state == state for t in trials) for state in TrialState}
+    states = {state.name.lower(): n for state, n in counts(study).items()}
     best_key = "best/" + selection.metric.replace("/", "_")
     run.log_metrics({best_key: best.value, **{f"trials/{k}": v for k, v in states.items()}})
     run.set_tags(
