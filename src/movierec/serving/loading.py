@@ -34,6 +34,7 @@ from omegaconf import OmegaConf
 
 from movierec.data.integrity import discard
 from movierec.errors import ConfigError, DataError
+from movierec.redaction import redact
 from movierec.serving.bundle import CHECKPOINT, TrainedModel
 from movierec.serving.manifest import MANIFEST
 from movierec.tracking.artifacts import StoreReadError, download, run_status
@@ -108,8 +109,8 @@ def _from_mlflow(run_id: str, tracking_uri: str | None) -> TrainedModel:
         status = run_status(uri, run_id)
     except StoreReadError:
         raise DataError(
-            f"run_id={run_id} is neither a run in the MLflow store {uri} nor a bundle folder "
-            "or checkpoint (set MLFLOW_TRACKING_URI or tracking_uri= for another store)"
+            f"run_id={run_id} is neither a run in the MLflow store {redact(uri)} nor a bundle "
+            "folder or checkpoint (set MLFLOW_TRACKING_URI or tracking_uri= for another store)"
         ) from None
     try:
         cached.parent.mkdir(parents=True, exist_ok=True)
@@ -173,7 +174,7 @@ def _from_registry(model_uri: str, tracking_uri: str | None) -> TrainedModel:
             folder = download(model_uri, uri, tmp)
         except StoreReadError as err:
             raise DataError(
-                f"run_id={model_uri}: no such registered model version in {uri} ({err}); "
+                f"run_id={model_uri}: no such registered model version in {redact(uri)} ({err}); "
                 "list them with `mlflow models` or the UI's Models page"
             ) from None
         return TrainedModel.load(Path(folder) / "artifacts" / "bundle", build_network=False)

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import os
 
+from movierec.redaction import redact
+
 
 class StoreReadError(Exception):
     """The store has no such run, model version or artifact (or could not be read); the
-    message is MLflow's reason on one line."""
+    message is MLflow's reason on one line, passwords hidden."""
 
 
 def run_status(tracking_uri: str, run_id: str) -> str:
@@ -49,4 +51,4 @@ def download(artifact_uri: str, tracking_uri: str, folder: str) -> str:
 
 
 def _one_line(err: BaseException) -> str:
-    return " ".join(str(err).split())[:200]
+    return redact(" ".join(str(err).split()))[:200]
