@@ -53,6 +53,18 @@ def test_ease_scores_are_the_users_rows_times_b_and_each_epoch_tries_one_lambda(
         EaseNet(schema, lambdas=[0])
 
 
+def test_ease_with_a_positive_rating_builds_x_from_the_liked_movies_only():
+    graph, schema = synthetic_train_graph(6, 9, 30, seed=1)
+    store = graph["user", "rates", "movie"]
+    liked = store.edge_label >= 4.0
+    assert 0 < int(liked.sum()) < len(liked)  # the test needs both kinds
+    x = torch.zeros(6, 9)
+    x[store.edge_index[0, liked], store.edge_index[1, liked]] = 1.0
+    net = EaseNet(schema, lambdas=[2.0], positive_rating=4.0)
+    scores = net.score_users(net.encode(graph), torch.arange(6))
+    torch.testing.assert_close(scores, x @ ease_weights(x, 2.0), atol=1e-5, rtol=1e-5)
+
+
 def test_simgcl_noise_keeps_each_elements_sign_and_has_norm_eps():
     torch.manual_seed(0)
     x = torch.randn(50, 16, dtype=torch.float64)

@@ -43,6 +43,8 @@ class EaseNet(ScoresByDot, RatingNet):
         schema: data sizes.
         lambdas: the L2 weights λ tried, one per training epoch in this order (the last
             repeats if training runs longer); selection keeps the best on validation.
+        positive_rating: X holds only the training ratings ≥ this many stars (None: every
+            rating is an interaction).
     """
 
     supported_losses = ("none",)
@@ -54,6 +56,7 @@ class EaseNet(ScoresByDot, RatingNet):
         self,
         schema: GraphSchema,
         lambdas: Sequence[float] = (25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0),
+        positive_rating: float | None = None,
     ) -> None:
         super().__init__(schema)
         lambdas = tuple(lambdas) if isinstance(lambdas, Sequence) else (lambdas,)
@@ -69,6 +72,7 @@ class EaseNet(ScoresByDot, RatingNet):
                 f"matrix; it supports at most {MAX_MOVIES:,} movies (use model=lightgcn)"
             )
         self.lambdas = tuple(float(x) for x in lambdas)
+        self.positive_rating = positive_rating
         # the λ in use: a buffer, so the best epoch's checkpoint carries the chosen one
         self.register_buffer("l2", torch.tensor(self.lambdas[0], dtype=torch.float64))
         self._tables: tuple | None = None  # ((edge storage, length, λ), NodeEmbeddings)
@@ -86,15 +90,18 @@ class EaseNet(ScoresByDot, RatingNet):
         key = (edges.data_ptr(), edges.shape[1], float(self.l2))
         if self._tables is None or self._tables[0] != key:
             self._tables = None  # free the old matrices first
-            interactions = self._interactions(edges)
+            interactions = self._interactions(edges, graph[RATES].edge_label)
             weights = ease_weights(interactions, float(self.l2))
             self._tables = (key, NodeEmbeddings(interactions, weights.T))
         return self._tables[1]
 
-    def _interactions(self, edges: torch.Tensor) -> torch.Tensor:
-        """X: (n_users, n_movies) float32, 1 where the user rated the movie."""
+    def _interactions(self, edges: torch.Tensor, stars: torch.Tensor) -> torch.Tensor:
+        """X: (n_users, n_movies) float32, 1 where the user rated the movie (≥
+        `positive_rating` stars where set)."""
         n_users, n_movies = self.schema.n_users, self.schema.n_movies
         matrix = torch.zeros(n_users, n_movies, device=self.l2.device)
+        if self.positive_rating is not None:
+            edges = edges[:, stars >= self.positive_rating]
         matrix[edges[0], edges[1]] = 1.0
         return matrix
 
