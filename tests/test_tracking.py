@@ -654,7 +654,7 @@ def test_a_dataset_insert_lost_to_a_concurrent_run_is_retried():
 
     from mlflow.exceptions import MlflowException
 
-    from movierec.tracking.recorder import log_dataset
+    from movierec.tracking.lineage import log_dataset
 
     calls = []
 
@@ -664,7 +664,7 @@ def test_a_dataset_insert_lost_to_a_concurrent_run_is_retried():
             raise MlflowException("(sqlite3.IntegrityError) UNIQUE constraint failed: datasets")
 
     client = SimpleNamespace(tracking_uri="http://127.0.0.1:5000", log_inputs=log_inputs)
-    log_dataset(SimpleNamespace(client=client, run_id="r1"), "dataset")
+    log_dataset(client, "r1", "dataset")
     assert calls == [("r1", ["dataset"]), ("r1", ["dataset"])]
 
     def broken(run_id, datasets):
@@ -672,7 +672,7 @@ def test_a_dataset_insert_lost_to_a_concurrent_run_is_retried():
 
     client.log_inputs = broken
     with pytest.raises(MlflowException, match="no run r1"):
-        log_dataset(SimpleNamespace(client=client, run_id="r1"), "dataset")
+        log_dataset(client, "r1", "dataset")
 
 
 @pytest.mark.parametrize(

@@ -45,7 +45,7 @@ from movierec.serving.requests import (
     request_frame,
     topk_options,
 )
-from movierec.tracking.pyfunc_model import log_pyfunc_model
+from movierec.tracking.tracker import Run, ServableModel
 
 ENTRY_FILE = Path(__file__).with_name("pyfunc_entry.py")
 REQUIREMENTS = [
@@ -110,26 +110,23 @@ def load_answerer(bundle: str | Path) -> RequestAnswerer:
     return RequestAnswerer(Recommender(TrainedModel.load(bundle), source="the served model"))
 
 
-def publish_trained_model(run_id: str, client_uri: str, checkpoint: str, datamodule) -> str:
-    """Bundle the model at `checkpoint` with its split, test-call it and log it as the
-    run's `model` artifact (pyfunc flavor); return its model URI."""
+def publish_trained_model(run: Run, checkpoint: str, datamodule) -> str:
+    """Bundle the model at `checkpoint` with its split, test-call it and publish it on
+    `run` (its `model`); return its model URI."""
     split, data = datamodule.split_data, datamodule.data
     with tempfile.TemporaryDirectory() as tmp:
         bundle = save_bundle(Path(tmp) / "bundle", checkpoint, split, data)
         # the network is built (and every file checked) once, by the test call's load
         example = _input_example(TrainedModel.load(bundle, build_network=False), split)
-        return log_servable_model(run_id, client_uri, bundle, example)
+        return publish_servable_model(run, bundle, example)
 
 
-def log_servable_model(run_id: str, client_uri: str, bundle: Path, example: pd.DataFrame) -> str:
-    """Answer `example` with `bundle` (fail here, not at serving time), then log it as the
-    run's `model` artifact; return its model URI."""
+def publish_servable_model(run: Run, bundle: Path, example: pd.DataFrame) -> str:
+    """Answer `example` with `bundle` (fail here, not at serving time), then publish it on
+    `run`; return its model URI."""
     load_answerer(bundle)(example)
-    return log_pyfunc_model(
-        run_id, client_uri, bundle, example,
-        entry_file=ENTRY_FILE, code_path=Path(movierec.__file__).parent,
-        requirements=REQUIREMENTS,
-    )  # fmt: skip
+    code_path = Path(movierec.__file__).parent
+    return run.publish_model(ServableModel(bundle, example, ENTRY_FILE, code_path, REQUIREMENTS))
 
 
 def _input_example(model: TrainedModel, split: SplitData) -> pd.DataFrame:

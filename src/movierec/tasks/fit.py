@@ -20,9 +20,9 @@ from pytorch_lightning.utilities import rank_zero_only
 from movierec.config import build
 from movierec.data.datamodule import MovieLensDataModule
 from movierec.ranking.significance import PER_USER_FILE, write_per_user
-from movierec.tracking.lifecycle import TrackedRun
 from movierec.tracking.recorder import mlflow_node
 from movierec.tracking.resume import RunRecord, run_record
+from movierec.tracking.tracker import Run
 from movierec.training.callbacks import EpochTimer, ValidationHistory
 from movierec.training.checkpoints import checkpoint_epoch
 from movierec.training.module import RatingPredictor
@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 def fit_and_test(
     cfg: DictConfig, datamodule: MovieLensDataModule, model: RatingPredictor,
-    run: TrackedRun | None, selection: Selection, resumed_from: int,
+    run: Run | None, selection: Selection, resumed_from: int,
 ) -> dict[str, Any]:  # fmt: skip
     """Fit, test the epoch `selection` chose; the metrics: the chosen epoch's validation
     ones (selection metric first), the test ones, the last epoch's (`<name>_last`), then
@@ -69,24 +69,21 @@ def stopped_by(signum: signal.Signals, cfg: DictConfig) -> SystemExit:
     return SystemExit(128 + signum)
 
 
-def _loggers(cfg: DictConfig, run: TrackedRun | None) -> list:
-    loggers = []
+def _loggers(cfg: DictConfig, run: Run | None) -> list:
+    """The run's epoch logger, then the other configured loggers (an MLflow logger whose
+    run is not this process's, DDP ranks > 0, logs nothing)."""
+    loggers = [run.epoch_logger()] if run is not None else []
     for name, node in (cfg.get("logger") or {}).items():
-        if not node:
-            continue
-        if node is mlflow_node(cfg):
-            # metrics go to the run opened above (None on DDP ranks > 0: they log nothing)
-            loggers.append(build(node, f"logger.{name}", run_id=run.run_id if run else None))
-        else:
+        if node and not (run is not None and node is mlflow_node(cfg)):
             loggers.append(build(node, f"logger.{name}"))
     return loggers
 
 
-def _callbacks(cfg: DictConfig, run: TrackedRun | None) -> list[pl.Callback]:
+def _callbacks(cfg: DictConfig, run: Run | None) -> list[pl.Callback]:
     """The configured callbacks (less those the trainer would refuse) and the framework's:
     the epoch timer, the run record, the validation history and Optuna's pruning."""
     callbacks = [build(node, f"callbacks.{name}") for name, node in cfg.callbacks.items() if node]
-    if not any((cfg.get("logger") or {}).values()):  # it needs a logger to write to
+    if run is None and not any((cfg.get("logger") or {}).values()):  # it needs a logger
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     if not cfg.trainer.get("enable_progress_bar", True):  # the Trainer refuses both at once
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]

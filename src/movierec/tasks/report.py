@@ -13,9 +13,10 @@ import pandas as pd
 
 from movierec.errors import ConfigError, MovieRecError
 from movierec.serving.recommender import Recommender
-from movierec.tracking.lifecycle import TrackedRun
+from movierec.tracking.mlflow_tracker import MlflowTracker
 from movierec.tracking.report_html import comparison_report, is_maximized, ranking_metric
 from movierec.tracking.run_table import ROLE_TAG, report_runs
+from movierec.tracking.tracker import RunRequest
 
 
 def write_report(
@@ -37,9 +38,8 @@ def write_report(
     out.write_text(page)
     if log:
         name = f"report-{datetime.now():%Y%m%d-%H%M%S}"
-        with TrackedRun.open(
-            tracking_uri, experiment, run_name=name, tags={ROLE_TAG: "report"}
-        ) as run:
+        tracker = MlflowTracker(tracking_uri, experiment)
+        with tracker.open_run(RunRequest(name, {ROLE_TAG: "report"})) as run:
             run.log_artifact(out)
     return out
 

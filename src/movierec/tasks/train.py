@@ -24,7 +24,6 @@ from movierec.data.datamodule import MovieLensDataModule
 from movierec.serving.pyfunc import publish_trained_model
 from movierec.tasks.fit import fit_and_test, stopped_by
 from movierec.tasks.result_table import fold_line, result_lines, summary_lines
-from movierec.tracking.lifecycle import TrackedRun
 from movierec.tracking.preflight import check_tracking
 from movierec.tracking.recorder import (
     model_name,
@@ -32,10 +31,12 @@ from movierec.tracking.recorder import (
     open_run,
     record_cv_summary,
     record_outputs,
+    tracker_for,
 )
 from movierec.tracking.registry import CHAMPION
 from movierec.tracking.report_html import is_main_metric
 from movierec.tracking.resume import check_resume
+from movierec.tracking.tracker import Run, Tracker
 from movierec.training.checkpoints import checkpoint_epoch
 from movierec.training.distributed import claim_rank_from_environment, local_rank
 from movierec.training.module import RatingPredictor
@@ -44,16 +45,18 @@ from movierec.training.selection import Selection
 log = logging.getLogger(__name__)
 
 
-def train(cfg: DictConfig) -> float:
+def train(cfg: DictConfig, tracker: Tracker | None = None) -> float:
     """Train one split, or every fold when `split.fold=all`; return the best epoch's
-    `selection.metric` (the mean over folds)."""
+    `selection.metric` (the mean over folds). `tracker`: where the runs go (default: the
+    configured MLflow logger's store; none without one)."""
     selection = Selection.from_cfg(cfg)
     claim_rank_from_environment(cfg.trainer.get("devices"))
     check_tracking(cfg)  # an unreachable or unwritable store: one line, before any data
+    tracker = tracker or tracker_for(cfg)
     try:
         if cfg.split.get("fold") == "all":
-            return cross_validate(cfg, selection)
-        return float(train_fold(cfg)[selection.metric])
+            return cross_validate(cfg, selection, tracker)
+        return float(train_fold(cfg, tracker=tracker)[selection.metric])
     except SIGTERMException:
         # Lightning stops cleanly after the current batch but exits with status 0;
         # a killed job must not look like a finished one to a shell or a scheduler.
@@ -61,11 +64,15 @@ def train(cfg: DictConfig) -> float:
 
 
 def train_fold(
-    cfg: DictConfig, parent_run_id: str | None = None, *, report: bool = True
+    cfg: DictConfig,
+    parent_run_id: str | None = None,
+    *,
+    report: bool = True,
+    tracker: Tracker | None = None,
 ) -> dict[str, Any]:
     """Fit on one split, test the best checkpoint, write `metrics.json`; return the metrics.
 
-    With an MLflow logger the training is one MLflow run (a child of `parent_run_id` for a
+    With a tracker (default: `train`'s) the training is one run (a child of `parent_run_id` for a
     cross-validation fold); it ends FINISHED, FAILED or KILLED whatever happens. A
     `selection` the run cannot follow is refused before any run or training starts.
     """
@@ -90,13 +97,11 @@ def train_fold(
     trial_tags = {}
     if sweep.get("trial") is not None:
         trial_tags = {"optuna.study": str(sweep.get("study")), "optuna.trial": str(sweep.trial)}
-    run = open_run(
-        cfg,
-        datamodule,
-        selection,
-        parent_run_id=parent_run_id or sweep.get("parent_run_id"),
-        extra_tags=trial_tags,
-    )
+    run, tracker = None, tracker or tracker_for(cfg)
+    if tracker is not None:
+        parent_run_id = parent_run_id or sweep.get("parent_run_id")
+        run = open_run(tracker, cfg, datamodule, selection, parent_run_id=parent_run_id,
+                       extra_tags=trial_tags)  # fmt: skip
     links: dict[str, str] = {}
     with run if run is not None else nullcontext():
         metrics = fit_and_test(cfg, datamodule, model, run, selection, resumed_from)
@@ -110,27 +115,27 @@ def train_fold(
     return metrics
 
 
-def _record(cfg, run: TrackedRun, datamodule, model, selection, metrics: dict) -> None:
+def _record(cfg, run: Run, datamodule, model, selection, metrics: dict) -> None:
     """Outputs, the servable model (and its registration) on the run; the run id in
     `metrics`."""
     checkpoint = metrics["best_checkpoint"]
     record_outputs(run, cfg, datamodule, model, checkpoint, metrics, selection)
     if checkpoint:
-        uri = publish_trained_model(run.run_id, run.tracking_uri, checkpoint, datamodule)
+        uri = publish_trained_model(run, checkpoint, datamodule)
         run.set_tags({"model_uri": uri})
         if cfg.get("register"):
             run.set_tags(_register(cfg, run, uri, datamodule, selection, metrics))
     metrics["mlflow_run_id"] = run.run_id
 
 
-def _links(cfg: DictConfig, run: TrackedRun, selection: Selection, metrics: dict) -> dict:
+def _links(cfg: DictConfig, run: Run, selection: Selection, metrics: dict) -> dict:
     """The run's name and UI links; the runs table sorted by the selection metric's best
     value, with the test metrics the result table shows as columns."""
     shown = [k for k in metrics if k.startswith("test/") and is_main_metric(k)]
     return run.links(str(cfg.mlflow_ui), selection.best_key, selection.mode == "min", shown)
 
 
-def _register(cfg, run: TrackedRun, model_uri: str, datamodule, selection, metrics) -> dict:
+def _register(cfg, run: Run, model_uri: str, datamodule, selection, metrics) -> dict:
     """Register the run's model (`registry.name`, default movierec-<dataset>-<model>) and
     move `registry.alias` when the selection metric beats the current holder's."""
     registry = cfg.get("registry") or {}
@@ -144,15 +149,17 @@ def _register(cfg, run: TrackedRun, model_uri: str, datamodule, selection, metri
     )  # fmt: skip
 
 
-def cross_validate(cfg: DictConfig, selection: Selection) -> float:
+def cross_validate(cfg: DictConfig, selection: Selection, tracker: Tracker | None) -> float:
     """Run every fold of `cfg.split`; print each fold and mean ± std; return the mean of
     the folds' best `selection.metric`."""
     selection.check_monitors(cfg.get("callbacks"))
     probe = build(OmegaConf.merge(cfg.split, {"fold": 1}), "split")
     base_dir = Path(cfg.paths.output_dir)
-    parent = open_cv_parent(cfg, probe.name, len(probe.folds), selection)
+    parent = None
+    if tracker is not None:
+        parent = open_cv_parent(tracker, cfg, probe.name, len(probe.folds), selection)
     with parent if parent is not None else nullcontext():
-        summary = _run_folds(cfg, probe.folds, base_dir, parent, selection)
+        summary = _run_folds(cfg, probe.folds, base_dir, tracker, parent, selection)
         if parent is not None:
             record_cv_summary(parent, summary, base_dir / "cv_metrics.json", selection)
     if rank_zero_only.rank == 0:
@@ -165,7 +172,8 @@ def _run_folds(
     cfg: DictConfig,
     folds: list[int],
     base_dir: Path,
-    parent: TrackedRun | None,
+    tracker: Tracker | None,
+    parent: Run | None,
     selection: Selection,
 ) -> dict[str, tuple[float, float]]:
     rows = []
@@ -175,9 +183,8 @@ def _run_folds(
             fold_cfg.split.fold = fold
             fold_cfg.paths.output_dir = str(base_dir / f"fold{fold}")
         log.info("fold %d of %d", fold, len(folds))
-        metrics = train_fold(
-            fold_cfg, parent_run_id=parent.run_id if parent else None, report=False
-        )
+        parent_run_id = parent.run_id if parent else None
+        metrics = train_fold(fold_cfg, parent_run_id, report=False, tracker=tracker)
         rows.append({"fold": fold, **metrics})
         if rank_zero_only.rank == 0:
             print(fold_line(fold, metrics, selection.metric))

@@ -46,6 +46,7 @@ class TrackedRun:
     def __init__(self, client: MlflowClient, run_id: str) -> None:
         self.client = client
         self.run_id = run_id
+        self.logger_options: dict = {}  # MLFlowLogger settings of `epoch_logger`
 
     @classmethod
     def open(
@@ -157,6 +158,27 @@ class TrackedRun:
 
     def metric_history(self, key: str) -> list[tuple[int, float]]:
         return [(m.step, m.value) for m in self.client.get_metric_history(self.run_id, key)]
+
+    def log_dataset(self, name: str, source: str, checksum: str) -> None:
+        """The ratings as the run's dataset input (`tracking.lineage.log_dataset`)."""
+        from movierec.tracking.lineage import log_dataset, ratings_input
+
+        log_dataset(self.client, self.run_id, ratings_input(name, source, checksum))
+
+    def epoch_logger(self):
+        """Lightning's `MLFlowLogger` writing into this run."""
+        from pytorch_lightning.loggers import MLFlowLogger
+
+        return MLFlowLogger(
+            tracking_uri=self.tracking_uri, run_id=self.run_id, **self.logger_options
+        )
+
+    def publish_model(self, model) -> str:
+        """Log `model` (a `tracking.tracker.ServableModel`) as the run's pyfunc `model`
+        artifact; its model URI."""
+        from movierec.tracking.pyfunc_model import log_pyfunc_model
+
+        return log_pyfunc_model(self.run_id, self.tracking_uri, model)
 
     def links(self, ui_url: str, sort_by: str, ascending: bool, columns: list[str]) -> dict:
         """The run's name and UI links (`tracking.links.run_links`)."""

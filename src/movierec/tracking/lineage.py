@@ -1,5 +1,6 @@
-"""What a run was trained on, in MLflow's own terms: the ratings as a dataset input, the
-split sizes as params, and machine-specific paths as tags (so the compare view's
+"""What a run was trained on, in MLflow's own terms: the ratings as a dataset input (and
+its logging, safe against concurrent runs), the split sizes as params, and machine-specific
+paths as tags (so the compare view's
 "params that differ" are the hyperparameters, not folders).
 """
 
@@ -8,7 +9,10 @@ from __future__ import annotations
 from mlflow.data.dataset_source_registry import resolve_dataset_source
 from mlflow.data.meta_dataset import MetaDataset
 from mlflow.entities import DatasetInput, InputTag
+from mlflow.exceptions import MlflowException
 from mlflow.utils.validation import MAX_DATASET_DIGEST_SIZE
+
+from movierec.tracking.store import store_lock
 
 #: last key segments whose values name places on one machine, not settings of the run
 PATH_KEYS = {
@@ -44,3 +48,18 @@ def ratings_input(name: str, source: str, checksum: str, context: str = "trainin
     dataset = MetaDataset(dataset_source, name=name, digest=checksum[:MAX_DATASET_DIGEST_SIZE])
     tags = [InputTag("mlflow.data.context", context), InputTag("sha256", checksum)]
     return DatasetInput(dataset._to_mlflow_entity(), tags=tags)
+
+
+def log_dataset(client, run_id: str, dataset) -> None:
+    """`log_inputs` of one dataset. MLflow's store looks the dataset up and inserts it if
+    missing, with nothing in between: runs starting together on one store race to the
+    insert and all but one fail on the (experiment, name, digest) UNIQUE constraint. A
+    local sqlite store is serialized by its file lock; on a server, the loser retries
+    once and then finds the winner's row."""
+    with store_lock(client.tracking_uri):
+        try:
+            client.log_inputs(run_id, datasets=[dataset])
+        except MlflowException as err:
+            if "UNIQUE" not in str(err) and "IntegrityError" not in str(err):
+                raise
+            client.log_inputs(run_id, datasets=[dataset])

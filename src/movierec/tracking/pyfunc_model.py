@@ -33,6 +33,7 @@ from mlflow.models.model import MLMODEL_FILE_NAME, MODEL_CODE_PATH
 from mlflow.protos.databricks_pb2 import INTERNAL_ERROR, INVALID_PARAMETER_VALUE
 
 from movierec.errors import MovieRecError
+from movierec.tracking.tracker import ServableModel
 
 log = logging.getLogger(__name__)
 
@@ -75,19 +76,10 @@ def set_served_model(load: Callable[[str], Answerer]) -> None:
     mlflow.models.set_model(ServedModel(load))
 
 
-def log_pyfunc_model(
-    run_id: str,
-    client_uri: str,
-    bundle: Path,
-    example: pd.DataFrame,
-    *,
-    entry_file: Path,
-    code_path: Path,
-    requirements: list[str],
-) -> str:
-    """Log `bundle` as the run's `model` artifact (pyfunc flavor, the model defined by
-    `entry_file`, the package at `code_path` shipped beside it); return its model URI.
-    The run's test metrics are linked to the logged model."""
+def log_pyfunc_model(run_id: str, client_uri: str, model: ServableModel) -> str:
+    """Log `model.bundle` as the run's `model` artifact (pyfunc flavor, the model defined
+    by `model.entry_file`, the package at `model.code_path` shipped beside it); return its
+    model URI. The run's test metrics are linked to the logged model."""
     previous_uri = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(client_uri)
     try:
@@ -99,12 +91,12 @@ def log_pyfunc_model(
                 name="model",
                 flavor=_PortablePyfunc,
                 flavor_name="pyfunc.ModelFromCode",
-                python_model=str(entry_file),
-                artifacts={BUNDLE_ARTIFACT: str(bundle)},
-                code_paths=[str(code_path)],
+                python_model=str(model.entry_file),
+                artifacts={BUNDLE_ARTIFACT: str(model.bundle)},
+                code_paths=[str(model.code_path)],
                 signature=False,
-                input_example=example,
-                pip_requirements=requirements,
+                input_example=model.example,
+                pip_requirements=model.requirements,
             )
         link_test_metrics(mlflow.MlflowClient(client_uri), run_id, info.model_id)
     finally:

@@ -10,14 +10,14 @@ from typing import Any
 
 import torch
 from hydra.core.hydra_config import HydraConfig
-from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities import rank_zero_only
 
 from movierec.ranking.significance import PER_USER_FILE
 from movierec.redaction import redact
-from movierec.tracking.lifecycle import TrackedRun, remember_run_id, run_id_for_checkpoint
-from movierec.tracking.lineage import ratings_input, split_machine_paths
+from movierec.tracking.lifecycle import remember_run_id, run_id_for_checkpoint
+from movierec.tracking.lineage import split_machine_paths
+from movierec.tracking.mlflow_tracker import MlflowTracker
 from movierec.tracking.params import (
     compared_params,
     flatten_config,
@@ -25,7 +25,7 @@ from movierec.tracking.params import (
     library_versions,
 )
 from movierec.tracking.plots import plot_curves, plot_predictions
-from movierec.tracking.store import store_lock
+from movierec.tracking.tracker import Run, RunRequest, Tracker
 from movierec.training.selection import Selection
 
 log = logging.getLogger(__name__)
@@ -67,22 +67,26 @@ def run_name_for(picked: dict[str, str], model: str, where: str, seed: int) -> s
     return f"{label}-{where}-seed{seed}-{secrets.token_hex(3)}"
 
 
+def tracker_for(cfg: DictConfig) -> Tracker | None:
+    """The tracker of the configured MLflow logger (`logger.mlflow`); None without one and
+    on every DDP rank but 0 (they record nothing)."""
+    node = mlflow_node(cfg)
+    if node is None or rank_zero_only.rank != 0:
+        return None
+    return MlflowTracker.from_logger(node)
+
+
 def open_run(
+    tracker: Tracker,
     cfg: DictConfig,
     datamodule,
     selection: Selection,
     *,
     parent_run_id: str | None = None,
-    run_name: str | None = None,
     extra_tags: dict[str, str] | None = None,
-) -> TrackedRun | None:
-    """Open (or, when resuming from a checkpoint, reopen) this training's MLflow run.
-
-    Returns None without an MLflow logger and on every DDP rank but 0.
-    """
-    node = mlflow_node(cfg)
-    if node is None or rank_zero_only.rank != 0:
-        return None
+) -> Run:
+    """Open (or, when resuming from a checkpoint, reopen) this training's run: tags, the
+    compared params, the split's sizes and the ratings as its dataset input."""
     picked = choices(cfg)
     split = datamodule.split
     tags = {
@@ -102,20 +106,13 @@ def open_run(
     if cfg.get("tags"):
         tags["tags"] = ",".join(str(t) for t in cfg.get("tags") or [])
     trial = (cfg.get("sweep") or {}).get("trial")
-    name = run_name or (
+    name = (
         f"trial-{trial} {tags['model']} {tags['dataset']}"  # sweep trials apart at a glance
         if trial is not None
         else run_name_for(picked, tags["model"], f"{tags['dataset']}-{split.describe()}", cfg.seed)
     )
-    run = TrackedRun.open(
-        node.tracking_uri,
-        node.experiment_name,
-        artifact_root=node.get("artifact_location"),
-        run_name=name,
-        tags=tags,
-        parent_run_id=parent_run_id,
-        resume_run_id=run_id_for_checkpoint(cfg.get("ckpt_path")),
-    )
+    resume = run_id_for_checkpoint(cfg.get("ckpt_path"))
+    run = tracker.open_run(RunRequest(name, tags, parent_run_id, resume))
     remember_run_id(cfg.paths.output_dir, run.run_id)
     log_config(run, cfg)
     _log_data(run, datamodule)
@@ -125,7 +122,7 @@ def open_run(
     return run
 
 
-def _log_data(run: TrackedRun, datamodule) -> None:
+def _log_data(run: Run, datamodule) -> None:
     """The split's sizes and cold-start counts (tags) and the ratings as a dataset input."""
     if datamodule.indices is not None:
         indices = datamodule.indices
@@ -135,26 +132,10 @@ def _log_data(run: TrackedRun, datamodule) -> None:
     meta = datamodule.data.meta if datamodule.data is not None else {}
     if meta.get("source_checksum"):
         source = str(meta.get("source") or datamodule.settings.name)
-        dataset = ratings_input(datamodule.settings.name, source, meta["source_checksum"])
-        log_dataset(run, dataset)
+        run.log_dataset(datamodule.settings.name, source, meta["source_checksum"])
 
 
-def log_dataset(run: TrackedRun, dataset) -> None:
-    """`log_inputs` of one dataset. MLflow's store looks the dataset up and inserts it if
-    missing, with nothing in between: runs starting together on one store race to the
-    insert and all but one fail on the (experiment, name, digest) UNIQUE constraint. A
-    local sqlite store is serialized by its file lock; on a server, the loser retries
-    once and then finds the winner's row."""
-    with store_lock(run.client.tracking_uri):
-        try:
-            run.client.log_inputs(run.run_id, datasets=[dataset])
-        except MlflowException as err:
-            if "UNIQUE" not in str(err) and "IntegrityError" not in str(err):
-                raise
-            run.client.log_inputs(run.run_id, datasets=[dataset])
-
-
-def log_config(run: TrackedRun, cfg: DictConfig) -> None:
+def log_config(run: Run, cfg: DictConfig) -> None:
     """The hyperparameters as params (`compared_params`), machine-specific paths as tags;
     the whole resolved config is the `config.yaml` artifact."""
     params, paths = split_machine_paths(flatten_config(cfg))
@@ -163,7 +144,7 @@ def log_config(run: TrackedRun, cfg: DictConfig) -> None:
 
 
 def record_outputs(
-    run: TrackedRun,
+    run: Run,
     cfg: DictConfig,
     datamodule,
     model,
@@ -230,22 +211,16 @@ def _device(cfg: DictConfig) -> str:
 
 
 def open_cv_parent(
-    cfg: DictConfig, split_name: str, n_folds: int, selection: Selection
-) -> TrackedRun | None:
+    tracker: Tracker, cfg: DictConfig, split_name: str, n_folds: int, selection: Selection
+) -> Run:
     """The parent run of a cross-validation command; folds become its children."""
-    node = mlflow_node(cfg)
-    if node is None or rank_zero_only.rank != 0:
-        return None
     picked = choices(cfg)
     model = model_name(cfg)
     dataset = picked.get("data", str(cfg.data.name))
     label = run_name_for(picked, model, f"{dataset}-{split_name}-cv{n_folds}", cfg.seed)
-    run = TrackedRun.open(
-        node.tracking_uri,
-        node.experiment_name,
-        artifact_root=node.get("artifact_location"),
-        run_name=label,
-        tags={
+    request = RunRequest(
+        label,
+        {
             "model": model,
             "dataset": dataset,
             "split": split_name,
@@ -257,12 +232,13 @@ def open_cv_parent(
             **library_versions(),
         },
     )
+    run = tracker.open_run(request)
     log_config(run, cfg)
     return run
 
 
 def record_cv_summary(
-    run: TrackedRun, summary: dict[str, tuple[float, float]], path: Path, selection: Selection
+    run: Run, summary: dict[str, tuple[float, float]], path: Path, selection: Selection
 ) -> None:
     """Mean (under the fold metrics' own names) and std (`<name>_std`) on the parent run,
     and the folds' mean best selection metric as `<metric>_best`."""

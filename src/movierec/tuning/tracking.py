@@ -7,45 +7,37 @@ from pathlib import Path
 import optuna
 from omegaconf import DictConfig
 
-from movierec.tracking.lifecycle import TrackedRun
+from movierec.tracking.mlflow_tracker import MlflowTracker
 from movierec.tracking.params import flatten_config
 from movierec.tracking.recorder import mlflow_node
+from movierec.tracking.tracker import Run, RunRequest
 from movierec.training.selection import Selection
 from movierec.tuning.plots import study_plots
 from movierec.tuning.study import counts
 
 
-def open_study_run(config: DictConfig, study_name: str, storage: str) -> TrackedRun | None:
+def open_study_run(config: DictConfig, study_name: str, storage: str) -> Run | None:
     """Reopen the study's parent run (a resumed or parallel sweep) or create it."""
     node = mlflow_node(config)
     if node is None:
         return None
-    found = TrackedRun.find(
-        node.tracking_uri,
-        node.experiment_name,
-        {"optuna.study": study_name, "optuna.role": "study"},
-        node.get("artifact_location"),
-    )
+    tracker = MlflowTracker.from_logger(node)
+    found = tracker.find_run({"optuna.study": study_name, "optuna.role": "study"})
     if found:
-        return TrackedRun.open(node.tracking_uri, node.experiment_name, resume_run_id=found)
-    run = TrackedRun.open(
-        node.tracking_uri,
-        node.experiment_name,
-        artifact_root=node.get("artifact_location"),
-        run_name=f"optuna-{study_name}",
-        tags={
-            "optuna.study": study_name,
-            "optuna.role": "study",
-            "optuna.storage": storage,
-            **Selection.from_cfg(config).as_tags(),
-        },
-    )
+        return tracker.open_run(RunRequest(None, resume_run_id=found))
+    tags = {
+        "optuna.study": study_name,
+        "optuna.role": "study",
+        "optuna.storage": storage,
+        **Selection.from_cfg(config).as_tags(),
+    }
+    run = tracker.open_run(RunRequest(f"optuna-{study_name}", tags))
     run.log_params(flatten_config(config))
     return run
 
 
 def close_study_run(
-    run: TrackedRun | None, study: optuna.Study, n_trials: int, selection: Selection,
+    run: Run | None, study: optuna.Study, n_trials: int, selection: Selection,
     plots: Path,
 ) -> None:  # fmt: skip
     """Draw the study's plots into `plots`; best value (metric `best/<selection metric>`,
