@@ -44,6 +44,7 @@ from movierec.config import build
 from movierec.data.graph import RATES
 from movierec.models.base import NodeEmbeddings
 from movierec.tasks.train import _ranking_settings
+from movierec.training.module import module_settings
 from movierec.training.optim import build_optimizer
 
 STAGES = ("encode_fwd", "decode_fwd", "decode_bwd", "recompute", "encode_bwd", "optimizer")
@@ -125,7 +126,12 @@ def profile(model: str, args) -> dict:
     datamodule = build(cfg.data, "data", split=cfg.split)
     datamodule.prepare_data()
     datamodule.setup("fit")
-    module = build(cfg.model, "model", schema=datamodule.schema.as_dict(), **_ranking_settings(cfg))
+    module = build(
+        module_settings(cfg.model),
+        "model",
+        schema=datamodule.schema.as_dict(),
+        **_ranking_settings(cfg),
+    )
     split = datamodule.split_data
     module.use_split(split)
     optimizer = build_optimizer(

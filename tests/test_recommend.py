@@ -19,6 +19,7 @@ from movierec.serving.bundle import TrainedModel
 from movierec.serving.cold_start import ColdStartUnsupported, embed_new_user
 from movierec.serving.recommender import Recommender, UnknownUserError
 from movierec.tasks.train import train_fold
+from movierec.training.module import module_settings
 from tests.helpers.configs import TINY_DATA, compose_train
 
 QUIET = ["logger=none", "callbacks.progress_bar=null", "trainer.enable_progress_bar=false"]
@@ -35,7 +36,7 @@ def _datamodule(tmp_path: Path, overrides: list[str]):
 def _untrained(tmp_path: Path, model: str, extra: list[str] | None = None):
     """A freshly initialised model over the tiny data's split, and its datamodule."""
     cfg, datamodule = _datamodule(tmp_path, [f"model={model}", *(extra or [])])
-    module = build(cfg.model, "model", schema=datamodule.schema.as_dict())
+    module = build(module_settings(cfg.model), "model", schema=datamodule.schema.as_dict())
     model = TrainedModel.from_split(module.eval(), datamodule.split_data, datamodule.data)
     return model, datamodule
 

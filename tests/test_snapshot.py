@@ -27,6 +27,7 @@ from movierec.serving.manifest import MANIFEST, write_manifest
 from movierec.serving.recommender import Recommender
 from movierec.serving.snapshot import write_snapshot
 from movierec.serving.tables import RATED, SCORING, RatedMovies, ScoringTables
+from movierec.training.module import module_settings
 from tests.helpers.configs import TINY_DATA, compose_train
 
 QUIET = ["logger=none", "callbacks.progress_bar=null", "trainer.enable_progress_bar=false"]
@@ -56,7 +57,7 @@ def tiny_split(tmp_path_factory):
 def _module(tmp_path: Path, datamodule, overrides: list[str]):
     cfg = compose_train(tmp_path, [*TINY_DATA, *QUIET, *overrides])
     torch.manual_seed(0)
-    module = build(cfg.model, "model", schema=datamodule.schema.as_dict())
+    module = build(module_settings(cfg.model), "model", schema=datamodule.schema.as_dict())
     with torch.no_grad():  # spread every weight, biases included, so scores differ
         for parameter in module.net.parameters():
             parameter.add_(torch.randn_like(parameter) * 0.3)

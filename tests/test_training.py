@@ -18,6 +18,7 @@ from movierec.config import build
 from movierec.errors import ConfigError
 from movierec.ranking.metrics import METRICS
 from movierec.tasks.train import train, train_fold
+from movierec.training.module import module_settings
 from tests.conftest import PROJECT_ROOT
 from tests.helpers.configs import CONFIG_DIR, FAST, RMSE_SELECTION, TINY_DATA, compose_train
 
@@ -355,7 +356,7 @@ def test_any_torch_optimizer_and_scheduler_come_from_config(tmp_path: Path):
     cfg = compose_train(
         tmp_path / "c", [*base, "model.optimizer={_target_:torch.optim.RAdam,_partial_:true}"]
     )
-    model = build(cfg.model, "model", schema=_schema(tmp_path / "c", cfg))
+    model = build(module_settings(cfg.model), "model", schema=_schema(tmp_path / "c", cfg))
     optimizer = model.configure_optimizers()
     assert type(optimizer).__name__ == "RAdam" and optimizer.defaults["lr"] == cfg.model.lr
 

@@ -39,7 +39,7 @@ from movierec.tracking.resume import check_resume
 from movierec.tracking.tracker import Run, Tracker
 from movierec.training.checkpoints import checkpoint_epoch
 from movierec.training.distributed import claim_rank_from_environment, local_rank
-from movierec.training.module import RatingPredictor
+from movierec.training.module import RatingPredictor, module_settings
 from movierec.training.selection import Selection
 
 log = logging.getLogger(__name__)
@@ -88,7 +88,10 @@ def train_fold(
     datamodule.setup("fit")
     datamodule.release_ratings_table()
     model: RatingPredictor = build(
-        cfg.model, "model", schema=datamodule.schema.as_dict(), **_ranking_settings(cfg)
+        module_settings(cfg.model),
+        "model",
+        schema=datamodule.schema.as_dict(),
+        **_ranking_settings(cfg),
     )
     selection.check(model.validation_metrics())
     # read once, before the run: a missing checkpoint is refused before any run opens

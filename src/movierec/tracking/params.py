@@ -48,6 +48,8 @@ COMPARED_SETTINGS = (
 )  # fmt: skip
 #: bookkeeping keys of the model node (its class is the run's `model` tag)
 MODEL_BOOKKEEPING = ("model._target_", "model._recursive_", "model.net._target_")
+#: the model's run declaration (conf/model/*.yaml `fit`): logged as the keys it sets
+RUN_DECLARATION_PREFIX = "model.fit."
 
 
 def compared_params(flat: dict[str, str]) -> dict[str, str]:
@@ -56,8 +58,12 @@ def compared_params(flat: dict[str, str]) -> dict[str, str]:
     return {
         key: value
         for key, value in flat.items()
-        if (key.startswith("model.") and key not in MODEL_BOOKKEEPING) or key in COMPARED_SETTINGS
+        if (key.startswith("model.") and not _bookkeeping(key)) or key in COMPARED_SETTINGS
     }
+
+
+def _bookkeeping(key: str) -> bool:
+    return key in MODEL_BOOKKEEPING or key.startswith(RUN_DECLARATION_PREFIX)
 
 
 def _flatten(prefix: str, value: Any, out: dict[str, str]) -> None:

@@ -37,6 +37,19 @@ from movierec.training.optim import (
 )
 from movierec.training.settings import check_training_settings
 
+#: the key of a model node that declares what its runs ask of the other config groups
+#: (conf/model/lightgcn.yaml's `fit`: batch size, epochs, selection…); those groups read
+#: it, the module is not built from it
+RUN_DECLARATION = "fit"
+
+
+def module_settings(node: DictConfig) -> DictConfig:
+    """`cfg.model`, resolved (its interpolations may point elsewhere in the config), less its
+    run declaration: what `RatingPredictor` is built from."""
+    settings = OmegaConf.to_container(node, resolve=True)
+    settings.pop(RUN_DECLARATION, None)
+    return OmegaConf.create(settings)
+
 
 class RatingPredictor(pl.LightningModule):
     """Trains `net` on (user, movie, rating) batches over the split's message graph.
