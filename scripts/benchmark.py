@@ -84,8 +84,9 @@ RANKING = [("test/recall_at_10", "Recall@10"), ("test/ndcg_at_10", "NDCG@10"),
            ("test/map_at_10", "MAP@10"), ("test/recall_at_20", "Recall@20"),
            ("test/ndcg_at_20", "NDCG@20"), ("test/map_at_20", "MAP@20"),
            ("test/coverage_at_10", "coverage@10")]  # fmt: skip
-COLUMNS = ["test/rmse", "test/mae", "val/rmse", "fit_seconds", "seconds_per_epoch",
-           "peak_rss_mb", "epochs", "parameters", *(m for m, _ in RANKING)]  # fmt: skip
+COLUMNS = ["test/rmse", "test/mae", "val/rmse", "fit_seconds", "seconds_to_best",
+           "seconds_per_epoch", "peak_rss_mb", "epochs", "parameters",
+           *(m for m, _ in RANKING)]  # fmt: skip
 SPREAD = ("test/rmse", "test/mae", *(m for m, _ in RANKING))
 #: the best row and the paired tests against it are by this metric
 SIGNIFICANCE = "test/ndcg_at_10"
@@ -213,11 +214,11 @@ def add_significance(summary: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
 
 def to_markdown(summary: pd.DataFrame) -> str:
     header = (
-        "| dataset | model | test RMSE | test MAE | val RMSE | train s | s/epoch | epochs "
-        "| peak RSS MB | parameters | runs | "
+        "| dataset | model | test RMSE | test MAE | val RMSE | train s | s to best | s/epoch "
+        "| epochs | peak RSS MB | parameters | runs | "
         + " | ".join(h for _, h in RANKING)
         + " | p vs best (NDCG@10) |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|" + "---|" * (len(RANKING) + 1)
+        "|---|---|---|---|---|---|---|---|---|---|---|---|" + "---|" * (len(RANKING) + 1)
     )
     lines = [header]
     for _, r in summary.iterrows():
@@ -231,7 +232,8 @@ def to_markdown(summary: pd.DataFrame) -> str:
         lines.append(
             f"| {r['dataset']} | {r['model']} | {spread('test/rmse')} "
             f"| {spread('test/mae')} | {_or_dash(r['val/rmse'], '.4f')} "
-            f"| {r['fit_seconds']:.0f} | {_or_dash(r['seconds_per_epoch'], '.3f')} "
+            f"| {r['fit_seconds']:.0f} | {_or_dash(r['seconds_to_best'], '.1f')} "
+            f"| {_or_dash(r['seconds_per_epoch'], '.3f')} "
             f"| {r['epochs']:.0f} | {r['peak_rss_mb']:.0f} | {r['parameters']:,.0f} | {r['runs']} "
             + "".join(f"| {spread(m)} " for m, _ in RANKING)
             + f"| {_p_value(r)} |"

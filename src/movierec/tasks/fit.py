@@ -55,6 +55,7 @@ def fit_and_test(
     metrics.update(_last_epoch(trainer, model.validation_metrics()))
     metrics.update(_bookkeeping(trainer, model, timer, fit_seconds, resumed_from))
     metrics.update(selection=selection.describe(), best_epoch=best_epoch)
+    metrics["seconds_to_best"] = _seconds_to(best_epoch, timer.durations, resumed_from)
     metrics["best_checkpoint"] = checkpoint.best_model_path if checkpoint else ""
     return metrics
 
@@ -126,6 +127,14 @@ def _test(trainer, model, datamodule, checkpoint, output_dir: Path) -> dict[str,
         user_ids = datamodule.data.users["userId"].to_numpy()
         write_per_user(model.test_ranking, user_ids, output_dir / PER_USER_FILE)
     return {k: float(v) for k, v in results[0].items()}
+
+
+def _seconds_to(epoch: int, durations: list[float], resumed_from: int) -> float:
+    """Training seconds of this process up to the end of `epoch` (the first timed epoch
+    is `resumed_from` + 1); NaN without a chosen epoch in this process."""
+    if epoch <= resumed_from:
+        return math.nan
+    return sum(durations[: epoch - resumed_from])
 
 
 def _last_epoch(trainer: pl.Trainer, logged: list[str]) -> dict[str, float]:
