@@ -153,7 +153,7 @@ class XSimGclNet(SimGclNet):
         dim: int = 64,
         num_layers: int = 2,
         reg: float = 1e-4,
-        eps: float = 0.02,
+        eps: float = 0.05,
         cl_weight: float = 0.02,
         temperature: float = 0.15,
         cl_layer: int = 1,
