@@ -17,8 +17,8 @@ summary.png (test RMSE bar plot) and summary.html (the comparison report of
 rows of the (dataset, model, seed, fold) it runs in results.csv and keeps the others, so
 the table can be built in parts; results.csv is rewritten after every run, so an
 interrupted benchmark keeps what it measured. The `ml_100k_5fold` dataset is one
-cross-validation (`split.fold=all`, first seed only) of sage_rating, gcn, gcmc and the two best
-rankers, ease and lightgcn: one row per fold, summarized as mean ± std over the folds.
+cross-validation (`split.fold=all`, first seed only) of sage_rating, gcn, gcmc and the three best
+rankers, ease, lightgcn and xsimgcl: one row per fold, summarized as mean ± std over the folds.
 Every dataset also gets a `popular` row: the popularity baseline
 (`scripts/popular_baseline.py`, no training, one run; `--no-popular` leaves it out).
 """
@@ -76,7 +76,7 @@ DATASET_OVERRIDES = {
 }
 #: cross-validation datasets (one seed, one row per fold) and the models they run
 CV_DATASETS = {"ml_100k_5fold"}
-FOLD_MODELS = ("sage_rating", "gcn", "gcmc", "ease", "lightgcn")  # + the two best rankers
+FOLD_MODELS = ("sage_rating", "gcn", "gcmc", "ease", "lightgcn", "xsimgcl")  # + best rankers
 # The popularity baseline: deterministic and untrained, so one run per dataset.
 BASELINE = "popular"
 #: (metric, header) of the ranking columns, in table order
