@@ -22,11 +22,13 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 from movierec.config import build
 from movierec.data.datamodule import MovieLensDataModule
 from movierec.serving.pyfunc import publish_trained_model
+from movierec.tasks.describe import describe_run, run_outputs, summarize_split
 from movierec.tasks.fit import fit_and_test, stopped_by
 from movierec.tasks.result_table import fold_line, result_lines, summary_lines
+from movierec.tracking.description import RunDescription
+from movierec.tracking.lifecycle import run_id_for_checkpoint
 from movierec.tracking.preflight import check_tracking
 from movierec.tracking.recorder import (
-    model_name,
     open_cv_parent,
     open_run,
     record_cv_summary,
@@ -96,59 +98,74 @@ def train_fold(
     selection.check(model.validation_metrics())
     # read once, before the run: a missing checkpoint is refused before any run opens
     resumed_from = checkpoint_epoch(cfg.get("ckpt_path"))
-    sweep = cfg.get("sweep") or {}
-    trial_tags = {}
-    if sweep.get("trial") is not None:
-        trial_tags = {"optuna.study": str(sweep.get("study")), "optuna.trial": str(sweep.trial)}
+    description = describe_run(cfg)
     run, tracker = None, tracker or tracker_for(cfg)
     if tracker is not None:
-        parent_run_id = parent_run_id or sweep.get("parent_run_id")
-        run = open_run(tracker, cfg, datamodule, selection, parent_run_id=parent_run_id,
-                       extra_tags=trial_tags)  # fmt: skip
+        run = _open(tracker, description, summarize_split(datamodule), selection, cfg,
+                    parent_run_id)  # fmt: skip
     links: dict[str, str] = {}
     with run if run is not None else nullcontext():
         metrics = fit_and_test(cfg, datamodule, model, run, selection, resumed_from)
         if run is not None:
-            _record(cfg, run, datamodule, model, selection, metrics)
-            links = _links(cfg, run, selection, metrics)
+            registry = cfg.registry if cfg.get("register") else None
+            _record(run, description, datamodule, model, selection, metrics, registry)
+            links = _links(str(cfg.mlflow_ui), run, selection, metrics)
     if rank_zero_only.rank == 0:
-        _write_json(Path(cfg.paths.output_dir) / "metrics.json", metrics)
+        _write_json(Path(description.output_dir) / "metrics.json", metrics)
         if report:
             print("\n".join(result_lines(metrics, links)))
     return metrics
 
 
-def _record(cfg, run: Run, datamodule, model, selection, metrics: dict) -> None:
-    """Outputs, the servable model (and its registration) on the run; the run id in
-    `metrics`."""
+def _open(tracker, description, split, selection, cfg, parent_run_id) -> Run:
+    """The training's run: a child of `parent_run_id` (a fold) or of the sweep's study
+    run (a trial), or the run a resumed checkpoint wrote."""
+    sweep = cfg.get("sweep") or {}
+    trial_tags = {}
+    if sweep.get("trial") is not None:
+        trial_tags = {"optuna.study": str(sweep.get("study")), "optuna.trial": str(sweep.trial)}
+    return open_run(
+        tracker, description, split, selection,
+        parent_run_id=parent_run_id or sweep.get("parent_run_id"),
+        resume_run_id=run_id_for_checkpoint(cfg.get("ckpt_path")),
+        extra_tags=trial_tags,
+    )  # fmt: skip
+
+
+def _record(
+    run: Run, description: RunDescription, datamodule, model, selection: Selection,
+    metrics: dict, registry: DictConfig | None,
+) -> None:  # fmt: skip
+    """Outputs, the servable model (and its registration when `registry` is given) on the
+    run; the run id in `metrics`."""
     checkpoint = metrics["best_checkpoint"]
-    record_outputs(run, cfg, datamodule, model, checkpoint, metrics, selection)
+    outputs = run_outputs(datamodule, model, checkpoint, description.output_dir)
+    record_outputs(run, description, outputs, metrics, selection)
     if checkpoint:
         uri = publish_trained_model(run, checkpoint, datamodule)
         run.set_tags({"model_uri": uri})
-        if cfg.get("register"):
-            run.set_tags(_register(cfg, run, uri, datamodule, selection, metrics))
+        if registry is not None:
+            split = datamodule.split.name
+            run.set_tags(_register(registry, run, uri, description, split, selection, metrics))
     metrics["mlflow_run_id"] = run.run_id
 
 
-def _links(cfg: DictConfig, run: Run, selection: Selection, metrics: dict) -> dict:
+def _links(ui_url: str, run: Run, selection: Selection, metrics: dict) -> dict:
     """The run's name and UI links; the runs table sorted by the selection metric's best
     value, with the test metrics the result table shows as columns."""
     shown = [k for k in metrics if k.startswith("test/") and is_main_metric(k)]
-    return run.links(str(cfg.mlflow_ui), selection.best_key, selection.mode == "min", shown)
+    return run.links(ui_url, selection.best_key, selection.mode == "min", shown)
 
 
-def _register(cfg, run: Run, model_uri: str, datamodule, selection, metrics) -> dict:
+def _register(registry, run: Run, model_uri: str, description, split: str, selection, metrics):
     """Register the run's model (`registry.name`, default movierec-<dataset>-<model>) and
     move `registry.alias` when the selection metric beats the current holder's."""
-    registry = cfg.get("registry") or {}
-    model = model_name(cfg)
-    name = registry.get("name") or f"movierec-{datamodule.settings.name}-{model}"
+    dataset = description.dataset
+    name = registry.get("name") or f"movierec-{dataset}-{description.model}"
     return run.register(
         name, model_uri,
         metric=selection.metric, mode=selection.mode, value=metrics[selection.metric],
-        dataset=datamodule.settings.name, split=datamodule.split.name,
-        alias=registry.get("alias") or CHAMPION,
+        dataset=dataset, split=split, alias=registry.get("alias") or CHAMPION,
     )  # fmt: skip
 
 
@@ -160,13 +177,16 @@ def cross_validate(cfg: DictConfig, selection: Selection, tracker: Tracker | Non
     base_dir = Path(cfg.paths.output_dir)
     parent = None
     if tracker is not None:
-        parent = open_cv_parent(tracker, cfg, probe.name, len(probe.folds), selection)
+        description = describe_run(cfg)
+        parent = open_cv_parent(tracker, description, probe.name, len(probe.folds), selection)
     with parent if parent is not None else nullcontext():
         summary = _run_folds(cfg, probe.folds, base_dir, tracker, parent, selection)
         if parent is not None:
             record_cv_summary(parent, summary, base_dir / "cv_metrics.json", selection)
     if rank_zero_only.rank == 0:
-        links = _links(cfg, parent, selection, summary) if parent is not None else {}
+        links = {}
+        if parent is not None:
+            links = _links(str(cfg.mlflow_ui), parent, selection, summary)
         print("\n".join(summary_lines(summary, links)))
     return summary[selection.metric][0]
 

@@ -1,0 +1,80 @@
+"""What the tracker records of a training, as small typed values that the train task reads
+once from the config and the data (`tasks.describe`): the recorder sees neither the
+config nor the datamodule."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class RunDescription:
+    """One training as its runs are named, tagged and compared.
+
+    Attributes:
+        model: the model as the user chose it (model=sage), else its network class.
+        dataset: `data.name`.
+        seed: the run's seed.
+        choices: the config-group choices (model=sage, data=ml_100k, experiment=…).
+        params: the resolved config flattened to dotted keys (`params.flatten_config`).
+        config_yaml: the resolved config as YAML, passwords hidden.
+        root_dir: the code's folder (its git state is tagged).
+        output_dir: the run folder (the run id is remembered there for a resume).
+        device: the accelerator, as a tag.
+        tags: the user's `tags`.
+        trial: the sweep trial's number (None outside a sweep).
+        overrides: the command line's overrides.
+    """
+
+    model: str
+    dataset: str
+    seed: int
+    choices: dict[str, str]
+    params: dict[str, str]
+    config_yaml: str
+    root_dir: str
+    output_dir: str
+    device: str
+    tags: tuple[str, ...] = ()
+    trial: int | None = None
+    overrides: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SplitSummary:
+    """The split a run trained on: name, fold, label, part sizes and cold-start counts (as
+    tags), and the ratings' source and SHA-256 (the run's dataset input; "" if unknown)."""
+
+    name: str
+    fold: int | None
+    label: str
+    sizes: dict[str, str]
+    source: str = ""
+    checksum: str = ""
+
+
+@dataclass(frozen=True)
+class RunOutputs:
+    """What a finished training leaves on its run besides metrics.
+
+    Attributes:
+        users, movies: the ID maps (index → userId / movieId and side columns).
+        curves: the metric names plotted as training curves.
+        checkpoint: the best checkpoint's path ("" without one).
+        per_user: the per-user test metrics file, if written.
+        test_ratings: (true, predicted) test ratings in stars, (N,) each, for the
+            predicted-vs-true plot (None: the model predicts no ratings).
+        rating_scale: (lowest, highest) stars.
+    """
+
+    users: pd.DataFrame
+    movies: pd.DataFrame
+    curves: tuple[str, ...]
+    checkpoint: str
+    per_user: Path | None
+    test_ratings: tuple[np.ndarray, np.ndarray] | None
+    rating_scale: tuple[float, float] = field(default=(0.5, 5.0))
