@@ -61,6 +61,7 @@ def evaluate_popularity(cfg: DictConfig) -> dict[str, Any]:
         {
             "ranked_users": len(protocol.users),
             "fit_seconds": time.perf_counter() - started,
+            "seconds_to_best": math.nan,  # no epochs: nothing is chosen
             "seconds_per_epoch": math.nan,
             "epochs": 0,
             "parameters": 0,
