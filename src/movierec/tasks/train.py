@@ -95,6 +95,7 @@ def train_fold(
         schema=datamodule.schema.as_dict(),
         **_ranking_settings(cfg),
     )
+    model.use_split(datamodule.split_data)
     selection.check(model.validation_metrics())
     # read once, before the run: a missing checkpoint is refused before any run opens
     resumed_from = checkpoint_epoch(cfg.get("ckpt_path"))

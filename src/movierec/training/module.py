@@ -180,10 +180,8 @@ class RatingPredictor(pl.LightningModule):
     # ------------------------------------------------------------------ steps
 
     def setup(self, stage: str) -> None:
-        datamodule = getattr(self.trainer, "datamodule", None)
-        split = getattr(datamodule, "split_data", None)
-        if isinstance(split, SplitData) and split is not self._split:
-            self.use_split(split)
+        """Refuse a sampled-subgraph loader the net cannot encode (the split is handed over
+        by `use_split` before fitting)."""
         refusal = self.net.subgraph_refusal()
         if self._split is not None and self._split.loader == "neighbor" and refusal:
             raise ConfigError(
