@@ -49,15 +49,12 @@ class PandasEngine(steps.Engine):
 
     def read(self) -> int:
         source = self.source
-        if source.ref is None or source.layout == "parquet":
+        if source.ref is None or source.form.read is None:
             raise ConfigError(
                 f"{source.label}: the pandas engine reads one CSV file; set data.engine=spark "
                 "to read Parquet, folders of part files or remote paths"
             )
-        if source.layout == "csv":
-            self.ratings = readers.read_ratings_csv(source.ref)
-        else:
-            self.ratings = readers.read_ratings_delimited(source.ref, source.delimiter)
+        self.ratings = source.form.read(source.ref, source.delimiter)
         return len(self.ratings["userId"])
 
     def count_users(self) -> int:

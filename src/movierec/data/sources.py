@@ -100,6 +100,29 @@ class FetchedSource:
 
 
 @dataclass(frozen=True)
+class RatingsLayout:
+    """What a ratings file's layout means to its readers.
+
+    Attributes:
+        header: its first line names the columns (`fields.RATINGS_HEADER`).
+        text: a delimited text file, whose rows may fail to split (Parquet is not).
+        read: the pandas engine's reader, (file, delimiter) → columns (None: Spark only).
+    """
+
+    header: bool
+    text: bool
+    read: Callable[[FileRef, str], readers.Columns] | None
+
+
+#: `RatingsFile.layout` → what it means: the one place a layout is told apart
+RATINGS_LAYOUTS = {
+    "csv": RatingsLayout(True, True, lambda ref, _: readers.read_ratings_csv(ref)),
+    "delimited": RatingsLayout(False, True, readers.read_ratings_delimited),
+    "parquet": RatingsLayout(False, False, None),
+}
+
+
+@dataclass(frozen=True)
 class RatingsFile:
     """Where a dataset's ratings are and how they are laid out, for any engine.
 
@@ -117,6 +140,11 @@ class RatingsFile:
     location: str | None
     layout: str
     delimiter: str = ","
+
+    @property
+    def form(self) -> RatingsLayout:
+        """What `layout` means to the readers (`RATINGS_LAYOUTS`)."""
+        return RATINGS_LAYOUTS[self.layout]
 
 
 @dataclass

@@ -54,7 +54,7 @@ class Checks:
         for name, flagged in _value_flags(*scale).items():
             aggregates.append(F.sum(flagged.cast("long")).alias(f"{name}__n"))
             aggregates.append(F.min(F.when(flagged, F.col("_row"))).alias(f"{name}__first"))
-        if scan.layout != "parquet":
+        if scan.layout.text:
             aggregates.append(F.count(CORRUPT).alias("corrupt"))
         partition = F.shiftright(F.col("_row"), 33)
         blocks = scan.frame.groupBy("_file", partition.alias("_partition")).agg(*aggregates)
@@ -64,7 +64,7 @@ class Checks:
     def check_rows(self) -> None:
         """A file without rows: the readers' "no data rows" (CSV) or "file is empty"."""
         if self.positions.total == 0:
-            if self.scan.layout == "csv":
+            if self.scan.layout.header:
                 raise messages.no_rows_error(self.scan.label)
             raise messages.empty_file_error(self.scan.label)
 
@@ -72,7 +72,7 @@ class Checks:
         """Malformed rows, then fields that do not convert, then missing/NaN fields, in the
         readers' order; keeps the judged odd texts per column in `odd`."""
         scan, stats = self.scan, self.stats
-        if scan.layout != "parquet" and int(stats["corrupt"].sum()) > 0:
+        if scan.layout.text and int(stats["corrupt"].sum()) > 0:
             self._raise_malformed()
         odd = self.odd
         for column in scan.columns:
@@ -184,7 +184,7 @@ class Checks:
                     raise error(self.scan.files[file], line, column, text)
 
     def _line(self, file: int, scan_id: int) -> int:
-        header = 1 if self.scan.layout == "csv" else 0
+        header = 1 if self.scan.layout.header else 0
         return self.positions.row_in_file(file, scan_id) + 1 + header
 
     def _raise_malformed(self) -> None:
@@ -200,7 +200,7 @@ class Checks:
         )
         assert row is not None
         text = row[CORRUPT].encode()
-        if scan.layout == "csv":
+        if scan.layout.header:
             assert scan.header_line is not None
             data = scan.header_line.rstrip(b"\r\n") + b"\n" + text + b"\n"
             names = None

@@ -23,7 +23,7 @@ import pandas as pd
 import pyarrow as pa
 
 from movierec.data import fields
-from movierec.data.sources import RatingsFile, is_remote
+from movierec.data.sources import RatingsFile, RatingsLayout, is_remote
 from movierec.errors import DataError
 
 if TYPE_CHECKING:
@@ -74,7 +74,7 @@ class Scan:
     columns: list[Column]
     files: list[str]  # labels of the input files, in file order
     label: str  # the input's label (what the pandas engine names)
-    layout: str
+    layout: RatingsLayout  # what the file's layout means (header, text)
     header_line: bytes | None  # a CSV file's header line (malformed-row messages)
     delimiter: str
 
@@ -95,7 +95,7 @@ class Scan:
         selected: list[SparkColumn] = []
         for column in columns:
             selected += column_exprs(column, kinds[column.name], source.label)
-        if source.layout != "parquet":
+        if source.form.text:
             selected.append(F.col(CORRUPT))
         selected.append(F.monotonically_increasing_id().alias("_row"))
         if len(files) > 1:  # (file, scan id) orders rows across files
@@ -114,7 +114,7 @@ class Scan:
             columns,
             labels,
             source.label,
-            source.layout,
+            source.form,
             header_line,
             source.delimiter,
         )
@@ -126,10 +126,10 @@ def _load_text_or_parquet(spark: SparkSession, source: RatingsFile, location: st
     from pyspark.sql import types as T
 
     header_line = None
-    if source.layout == "parquet":
+    if not source.form.text:  # Parquet
         frame = _load(spark.read.parquet, location, source)
         return frame, frame.columns, fields.ratings_header_types(source.label, frame.columns), None
-    if source.layout == "csv":
+    if source.form.header:
         header_line = _first_line(spark, location, source)
         header = fields.header_columns(source.label, header_line, fields.RATINGS_HEADER)
         types = fields.ratings_header_types(source.label, header)
@@ -141,7 +141,7 @@ def _load_text_or_parquet(spark: SparkSession, source: RatingsFile, location: st
         + [T.StructField(CORRUPT, T.StringType())]
     )
     reader = spark.read.options(
-        header=source.layout == "csv",
+        header=source.form.header,
         sep=source.delimiter,
         quote='"',
         escape='"',
