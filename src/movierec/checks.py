@@ -10,10 +10,12 @@ from typing import Any
 from movierec.errors import ConfigError
 
 
-def check_choice(key: str, value: Any, allowed: Iterable[str]) -> None:
+def check_choice(key: str, value: Any, allowed: Iterable[str | None]) -> None:
+    """Refuse a value outside `allowed`, naming the key and the choices (None: null)."""
     allowed = tuple(allowed)
     if value not in allowed:
-        raise ConfigError(f"{key}={value!r} is not valid; expected one of {', '.join(allowed)}")
+        names = ", ".join("null" if name is None else str(name) for name in allowed)
+        raise ConfigError(f"{key}={value!r} is not valid; expected one of {names}")
 
 
 def check_positive(key: str, value: int | float) -> None:

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 import numpy as np
 import pandas as pd
 
+from movierec.checks import check_choice
 from movierec.errors import ConfigError, DataError
 from movierec.ranking.scoring import user_chunks
 from movierec.serving.bundle import TrainedModel
@@ -93,10 +94,7 @@ class Recommender:
             ranking output also `score`, with `rating` its unclamped stars.
         """
         _check_k(k)
-        if fallback is not None and fallback not in FALLBACKS:
-            raise ConfigError(
-                f"fallback={fallback!r} is not valid; expected one of null, {', '.join(FALLBACKS)}"
-            )
+        check_choice("fallback", fallback, (None, *FALLBACKS))
         ids = np.array(list(dict.fromkeys(_as_ids(user_ids, "userId").tolist())), dtype=np.int64)
         known = self.model.known_users(ids)
         if not known.all() and fallback is None:

@@ -30,6 +30,7 @@ import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
+from movierec.checks import check_choice
 from movierec.errors import ConfigError
 from movierec.redaction import redact
 
@@ -76,6 +77,7 @@ def make_sampler(settings: dict, worker: int = 0) -> optuna.samplers.BaseSampler
     (the study's `worker`-th process), TPE with `constant_liar` unless set otherwise."""
     settings = dict(settings)
     name = settings.pop("name", "tpe")
+    check_choice("hydra.sweeper.sampler.name", name, SAMPLERS)
     seed = settings.pop("seed", None)
     if seed is not None:
         seed = int(seed) + worker
@@ -84,22 +86,19 @@ def make_sampler(settings: dict, worker: int = 0) -> optuna.samplers.BaseSampler
         with warnings.catch_warnings():  # an "experimental" argument in Optuna 4
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return optuna.samplers.TPESampler(seed=seed, **settings)
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    raise ConfigError(f"hydra.sweeper.sampler.name={name!r}; expected one of {', '.join(SAMPLERS)}")
+    return optuna.samplers.RandomSampler(seed=seed)
 
 
 def make_pruner(settings: dict) -> optuna.pruners.BasePruner:
     """`{name: median|hyperband|none, ...}` → an Optuna pruner (median by default)."""
     settings = dict(settings)
     name = settings.pop("name", "median")
+    check_choice("hydra.sweeper.pruner.name", name, PRUNERS)
     if name == "median":
         return optuna.pruners.MedianPruner(**settings)
     if name == "hyperband":
         return optuna.pruners.HyperbandPruner(**settings)
-    if name == "none":
-        return optuna.pruners.NopPruner()
-    raise ConfigError(f"hydra.sweeper.pruner.name={name!r}; expected one of {', '.join(PRUNERS)}")
+    return optuna.pruners.NopPruner()  # "none"
 
 
 def open_study(
