@@ -99,9 +99,9 @@ def train_fold(
     selection.check(model.validation_metrics())
     # read once, before the run: a missing checkpoint is refused before any run opens
     resumed_from = checkpoint_epoch(cfg.get("ckpt_path"))
-    description = describe_run(cfg)
     run, tracker = None, tracker or tracker_for(cfg)
-    if tracker is not None:
+    if tracker is not None:  # the description is read (and the config resolved) for a run only
+        description = describe_run(cfg)
         run = _open(tracker, description, summarize_split(datamodule), selection, cfg,
                     parent_run_id)  # fmt: skip
     links: dict[str, str] = {}
@@ -112,7 +112,7 @@ def train_fold(
             _record(run, description, datamodule, model, selection, metrics, registry)
             links = _links(str(cfg.mlflow_ui), run, selection, metrics)
     if rank_zero_only.rank == 0:
-        _write_json(Path(description.output_dir) / "metrics.json", metrics)
+        _write_json(Path(cfg.paths.output_dir) / "metrics.json", metrics)
         if report:
             print("\n".join(result_lines(metrics, links)))
     return metrics

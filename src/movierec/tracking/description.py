@@ -4,7 +4,7 @@ config nor the datamodule."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -65,7 +65,7 @@ class RunOutputs:
         users, movies: the ID maps (index → userId / movieId and side columns).
         curves: the metric names plotted as training curves.
         checkpoint: the best checkpoint's path ("" without one).
-        per_user: the per-user test metrics file, if written.
+        per_user: where the per-user test metrics file is written (logged if it exists).
         test_ratings: (true, predicted) test ratings in stars, (N,) each, for the
             predicted-vs-true plot (None: the model predicts no ratings).
         rating_scale: (lowest, highest) stars.
@@ -75,6 +75,6 @@ class RunOutputs:
     movies: pd.DataFrame
     curves: tuple[str, ...]
     checkpoint: str
-    per_user: Path | None
     test_ratings: tuple[np.ndarray, np.ndarray] | None
-    rating_scale: tuple[float, float] = field(default=(0.5, 5.0))
+    per_user: Path
+    rating_scale: tuple[float, float]

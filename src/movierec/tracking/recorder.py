@@ -148,7 +148,7 @@ def record_outputs(
             run.log_artifact(plot_predictions(true, predicted, outputs.rating_scale, plot), "plots")
         if outputs.checkpoint:
             run.log_artifact(outputs.checkpoint, "checkpoints")
-    if outputs.per_user is not None and outputs.per_user.exists():
+    if outputs.per_user.exists():
         run.log_artifact(outputs.per_user)
 
 

@@ -7,9 +7,8 @@ from pathlib import Path
 import optuna
 from omegaconf import DictConfig
 
-from movierec.tracking.mlflow_tracker import MlflowTracker
 from movierec.tracking.params import flatten_config
-from movierec.tracking.recorder import mlflow_node
+from movierec.tracking.recorder import tracker_for
 from movierec.tracking.tracker import Run, RunRequest
 from movierec.training.selection import Selection
 from movierec.tuning.plots import study_plots
@@ -18,10 +17,9 @@ from movierec.tuning.study import counts
 
 def open_study_run(config: DictConfig, study_name: str, storage: str) -> Run | None:
     """Reopen the study's parent run (a resumed or parallel sweep) or create it."""
-    node = mlflow_node(config)
-    if node is None:
+    tracker = tracker_for(config)
+    if tracker is None:
         return None
-    tracker = MlflowTracker.from_logger(node)
     found = tracker.find_run({"optuna.study": study_name, "optuna.role": "study"})
     if found:
         return tracker.open_run(RunRequest(None, resume_run_id=found))
