@@ -4,7 +4,7 @@ Ranking columns: Recall, NDCG and MAP at 10 and 20 and catalogue coverage at 10 
 default `ranking.k=[10, 20]`; README "Ranking metrics").
 
     python scripts/benchmark.py                      # every model × dataset × 3 seeds
-    python scripts/benchmark.py --datasets ml_100k_5fold   # 5 models over u1..u5
+    python scripts/benchmark.py --datasets ml_100k_5fold   # 6 models over u1..u5
     python scripts/benchmark.py --single-seed seed_sage seed_gcn   # the README table
     python scripts/benchmark.py --seeds 0 --models mf sage --datasets ml_100k
     python scripts/benchmark.py --fresh ...          # drop the rows of earlier invocations
