@@ -46,7 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # popularity baseline's NDCG@10 on ml-100k.
 MODEL_OVERRIDES = {
     "mf": ["model=mf"],
-    "mf_bpr": ["model=mf", "model.bpr_weight=2"],
+    "mf_bpr": ["model=mf", "model.objective.bpr_weight=2"],
     "seed_sage": ["experiment=seed_notebook_sage"],
     "seed_gcn": ["experiment=seed_spark_gcn"],
     "sage": ["model=sage"],  # the default: two outputs, rated and ranked by a BPR-trained score

@@ -65,7 +65,7 @@ def full_batch_overrides(model: str, ratings: Path | str, movies: Path | str) ->
         f"model={model}", "data=ratings_csv",
         f"data.ratings_path={ratings}", f"data.movies_path={movies}",
         "data.rating_scale=[0.5,5.0]", "data.batch_size=0", f"data.eval_batch_size={CHUNK}",
-        f"model.decode_chunk_size={CHUNK}", "logger=none",
+        f"model.objective.decode_chunk_size={CHUNK}", "logger=none",
         "ranking.k=0",  # top-K over every user × movie is a separate, costlier question
     ]  # fmt: skip
 

@@ -12,6 +12,7 @@ import pytest
 from omegaconf import OmegaConf
 
 import movierec
+from movierec.objective import Objective
 from movierec.training.module import RatingPredictor
 from tests.helpers.configs import compose_train
 
@@ -51,8 +52,16 @@ def test_the_training_module_defaults_are_the_base_yaml():
     base = OmegaConf.to_container(OmegaConf.load(MODEL_DIR / "_base_.yaml"))
     # the ranking and selection settings come from their own groups (train.yaml)
     ranking = ("ranking_k", "relevant_rating", "validate_ranking", "validation_users")
-    skip = (*ranking, "selection_metric", "selection_mode")
+    # `objective` (None = the Objective's defaults) is held against the YAML below
+    skip = (*ranking, "selection_metric", "selection_mode", "objective")
     assert _disagreements(RatingPredictor, base, skip) == []
+
+
+def test_the_objective_defaults_are_the_base_yaml():
+    """`model.objective` in `_base_.yaml` sets every `Objective` field to its default."""
+    objective = OmegaConf.to_container(OmegaConf.load(MODEL_DIR / "_base_.yaml"))["objective"]
+    assert set(objective) == set(inspect.signature(Objective).parameters)
+    assert _disagreements(Objective, objective) == []
 
 
 def test_a_disagreement_is_found():

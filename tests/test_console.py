@@ -60,7 +60,7 @@ def test_run_names_say_the_experiment_and_never_collide():
 def test_a_bad_setting_stops_before_any_run_and_a_missing_model_is_one_line(tmp_path: Path):
     env = sweep_env(tmp_path)  # an MLflow store of its own under tmp_path/mlruns
     train = [sys.executable, str(PROJECT_ROOT / "scripts" / "train.py"), *TINY_DATA]
-    for bad in ("model.loss=hinge", "trainer.max_epochs=-3"):
+    for bad in ("model.objective.loss=hinge", "trainer.max_epochs=-3"):
         done = subprocess.run([*train, bad], env=env, capture_output=True, text=True, timeout=300)
         assert done.returncode == 2 and done.stderr.strip().count("\n") == 0, done.stderr
         assert done.stderr.startswith(f"error: {bad.split('=')[0]}=")

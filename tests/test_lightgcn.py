@@ -114,8 +114,8 @@ def test_lightgcn_declares_itself_ranking_only():
     net = LightGcnNet(schema)
     assert not net.predicts_ratings and not net.inductive
     assert net.supported_losses == ("bpr",) and not net.accepts_new_users
-    with pytest.raises(ConfigError, match="model.loss='mse' does not suit LightGcnNet"):
-        RatingPredictor(LIGHTGCN, schema.as_dict(), loss="mse")
+    with pytest.raises(ConfigError, match="model.objective.loss='mse' does not suit LightGcnNet"):
+        RatingPredictor(LIGHTGCN, schema.as_dict(), objective={"loss": "mse"})
     with pytest.raises(ConfigError, match="model.net.reg=-1"):
         LightGcnNet(schema, reg=-1)
 
@@ -184,7 +184,9 @@ def test_one_negative_gives_exactly_the_former_bpr_term():
     _, schema = synthetic_train_graph(30, 50, 600, seed=3)
     torch.manual_seed(0)
     mf = {"_target_": "movierec.models.mf.BiasedMF", "dim": 8, "init_std": 0.1, "reg": 0.0}
-    module = RatingPredictor(mf, schema.as_dict(), bpr_weight=0.7, bpr_positive_rating=3.0)
+    module = RatingPredictor(
+        mf, schema.as_dict(), objective={"bpr_weight": 0.7, "bpr_positive_rating": 3.0}
+    )
     z = module.net.encode(None)
     generator = torch.Generator().manual_seed(5)
     user = torch.randint(schema.n_users, (64,), generator=generator)
@@ -217,7 +219,9 @@ def test_chunked_decoding_with_several_negatives_gives_the_same_loss_and_gradien
     losses, grads = [], []
     for chunk in (0, 97):
         torch.manual_seed(0)
-        module = RatingPredictor(net, schema.as_dict(), decode_chunk_size=chunk, **settings)
+        module = RatingPredictor(
+            net, schema.as_dict(), objective={"decode_chunk_size": chunk, **settings}
+        )
         module.set_graph(graph)
         loss = module.supervised_loss(store.edge_index[0], store.edge_index[1], store.edge_label)
         losses.append(loss)
@@ -228,9 +232,9 @@ def test_chunked_decoding_with_several_negatives_gives_the_same_loss_and_gradien
 
 
 def test_bpr_settings_are_checked_with_the_key_named():
-    with pytest.raises(ConfigError, match="model.bpr_negatives=0"):
+    with pytest.raises(ConfigError, match="model.objective.bpr_negatives=0"):
         Objective(loss="bpr", bpr_negatives=0)
-    with pytest.raises(ConfigError, match="model.bpr_weight=1.0 adds a BPR term"):
+    with pytest.raises(ConfigError, match="model.objective.bpr_weight=1.0 adds a BPR term"):
         Objective(loss="bpr", bpr_weight=1.0)
 
 
@@ -238,7 +242,7 @@ def test_config_composes_with_ndcg_selection(tmp_path: Path):
     cfg = compose_train(tmp_path, ["data=ml_latest_small", "model=lightgcn", "seed=0"])
     assert cfg.model.net._target_ == "movierec.models.lightgcn.LightGcnNet"
     assert cfg.model._target_ == "movierec.training.module.RatingPredictor"
-    assert cfg.model.loss == "bpr" and cfg.ranking.validate is True
+    assert cfg.model.objective.loss == "bpr" and cfg.ranking.validate is True
     assert (cfg.selection.metric, cfg.selection.mode) == ("val/ndcg_at_10", "max")
     assert cfg.callbacks.model_checkpoint.monitor == "val/ndcg_at_10"
     # the command line still wins over the model's defaults
@@ -246,7 +250,7 @@ def test_config_composes_with_ndcg_selection(tmp_path: Path):
     assert cfg.selection.metric == "val/recall_at_10"
     sweep = compose_train(tmp_path, ["hparams_search=lightgcn_optuna", "data=ml_100k"])
     assert sweep.model.net._target_.endswith("LightGcnNet")
-    assert "model.bpr_negatives" in sweep.hydra.sweeper.params
+    assert "model.objective.bpr_negatives" in sweep.hydra.sweeper.params
     assert sweep.selection.mode == "max"
 
 
@@ -310,7 +314,7 @@ def test_validation_encodes_only_when_something_is_validated(monkeypatch, valida
     module = RatingPredictor(
         {"_target_": "movierec.models.lightgcn.LightGcnNet"},
         schema.as_dict(),
-        loss="bpr",
+        objective={"loss": "bpr"},
         ranking_k=[5],
         validate_ranking=validate,
         selection_metric="val/ndcg_at_5" if validate else "train/loss",

@@ -153,8 +153,9 @@ def test_chunked_decoding_gives_the_same_loss_and_gradients(graph_and_schema, mo
     for chunk in (0, 97):  # 97 does not divide the batch: the last chunk is shorter
         torch.manual_seed(0)
         module = RatingPredictor(
-            cfg.net, schema.as_dict(), loss=cfg.loss, decode_chunk_size=chunk,
-            bpr_weight=bpr_weight, bpr_positive_rating=3.0,
+            cfg.net, schema.as_dict(),
+            objective={**cfg.objective, "decode_chunk_size": chunk, "bpr_weight": bpr_weight,
+                       "bpr_positive_rating": 3.0},
         )  # fmt: skip
         module.net.eval()  # dropout off: both runs see the same function
         module.set_graph(graph)

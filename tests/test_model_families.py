@@ -203,13 +203,14 @@ VARIANTS = [
     ["experiment=seed_notebook_sage", *TINY_DATA],
     ["experiment=seed_spark_gcn", *TINY_DATA],
     ["model=sage", "model.net.relations=weighted", "model.net.decoder=bilinear",
-     "model.net.bias=true", "model.loss=mse", "model.net.combine=mean", "model.net.num_layers=2"],
-    ["model=sage", "model.net.relations=single", "model.net.decoder=dot", "model.loss=huber",
-     "model.net.combine=residual", "model.net.aggr=max"],
-    ["model=gcn", "model.net.relations=single", "model.net.decoder=mlp", "model.loss=mse",
+     "model.net.bias=true", "model.objective.loss=mse", "model.net.combine=mean",
+     "model.net.num_layers=2"],
+    ["model=sage", "model.net.relations=single", "model.net.decoder=dot",
+     "model.objective.loss=huber", "model.net.combine=residual", "model.net.aggr=max"],
+    ["model=gcn", "model.net.relations=single", "model.net.decoder=mlp", "model.objective.loss=mse",
      "model.net.combine=residual", "model.net.batch_norm=true", "model.net.num_layers=2"],
     ["model=gcn", "model.net.relations=weighted", "model.net.decoder=dot", "model.net.bias=true",
-     "model.loss=l1", "model.net.combine=mean", "model.net.id_embeddings=false"],
+     "model.objective.loss=l1", "model.net.combine=mean", "model.net.id_embeddings=false"],
 ]  # fmt: skip
 
 

@@ -108,9 +108,7 @@ def test_negatives_exclude_the_users_rated_movies_where_the_model_says_so(monkey
         module = RatingPredictor(
             {"_target_": "movierec.models.lightgcn.LightGcnNet", "dim": 4},
             schema.as_dict(),
-            loss="bpr",
-            bpr_negatives=8,
-            bpr_exclude_rated=exclude,
+            objective={"loss": "bpr", "bpr_negatives": 8, "bpr_exclude_rated": exclude},
         )
         module.set_graph(graph)
         module.net.scores_by_dot = False  # the generic path, where pair_loss sees them

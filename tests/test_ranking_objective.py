@@ -1,4 +1,5 @@
-"""The BPR ranking term (`model.bpr_weight`): its value, its masking, and what it teaches."""
+"""The BPR ranking term (`model.objective.bpr_weight`): its value, its masking, and what it
+teaches."""
 
 from __future__ import annotations
 
@@ -22,7 +23,9 @@ def graph_and_schema():
 def test_bpr_term_is_the_mean_log_sigmoid_margin_over_all_pairs(graph_and_schema):
     _, schema = graph_and_schema
     torch.manual_seed(0)
-    module = RatingPredictor(MF, schema.as_dict(), bpr_weight=0.7, bpr_positive_rating=4.0)
+    module = RatingPredictor(
+        MF, schema.as_dict(), objective={"bpr_weight": 0.7, "bpr_positive_rating": 4.0}
+    )
     z = module.net.encode(None)
     user = torch.tensor([0, 1, 2, 3])
     movie = torch.tensor([5, 6, 7, 8])
@@ -63,7 +66,7 @@ def _rated_above_unrated(module: RatingPredictor, graph) -> float:
 
 def _train(graph, schema, bpr_weight: float) -> RatingPredictor:
     torch.manual_seed(0)
-    module = RatingPredictor(MF, schema.as_dict(), lr=0.05, bpr_weight=bpr_weight)
+    module = RatingPredictor(MF, schema.as_dict(), lr=0.05, objective={"bpr_weight": bpr_weight})
     module.set_graph(graph)
     optimizer = torch.optim.Adam(module.parameters(), lr=0.05)
     user, movie = graph[RATES].edge_index

@@ -276,13 +276,19 @@ def test_kfold_all_runs_every_fold(tmp_path: Path, capsys):
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        (["model.loss=hinge"], "model.loss='hinge' is not valid; expected one of mse, huber"),
+        (
+            ["model.objective.loss=hinge"],
+            "model.objective.loss='hinge' is not valid; expected one of mse, huber",
+        ),
         (["model.lr=-0.1"], "model.lr=-0.1: expected a positive learning rate"),
         (["model.net.hidden=0"], "model.net.hidden=0: expected a positive number"),
         (["model.net.aggr=median"], "model.net.aggr='median' is not valid; expected one of mean"),
         (["data.user_features=none", "model.net.id_embeddings=false"], "needs user input features"),
         (["model=mf", "model.net.dim=0"], "model.net.dim=0"),
-        (["model=gcn", "model.loss=cross_entropy"], "does not suit GcnNet; expected one of huber"),
+        (
+            ["model=gcn", "model.objective.loss=cross_entropy"],
+            "does not suit GcnNet; expected one of huber",
+        ),
         (["model.scheduler=linear"], "model.scheduler='linear' is not valid"),
         (["model.optimizer=adamx"], "model.optimizer='adamx' is not valid; expected one of adam"),
         (
@@ -293,9 +299,15 @@ def test_kfold_all_runs_every_fold(tmp_path: Path, capsys):
         (["ranking.k=[10,-1]"], "ranking.k=[10, -1]: expected an integer ≥ 1 or a list"),
         (["ranking.k=a"], "ranking.k='a': expected an integer ≥ 1 or a list"),
         (["ranking.k=[]", "ranking.validate=true"], "ranking.validate=true needs ranking.k"),
-        (["model.bpr_weight=-0.5"], "model.bpr_weight=-0.5: expected ≥ 0 (0 = off)"),
+        (
+            ["model.objective.bpr_weight=-0.5"],
+            "model.objective.bpr_weight=-0.5: expected ≥ 0 (0 = off)",
+        ),
         (["ranking.k=0", "ranking.validate=true"], "ranking.validate=true needs ranking.k ≥ 1"),
-        (["model.bpr_positive_rating=high"], "model.bpr_positive_rating='high': expected"),
+        (
+            ["model.objective.bpr_positive_rating=high"],
+            "model.objective.bpr_positive_rating='high': expected",
+        ),
         (["selection.mode=up"], "selection.mode='up': expected min or max"),
         (
             ["selection.metric=val/foo"],
@@ -375,7 +387,10 @@ def _schema(tmp_path: Path, cfg) -> dict:
         ("selection.metric=val/foo", "error: selection.metric='val/foo' is not logged"),
         ("selection.mode=up", "error: selection.mode='up': expected min or max"),
         ("trainer.max_epochs=-3", "error: trainer.max_epochs=-3: expected an integer ≥ -1"),
-        ("model.loss=hinge", "error: model.loss='hinge' is not valid; expected one of mse,"),
+        (
+            "model.objective.loss=hinge",
+            "error: model.objective.loss='hinge' is not valid; expected one of mse,",
+        ),
         ("data.batch_size=-5", "error: data.batch_size=-5: expected an integer ≥ 0"),
     ],
 )

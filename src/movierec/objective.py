@@ -23,7 +23,8 @@ skips that recomputation: `models.dot_bpr` computes each chunk's gradient with i
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +36,8 @@ from movierec.errors import ConfigError, MovieRecError
 from movierec.models.base import NodeEmbeddings, RatingNet, RatingScores
 from movierec.models.dot_bpr import dot_bpr, dot_bpr_applies
 
+#: where the objective's settings live in the composed config (conf/model/_base_.yaml)
+KEY = "model.objective"
 LOSSES = ("mse", "huber", "l1", "cross_entropy", "bpr", "none")
 
 
@@ -89,36 +92,46 @@ class Objective:
     bpr_exclude_rated: bool = False
 
     def __post_init__(self) -> None:
-        check_choice("model.loss", self.loss, LOSSES)
+        check_choice(f"{KEY}.loss", self.loss, LOSSES)
         if not _number(self.huber_delta) or self.huber_delta <= 0:
-            raise ConfigError(f"model.huber_delta={self.huber_delta!r}: expected > 0")
+            raise ConfigError(f"{KEY}.huber_delta={self.huber_delta!r}: expected > 0")
         if not isinstance(self.decode_chunk_size, int) or self.decode_chunk_size < 0:
             raise ConfigError(
-                f"model.decode_chunk_size={self.decode_chunk_size!r}: expected an integer ≥ 0 "
+                f"{KEY}.decode_chunk_size={self.decode_chunk_size!r}: expected an integer ≥ 0 "
                 "(0 = decode the whole batch at once)"
             )
         if not _number(self.bpr_weight) or self.bpr_weight < 0:
-            raise ConfigError(f"model.bpr_weight={self.bpr_weight!r}: expected ≥ 0 (0 = off)")
+            raise ConfigError(f"{KEY}.bpr_weight={self.bpr_weight!r}: expected ≥ 0 (0 = off)")
         if self.loss == "bpr" and self.bpr_weight:
             raise ConfigError(
-                f"model.bpr_weight={self.bpr_weight!r} adds a BPR term to a rating loss; with "
-                "model.loss=bpr the loss is BPR already: set model.bpr_weight=0"
+                f"{KEY}.bpr_weight={self.bpr_weight!r} adds a BPR term to a rating loss; with "
+                f"{KEY}.loss=bpr the loss is BPR already: set {KEY}.bpr_weight=0"
             )
         if self.bpr_positive_rating is not None and not _number(self.bpr_positive_rating):
             raise ConfigError(
-                f"model.bpr_positive_rating={self.bpr_positive_rating!r}: expected a rating in "
+                f"{KEY}.bpr_positive_rating={self.bpr_positive_rating!r}: expected a rating in "
                 "stars or null (every rated movie is a positive)"
             )
         n = self.bpr_negatives
         if not isinstance(n, int) or isinstance(n, bool) or n < 1:
             raise ConfigError(
-                f"model.bpr_negatives={n!r}: expected an integer ≥ 1 (movies per positive)"
+                f"{KEY}.bpr_negatives={n!r}: expected an integer ≥ 1 (movies per positive)"
             )
 
         if not isinstance(self.bpr_exclude_rated, bool):
             raise ConfigError(
-                f"model.bpr_exclude_rated={self.bpr_exclude_rated!r}: expected true or false"
+                f"{KEY}.bpr_exclude_rated={self.bpr_exclude_rated!r}: expected true or false"
             )
+
+    @classmethod
+    def from_settings(cls, settings: Mapping | None) -> Objective:
+        """The objective a `model.objective` node describes (its keys are the attributes
+        above; one left out takes the default, one unknown is refused by name)."""
+        settings = dict(settings or {})
+        names = [f.name for f in fields(cls)]
+        for key in settings:
+            check_choice(f"{KEY} key", key, names)
+        return cls(**settings)
 
     @property
     def ranks(self) -> bool:
@@ -129,7 +142,7 @@ class Objective:
         """Refuse a loss the network does not declare, naming the key."""
         if self.loss not in net.supported_losses:
             raise ConfigError(
-                f"model.loss={self.loss!r} does not suit {type(net).__name__}; expected one of "
+                f"{KEY}.loss={self.loss!r} does not suit {type(net).__name__}; expected one of "
                 f"{', '.join(net.supported_losses)}"
             )
 
@@ -152,7 +165,9 @@ class Objective:
                 the negatives are drawn among each user's unrated movies (None: uniform).
         """
         if self.loss == "none":
-            raise MovieRecError("model.loss=none has no gradient loss: the net fits in closed form")
+            raise MovieRecError(
+                f"{KEY}.loss=none has no gradient loss: the net fits in closed form"
+            )
         if self.loss == "bpr" and self.bpr_positive_rating is not None:
             keep = rating >= self.bpr_positive_rating  # loss=bpr trains on positives only
             user, movie, rating = user[keep], movie[keep], rating[keep]
@@ -215,7 +230,7 @@ class Objective:
     def rating_loss(self, net: RatingNet, scores: RatingScores, rating: torch.Tensor):
         if self.loss == "cross_entropy":
             if scores.logits is None:
-                raise MovieRecError("model.loss=cross_entropy needs a classification decoder")
+                raise MovieRecError(f"{KEY}.loss=cross_entropy needs a classification decoder")
             return F.cross_entropy(scores.logits, net.rating_class(rating))
         if self.loss == "huber":
             return F.huber_loss(scores.rating, rating, delta=self.huber_delta)

@@ -9,7 +9,7 @@ training ratings' bipartite adjacency with symmetric normalisation and no self l
 
 and a (user, movie) pair scores ŝ(u, m) = e_u · e_m. The score only orders movies (it is
 no rating in stars), so the model declares itself ranking-only: it trains with BPR
-(`model.loss=bpr`, see `movierec.objective`), logs no RMSE/MAE, and its served model
+(`model.objective.loss=bpr`, see `movierec.objective`), logs no RMSE/MAE, and its served model
 answers only top-K requests. The normalised adjacency is built once per graph and reused
 by every layer and step, as per-edge weights or as a sparse CSR matrix
 (`model.net.message_passing`, see `adjacency`).

@@ -14,7 +14,7 @@ from movierec.checks import check_at_least, check_choice, check_int_at_least
 from movierec.data.features import USER_FEATURE_KINDS
 from movierec.data.sources import ENGINES
 from movierec.data.validation import MISSING_MOVIE_POLICIES
-from movierec.objective import LOSSES
+from movierec.objective import Objective
 from movierec.training.optim import optimizer_node, scheduler_node
 from movierec.training.selection import Selection
 from movierec.training.settings import check_training_settings
@@ -38,7 +38,7 @@ def check_train_settings(cfg: DictConfig) -> None:
 
 
 def _check_model(model: Any) -> None:
-    check_choice("model.loss", model.get("loss"), LOSSES)
+    Objective.from_settings(model.get("objective"))
     optimizer_node(model.get("optimizer", "adam"))
     scheduler_node(model.get("scheduler"), model.get("scheduler_kwargs"))
 

@@ -9,7 +9,7 @@ it needs from the data reaches it as one `SplitData` (graph, schema, split rows)
 
 from __future__ import annotations
 
-from dataclasses import fields
+from dataclasses import asdict
 from typing import Any
 
 import pytorch_lightning as pl
@@ -57,8 +57,8 @@ class RatingPredictor(pl.LightningModule):
     Args:
         net: config of the network (`_target_` + arguments); built with `schema=`.
         schema: `GraphSchema.as_dict()` of the training data.
-        loss, huber_delta, decode_chunk_size, bpr_weight, bpr_positive_rating,
-            bpr_negatives, bpr_exclude_rated: the `Objective` (see `movierec.objective`).
+        objective: the `Objective`'s settings (`model.objective`: loss, BPR term…; see
+            `movierec.objective`); None = its defaults.
         optimizer: a preset (adam | adamw | sgd) or a `_target_` node with `_partial_`.
         lr: learning rate (> 0); weight_decay: L2 / decoupled weight decay (≥ 0).
         scheduler: a preset (none | cosine | plateau | step) or a `_target_` node.
@@ -78,18 +78,12 @@ class RatingPredictor(pl.LightningModule):
         self,
         net: dict | DictConfig,
         schema: dict,
-        loss: str = "mse",
-        huber_delta: float = 1.0,
+        objective: dict | DictConfig | None = None,
         optimizer: str | dict = "adam",
         lr: float = 0.01,
         weight_decay: float = 0.0,
         scheduler: str | dict | None = "none",
         scheduler_kwargs: dict | None = None,
-        decode_chunk_size: int = 0,
-        bpr_weight: float = 0.0,
-        bpr_positive_rating: float | None = None,
-        bpr_negatives: int = 1,
-        bpr_exclude_rated: bool = False,
         ranking_k: int | list[int] | tuple[int, ...] = (10, 20),
         relevant_rating: float = RELEVANT_RATING,
         validate_ranking: bool = False,
@@ -102,6 +96,9 @@ class RatingPredictor(pl.LightningModule):
         # checkpoints must hold plain containers (torch.load(weights_only=True))
         hparams = {k: _plain(v) for k, v in locals().items() if k not in ("self", "__class__")}
         hparams["scheduler_kwargs"] = hparams["scheduler_kwargs"] or {}
+        # the checkpoint keeps every objective setting, defaults included
+        self.objective = Objective.from_settings(hparams["objective"])
+        hparams["objective"] = asdict(self.objective)
         ks = parse_ks(hparams["ranking_k"])  # ConfigError naming ranking.k
         hparams["ranking_k"] = list(ks)
         # the tracking layer logs the whole resolved config instead
@@ -109,7 +106,6 @@ class RatingPredictor(pl.LightningModule):
         net_cfg, schema = hparams["net"], hparams["schema"]
         optimizer, scheduler = hparams["optimizer"], hparams["scheduler"]
         scheduler_kwargs = hparams["scheduler_kwargs"]
-        self.objective = Objective(**{f.name: hparams[f.name] for f in fields(Objective)})
         self._optimizer = optimizer_node(optimizer)
         self._scheduler = scheduler_node(scheduler, scheduler_kwargs)
         check_training_settings(
