@@ -15,6 +15,7 @@ Returned tables use the original GroupLens column names:
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -170,76 +171,71 @@ def _in_memory(ref: FileRef, data: bytes) -> FileRef:
     return FileRef(ref.label, lambda: io.BytesIO(data))
 
 
-def _read_typed(
-    ref: FileRef,
-    *,
-    names: list[str] | None,
-    types: dict[str, pa.DataType],
-    delimiter: str,
-    header_lines: int,
-    quoted: bool = True,
-) -> pa.Table:
-    """Stream `ref` through the CSV reader as `types`; errors name the line and value."""
+@dataclass(frozen=True)
+class TextLayout:
+    """How one delimited file reads: its column `names` (None: the header's), the pyarrow
+    `types` of the columns kept, the `delimiter` ("::" too), the lines before the first
+    row, and whether `"` quotes a field."""
+
+    names: list[str] | None
+    types: dict[str, pa.DataType]
+    delimiter: str
+    header_lines: int
+    quoted: bool = True
+
+
+def _read_typed(ref: FileRef, **layout: Any) -> pa.Table:
+    """Stream `ref` through the CSV reader as `TextLayout(**layout)`; errors name the line
+    and value."""
+    text = TextLayout(**layout)
     if ref.is_blank():
         raise messages.empty_file_error(ref.label)
-    source, separator = ref.source(delimiter)
-    read_options, parse_options = fields.dialect(names, separator, quoted)
     try:
-        table = pacsv.read_csv(
-            source,
-            read_options=read_options,
-            parse_options=parse_options,
-            convert_options=fields.convert_options(types),
-        )
+        table = _read_csv(ref, text, fields.convert_options(text.types))
     except pa.ArrowInvalid as err:
-        _diagnose(ref, names, types, delimiter, quoted, header_lines, err)
+        _diagnose(ref, text, err)
         raise AssertionError("unreachable") from err
-    finally:
-        if hasattr(source, "close"):
-            source.close()
     if table.num_rows == 0:
         raise messages.no_rows_error(ref.label)
-    for column in types:
+    for column in text.types:
         missing = fields.missing_values(table.column(column))
         if missing is not None:
             raise messages.missing_value_error(
-                ref.label, missing + 1 + header_lines, column, types[column]
+                ref.label, missing + 1 + text.header_lines, column, text.types[column]
             )
     return table
 
 
-def _diagnose(
-    ref: FileRef,
-    names: list[str] | None,
-    types: dict[str, pa.DataType],
-    delimiter: str,
-    quoted: bool,
-    header_lines: int,
-    err: pa.ArrowInvalid,
-) -> None:
-    """Re-read as text to name the first value that does not convert; always raises."""
-    source, separator = ref.source(delimiter)
-    read_options, parse_options = fields.dialect(names, separator, quoted)
-    text_types = dict.fromkeys(types, pa.string())
+def _read_csv(ref: FileRef, text: TextLayout, convert: pacsv.ConvertOptions) -> pa.Table:
+    """One pass of pyarrow's CSV reader over `ref` in `text`'s dialect; the file is closed
+    whatever happens."""
+    source, separator = ref.source(text.delimiter)
+    read_options, parse_options = fields.dialect(text.names, separator, text.quoted)
     try:
-        table = pacsv.read_csv(
-            source,
-            read_options=read_options,
-            parse_options=parse_options,
-            convert_options=pacsv.ConvertOptions(
-                column_types=text_types, include_columns=list(types)
-            ),
-        )
-    except pa.ArrowInvalid as structural:
-        raise messages.malformed_error(ref.label, structural) from None
+        return pacsv.read_csv(
+            source, read_options=read_options, parse_options=parse_options,
+            convert_options=convert,
+        )  # fmt: skip
     finally:
         if hasattr(source, "close"):
             source.close()
-    for column, dtype in types.items():
+
+
+def _diagnose(ref: FileRef, text: TextLayout, err: pa.ArrowInvalid) -> None:
+    """Re-read as text to name the first value that does not convert; always raises."""
+    as_text = pacsv.ConvertOptions(
+        column_types=dict.fromkeys(text.types, pa.string()), include_columns=list(text.types)
+    )
+    try:
+        table = _read_csv(ref, text, as_text)
+    except pa.ArrowInvalid as structural:
+        raise messages.malformed_error(ref.label, structural) from None
+    for column, dtype in text.types.items():
         if not (pa.types.is_integer(dtype) or pa.types.is_floating(dtype)):
             continue
         found = fields.first_not_a_number(table.column(column), dtype)
         if found is not None:
             row, raw = found
-            raise messages.bad_value_error(ref.label, row + 1 + header_lines, column, raw, dtype)
+            line = row + 1 + text.header_lines
+            raise messages.bad_value_error(ref.label, line, column, raw, dtype)
     raise messages.cannot_parse_error(ref.label, err) from None

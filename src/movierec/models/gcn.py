@@ -38,15 +38,11 @@ from movierec.models.adjacency import (
     transposed,
     with_transpose,
 )
-from movierec.models.base import NodeEmbeddings, RatingNet, RatingScores
+from movierec.models.base import NodeEmbeddings, RatingNet
 from movierec.models.decoders import (
-    PairBias,
-    build_decoder,
     check_bias,
-    decode_with_bias,
-    decoder_args,
 )
-from movierec.models.heads import DecoderHead
+from movierec.models.encoder_heads import EncoderHeads
 from movierec.models.inputs import NodeInput
 from movierec.models.layers import (
     check_encoder_settings,
@@ -55,7 +51,6 @@ from movierec.models.layers import (
     node_dropout,
     relation_edges,
 )
-from movierec.models.ranking_output import WithRankingOutput
 
 # One relation's normalized adjacency: (edge_index, weight) or (CSR matrix, None).
 Adjacency = tuple[torch.Tensor, torch.Tensor | None]
@@ -85,7 +80,7 @@ class LevelGCNConv(nn.Module):
         return out
 
 
-class GcnNet(WithRankingOutput, RatingNet):
+class GcnNet(EncoderHeads, RatingNet):
     """GCN rating model.
 
     Args:
@@ -100,14 +95,8 @@ class GcnNet(WithRankingOutput, RatingNet):
         combine: last | residual | mean | concat (see `movierec.models.layers`).
         batch_norm: BatchNorm1d in every block (the Spark design).
         node_dropout: rate of GC-MC node dropout on the input embeddings.
-        decoder: mlp | dot | bilinear | softmax (over rating levels, train with
-            loss=cross_entropy).
-        bias: add learned user and movie offsets b_u + b_m to the predicted rating.
-        n_basis: shared bases of the softmax decoder.
-        ranking: none (rank by the predicted rating) | dot (a second output, a ranking
-            score trained with BPR on the shared encoder, see `models.ranking_output`).
-        ranking_dim, ranking_weight, ranking_negatives: that output's width, the weight
-            λ of its BPR term, unrated movies drawn per positive.
+        decoder, bias, n_basis, ranking, ranking_dim, ranking_weight, ranking_negatives:
+            the heads on the encoded tables (`EncoderHeads.attach_heads`).
     """
 
     supported_losses = ("huber", "mse", "l1")
@@ -155,21 +144,11 @@ class GcnNet(WithRankingOutput, RatingNet):
         self.combine = combine
         self.node_dropout = node_dropout
         self.message_graph = MessageGraph(message_passing, "sum", self._normalized)
-        self.decoder_args = decoder_args(
-            decoder,
-            combined_width(hidden, num_layers, combine),
-            schema,
-            list(decoder_hidden) if decoder_hidden is not None else [hidden, hidden // 2 or 1],
-            n_basis,
-        )
-        self.decoder = build_decoder(**self.decoder_args)
-        self.bias = PairBias(schema.n_users, schema.n_movies) if bias else None
-        if decoder == "softmax":
-            self.supported_losses = ("cross_entropy", "mse", "huber")
-        channels = self.decoder_args["channels"]
-        self.attach_ranking(
-            ranking, channels, ranking_dim, ranking_weight, ranking_negatives, schema.n_movies
-        )
+        self.attach_heads(
+            schema, combined_width(hidden, num_layers, combine), decoder,
+            decoder_hidden if decoder_hidden is not None else [hidden, hidden // 2 or 1],
+            n_basis, bias, (ranking, ranking_dim, ranking_weight, ranking_negatives),
+        )  # fmt: skip
 
     def new_user_refusal(self) -> str:
         return (
@@ -220,18 +199,6 @@ class GcnNet(WithRankingOutput, RatingNet):
             weight = scale[edge_index[0]] * scale[edge_index[1]]
             adjacency.append(_as_adjacency(edge_index, weight, n_nodes, sparse, dtype))
         return adjacency
-
-    def decode(
-        self, embeddings: NodeEmbeddings, user: torch.Tensor, movie: torch.Tensor
-    ) -> RatingScores:
-        return RatingScores(
-            *decode_with_bias(
-                self.decoder, self.bias, embeddings.user, embeddings.movie, user, movie
-            )
-        )
-
-    def scoring_head(self) -> DecoderHead:
-        return DecoderHead.sharing(self.decoder_args, self.decoder, self.bias, self.ranking)
 
 
 def _symmetric(

@@ -37,16 +37,12 @@ from movierec.models.adjacency import (
     transposed,
     with_transpose,
 )
-from movierec.models.base import NodeEmbeddings, RatingNet, RatingScores
+from movierec.models.base import NodeEmbeddings, RatingNet
 from movierec.models.decoders import (
-    PairBias,
-    build_decoder,
     check_bias,
-    decode_with_bias,
-    decoder_args,
 )
+from movierec.models.encoder_heads import EncoderHeads
 from movierec.models.fold_in import fold_in, ranking_error, rating_error
-from movierec.models.heads import DecoderHead
 from movierec.models.inputs import NodeInput
 from movierec.models.layers import (
     check_encoder_settings,
@@ -55,7 +51,6 @@ from movierec.models.layers import (
     node_dropout,
     relation_edges,
 )
-from movierec.models.ranking_output import WithRankingOutput
 
 SAGE_AGGREGATIONS = ("mean", "max", "sum", "min")
 
@@ -68,7 +63,7 @@ class SumAwareSAGEConv(TransposeAware, SAGEConv):
 EdgeType = tuple[str, str, str]
 
 
-class SageNet(WithRankingOutput, RatingNet):
+class SageNet(EncoderHeads, RatingNet):
     """GraphSAGE rating model (inductive: encodes sampled subgraphs and new users too).
 
     Args:
@@ -86,14 +81,8 @@ class SageNet(WithRankingOutput, RatingNet):
         norm: with per-level relations and aggr=mean, each message's weight: left
             1/|N(receiver)| (the mean) | symmetric 1/sqrt(|N(receiver)|·|N(sender)|)
             (GC-MC's, which damps what a rarely rated movie says).
-        decoder: mlp | dot | bilinear | softmax (over rating levels, train with
-            loss=cross_entropy).
-        bias: add learned user and movie offsets b_u + b_m to the predicted rating.
-        n_basis: shared bases of the softmax decoder.
-        ranking: none (rank by the predicted rating) | dot (a second output, a ranking
-            score trained with BPR on the shared encoder, see `models.ranking_output`).
-        ranking_dim, ranking_weight, ranking_negatives: that output's width, the weight
-            λ of its BPR term, unrated movies drawn per positive.
+        decoder, bias, n_basis, ranking, ranking_dim, ranking_weight, ranking_negatives:
+            the heads on the encoded tables (`EncoderHeads.attach_heads`).
     """
 
     inductive = True
@@ -139,22 +128,11 @@ class SageNet(WithRankingOutput, RatingNet):
         self.node_dropout = node_dropout
         self.norm = norm
         self.message_graph = MessageGraph(message_passing, aggr, self._build)
-        width = combined_width(hidden, num_layers, combine)
-        self.decoder_args = decoder_args(
-            decoder,
-            width,
-            schema,
-            list(decoder_hidden) if decoder_hidden is not None else [hidden],
-            n_basis,
-        )
-        self.decoder = build_decoder(**self.decoder_args)
-        self.bias = PairBias(schema.n_users, schema.n_movies) if bias else None
-        if decoder == "softmax":
-            self.supported_losses = ("cross_entropy", "mse", "huber")
-        channels = self.decoder_args["channels"]
-        self.attach_ranking(
-            ranking, channels, ranking_dim, ranking_weight, ranking_negatives, schema.n_movies
-        )
+        self.attach_heads(
+            schema, combined_width(hidden, num_layers, combine), decoder,
+            decoder_hidden if decoder_hidden is not None else [hidden],
+            n_basis, bias, (ranking, ranking_dim, ranking_weight, ranking_negatives),
+        )  # fmt: skip
 
     def subgraph_refusal(self) -> str | None:
         """A sampled batch's `edge_label` holds its supervision ratings, not its messages'
@@ -276,24 +254,6 @@ class SageNet(WithRankingOutput, RatingNet):
             a, b = edges[to_movie], edges[to_user]
             with_transpose(a, b if mirrored else transposed(a))
             with_transpose(b, a if mirrored else transposed(b))
-
-    def decode(
-        self, embeddings: NodeEmbeddings, user: torch.Tensor, movie: torch.Tensor
-    ) -> RatingScores:
-        return RatingScores(
-            *decode_with_bias(
-                self.decoder,
-                self.bias,
-                embeddings.user,
-                embeddings.movie,
-                user,
-                movie,
-                embeddings.new_user_bias,
-            )
-        )
-
-    def scoring_head(self) -> DecoderHead:
-        return DecoderHead.sharing(self.decoder_args, self.decoder, self.bias, self.ranking)
 
 
 def _mirrors(forward, reverse) -> bool:
