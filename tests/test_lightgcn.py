@@ -21,10 +21,10 @@ from movierec.models.lightgcn import LightGcnNet
 from movierec.objective import Objective, bpr
 from movierec.serving.recommender import Recommender
 from movierec.tasks.recommend import format_recommendations
-from movierec.tasks.train import train_fold
 from movierec.training.module import RatingPredictor
 from tests.helpers.configs import FAST, QUIET, TINY_DATA, compose_train
 from tests.helpers.graphs import synthetic_train_graph
+from tests.helpers.runs import train_one_split
 from tests.helpers.stores import tracked_uri
 
 LIGHTGCN = {"_target_": "movierec.models.lightgcn.LightGcnNet", "dim": 8, "num_layers": 2}
@@ -258,7 +258,7 @@ def test_fast_dev_run(tmp_path: Path):
     cfg = compose_train(
         tmp_path, [*TINY_DATA, "model=lightgcn", "trainer.fast_dev_run=true", *FAST]
     )
-    train_fold(cfg)
+    train_one_split(cfg)
 
 
 def test_trains_logs_ndcg_and_no_rmse_and_refuses_rating_requests(tmp_path: Path):
@@ -276,7 +276,7 @@ def test_trains_logs_ndcg_and_no_rmse_and_refuses_rating_requests(tmp_path: Path
             f"logger.mlflow.tracking_uri={uri}",
         ],
     )
-    metrics = train_fold(cfg)
+    metrics = train_one_split(cfg)
 
     assert 0 <= metrics["test/ndcg_at_10"] <= 1 and 0 <= metrics["val/ndcg_at_10"] <= 1
     assert not any("rmse" in name or "mae" in name for name in metrics)

@@ -15,9 +15,9 @@ from movierec.models.decoders import BilinearDecoder, DotDecoder, PairBias
 from movierec.models.gcn import GcnNet
 from movierec.models.layers import combine_layers, node_dropout
 from movierec.models.sage import SageNet
-from movierec.tasks.train import train_fold
 from tests.helpers.configs import FAST, TINY_DATA, compose_train
 from tests.helpers.graphs import plain_net
+from tests.helpers.runs import train_one_split
 
 
 def _tiny_graph() -> tuple:
@@ -217,7 +217,7 @@ VARIANTS = [
 @pytest.mark.parametrize("overrides", VARIANTS, ids=lambda o: " ".join(o))
 def test_every_variant_trains(tmp_path: Path, overrides: list[str]):
     cfg = compose_train(tmp_path, [*TINY_DATA, *overrides, "trainer.fast_dev_run=true", *FAST])
-    metrics = train_fold(cfg)
+    metrics = train_one_split(cfg)
     assert 0 < metrics["test/rmse"] < 5 and metrics["parameters"] > 0
 
 

@@ -17,8 +17,8 @@ from torch_geometric.data import HeteroData
 from movierec.data.graph import GraphSchema
 from movierec.models.base import NodeEmbeddings, RatingNet, RatingScores
 from movierec.serving.recommender import Recommender
-from movierec.tasks.train import train_fold
 from tests.helpers.configs import TINY_DATA, compose_train
+from tests.helpers.runs import train_one_split
 from tests.helpers.stores import tracked_uri
 
 
@@ -74,7 +74,7 @@ def test_a_model_defined_outside_the_project_runs_end_to_end(tmp_path: Path):
     with open_dict(cfg):
         cfg.model.net = {"_target_": f"{__name__}.TinyDotNet", "dim": 4}
 
-    metrics = train_fold(cfg)
+    metrics = train_one_split(cfg)
 
     # trained and ranked
     assert 0 < metrics["test/rmse"] < 5
@@ -126,7 +126,7 @@ def test_a_model_brings_its_own_loss_term(tmp_path: Path):
         )  # fmt: skip
         with open_dict(cfg):
             cfg.model.net = {"_target_": f"{__name__}.ShrinkingDotNet", "weight": weight}
-        run_id = train_fold(cfg)["mlflow_run_id"]
+        run_id = train_one_split(cfg)["mlflow_run_id"]
         history = mlflow.MlflowClient(uri).get_metric_history(run_id, "train/shrink")
         assert len(history) == 10  # one per epoch
         assert (history[-1].value < history[0].value) if weight else history[-1].value == 0

@@ -20,10 +20,10 @@ from movierec.models.ease import EaseNet, ease_weights
 from movierec.models.simgcl import SimGclNet, XSimGclNet, info_nce, perturb
 from movierec.objective import Objective
 from movierec.serving.recommender import Recommender
-from movierec.tasks.train import train_fold
 from movierec.training.module import RatingPredictor
 from tests.helpers.configs import QUIET, TINY_DATA, compose_train
 from tests.helpers.graphs import synthetic_train_graph
+from tests.helpers.runs import train_one_split
 from tests.helpers.stores import tracked_uri
 
 
@@ -153,7 +153,7 @@ def test_contrastive_models_train_and_log_their_own_term(tmp_path: Path, model: 
             f"logger.mlflow.tracking_uri={uri}",
         ],
     )
-    metrics = train_fold(cfg)
+    metrics = train_one_split(cfg)
     assert 0 <= metrics["test/ndcg_at_10"] <= 1
     assert not any("rmse" in name for name in metrics)
     logged = mlflow.MlflowClient(uri).get_metric_history(metrics["mlflow_run_id"], "train/cl")
@@ -175,7 +175,7 @@ def test_ease_trains_picks_lambda_on_validation_and_its_served_model_refuses_rat
             f"logger.mlflow.tracking_uri={uri}",
         ],
     )
-    metrics = train_fold(cfg)
+    metrics = train_one_split(cfg)
     assert metrics["epochs"] == 3 and 0 <= metrics["test/ndcg_at_10"] <= 1
     # the per-user test values, for paired tests between models, average to the metric
     per_user = pd.read_csv(tmp_path / "run" / "test_per_user.csv")

@@ -18,9 +18,9 @@ from movierec.models.mf import BiasedMF
 from movierec.serving.bundle import TrainedModel
 from movierec.serving.cold_start import ColdStartUnsupported, embed_new_user
 from movierec.serving.recommender import Recommender, UnknownUserError
-from movierec.tasks.train import train_fold
 from movierec.training.module import module_settings
 from tests.helpers.configs import TINY_DATA, compose_train
+from tests.helpers.runs import train_one_split
 
 QUIET = ["logger=none", "callbacks.progress_bar=null", "trainer.enable_progress_bar=false"]
 
@@ -242,7 +242,7 @@ def test_sage_with_user_id_embeddings_folds_new_users_in(tmp_path):
 def test_load_from_checkpoint_and_run_folder(tmp_path):
     """A training without MLflow: the checkpoint or its run folder name the model."""
     cfg = compose_train(tmp_path, [*TINY_DATA, *QUIET, "model=mf", "trainer.max_epochs=2"])
-    metrics = train_fold(cfg)
+    metrics = train_one_split(cfg)
     run_dir = tmp_path / "run"
     with pytest.raises(DataError, match=r"no \.hydra/config\.yaml to rebuild"):
         Recommender.load(metrics["best_checkpoint"])

@@ -17,9 +17,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from movierec.serving.recommender import Recommender
-from movierec.tasks.train import train_fold
 from tests.conftest import PROJECT_ROOT
 from tests.helpers.configs import QUIET, TINY_DATA, compose_train
+from tests.helpers.runs import train_one_split
 from tests.helpers.servers import free_port, wait_for
 from tests.helpers.stores import tracked_uri
 
@@ -38,7 +38,7 @@ def test_register_moves_champion_only_to_a_better_model(tmp_path: Path):
             [*TINY_DATA, *QUIET, f"logger.mlflow.tracking_uri={uri}", "model=mf",
              f"trainer.max_epochs={epochs}", "register=true", "callbacks.early_stopping=null"],
         )  # fmt: skip
-        runs[name] = train_fold(cfg)
+        runs[name] = train_one_split(cfg)
     client = MlflowClient(uri)
     champion = client.get_model_version_by_alias("movierec-synthetic-mf", "champion")
     best = min(runs.values(), key=lambda m: m["val/rmse"])

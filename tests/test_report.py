@@ -10,9 +10,9 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
-from movierec.tasks.train import train_fold
 from tests.conftest import PROJECT_ROOT
 from tests.helpers.configs import QUIET, TINY_DATA, compose_train
+from tests.helpers.runs import train_one_split
 from tests.helpers.stores import tracked_uri
 
 
@@ -47,7 +47,7 @@ def test_report_compares_two_models_over_three_seeds(tmp_path: Path, chromium: s
         for seed in range(3):
             overrides = [*TINY_DATA, *QUIET, f"logger.mlflow.tracking_uri={uri}",
                          f"model={model}", "trainer.max_epochs=3", f"seed={seed}"]  # fmt: skip
-            train_fold(compose_train(tmp_path / f"{model}{seed}", overrides))
+            train_one_split(compose_train(tmp_path / f"{model}{seed}", overrides))
     out = tmp_path / "report.html"
     done = subprocess.run(
         [sys.executable, str(PROJECT_ROOT / "scripts" / "report.py"), "--experiment",

@@ -12,10 +12,10 @@ from movierec.data.datamodule import MovieLensDataModule
 from movierec.data.graph import RATES
 from movierec.data.sampling import check_loader
 from movierec.errors import ConfigError
-from movierec.tasks.train import train_fold
 from movierec.training.module import RatingPredictor
 from tests.helpers.configs import TINY_DATA, compose_train
 from tests.helpers.graphs import synthetic_train_graph
+from tests.helpers.runs import train_one_split
 
 
 def _sampler_libraries(monkeypatch, installed: bool) -> None:
@@ -54,7 +54,7 @@ def test_transductive_model_is_refused_with_the_neighbor_loader(monkeypatch, tmp
     with pytest.raises(
         ConfigError, match="GcnNet cannot \\(it is transductive\\); use an inductive model"
     ):
-        train_fold(cfg)
+        train_one_split(cfg)
 
 
 @pytest.mark.parametrize(
@@ -73,7 +73,7 @@ def test_sage_settings_that_cannot_train_on_subgraphs_are_refused(
     overrides = [*TINY_DATA, "model=sage", *net, "data.loader=neighbor", "data.batch_size=64"]
     cfg = compose_train(tmp_path, [*overrides, "logger=none", "callbacks.progress_bar=null"])
     with pytest.raises(ConfigError, match=f"SageNet cannot \\({reason}"):
-        train_fold(cfg)
+        train_one_split(cfg)
 
 
 def test_subgraph_batch_loss_equals_the_full_graph_loss():

@@ -25,10 +25,10 @@ from movierec.data.cache import load_ratings_data, prepare_processed
 from movierec.data.sources import DataSettings
 from movierec.data.splits import KFoldSplit, RandomSplit
 from movierec.errors import ConfigError, DataError
-from movierec.tasks.train import train_fold
 from tests.conftest import PROJECT_ROOT
 from tests.helpers.configs import FAST, TINY_DATA, compose_train
 from tests.helpers.movielens_layouts import write_movies_csv, write_ratings_csv
+from tests.helpers.runs import train_one_split
 
 
 @pytest.fixture(scope="module")
@@ -343,7 +343,7 @@ def test_training_on_the_spark_engine(spark, tmp_path: Path):
     cfg = compose_train(
         tmp_path, [*TINY_DATA, "data.engine=spark", "model=mf", "trainer.max_epochs=2", *FAST]
     )
-    metrics = train_fold(cfg)
+    metrics = train_one_split(cfg)
     assert 0 < metrics["test/rmse"] < 5
     entries = list((tmp_path / "data" / "processed").glob("synthetic-*/meta.json"))
     assert len(entries) == 1 and '"engine": "spark"' in entries[0].read_text()

@@ -22,10 +22,10 @@ from mlflow.tracking import MlflowClient
 from movierec.config import build
 from movierec.errors import ConfigError
 from movierec.ranking.metrics import TopKRanking
-from movierec.tasks.train import train, train_fold
+from movierec.tasks.train import train
 from tests.conftest import PROJECT_ROOT
 from tests.helpers.configs import QUIET, RMSE_SELECTION, TINY_DATA, compose_train
-from tests.helpers.runs import all_runs
+from tests.helpers.runs import all_runs, train_one_split
 from tests.helpers.servers import free_port, wait_for
 from tests.helpers.stores import tracked_uri
 
@@ -53,7 +53,7 @@ def finished_run(tmp_path_factory):
     """One tiny MF training logged to a sqlite store; shared by the read-only tests."""
     tmp = tmp_path_factory.mktemp("tracked")
     cfg = compose_train(tmp, _tracked(tmp, ["model=mf", "trainer.max_epochs=3", "seed=3"]))
-    metrics = train_fold(cfg)
+    metrics = train_one_split(cfg)
     return tmp, metrics
 
 
@@ -417,7 +417,7 @@ def test_failing_training_leaves_run_failed(tmp_path: Path):
                             "+callbacks.boom._target_=tests.helpers.failing_callbacks.RaiseAtEpoch"]),
     )  # fmt: skip
     with pytest.raises(RuntimeError, match="bad value"):
-        train_fold(cfg)
+        train_one_split(cfg)
     (run,) = _all_runs(tmp_path)
     assert run.info.status == "FAILED"
     assert "bad value discovered at epoch 1" in run.data.tags["error"]
@@ -434,7 +434,7 @@ def test_interrupted_training_is_killed_and_resume_continues_the_run(tmp_path: P
                             "+callbacks.stop.epoch=2", "+callbacks.stop.error=interrupt"]),
     )  # fmt: skip
     with pytest.raises(SystemExit) as stopped:  # Lightning turns Ctrl-C into exit(1)
-        train_fold(cfg)
+        train_one_split(cfg)
     assert stopped.value.code == 128 + signal.SIGINT
     (run,) = _all_runs(tmp_path)
     assert run.info.status == "KILLED"
@@ -443,7 +443,7 @@ def test_interrupted_training_is_killed_and_resume_continues_the_run(tmp_path: P
     resumed_cfg = compose_train(
         tmp_path, _tracked(tmp_path, [*base, "trainer.max_epochs=4", f"ckpt_path={last}"])
     )
-    metrics = train_fold(resumed_cfg)
+    metrics = train_one_split(resumed_cfg)
     assert metrics["mlflow_run_id"] == run.info.run_id  # the same run, continued
     (after,) = _all_runs(tmp_path)
     assert after.info.status == "FINISHED"
@@ -496,7 +496,7 @@ def test_remote_tracking_server(tmp_path: Path):
         wait_for(f"http://127.0.0.1:{port}/health", 120, server)
         uri = f"http://127.0.0.1:{port}"
         cfg = compose_train(tmp_path, _tracked(tmp_path, ["model=mf", "trainer.max_epochs=2"], uri))
-        metrics = train_fold(cfg)
+        metrics = train_one_split(cfg)
         run = MlflowClient(uri).get_run(metrics["mlflow_run_id"])
         assert run.info.status == "FINISHED" and "test/rmse" in run.data.metrics
         assert any((tmp_path / "server-artifacts").rglob("config.yaml"))
@@ -526,7 +526,7 @@ def test_compare_runs_sorts_by_each_runs_selection(tmp_path: Path):
         for name, selection in (("rmse", RMSE_SELECTION), ("ndcg", NDCG_SELECTION)):
             overrides = [f"model={model}", "trainer.max_epochs=2", "seed=1", *selection]
             cfg = compose_train(tmp_path / f"{model}-{name}", _tracked(tmp_path, overrides))
-            metrics[model, name] = train_fold(cfg)
+            metrics[model, name] = train_one_split(cfg)
     client = _client(tmp_path)
     run = client.get_run(metrics["mf", "ndcg"]["mlflow_run_id"])  # <metric>_best, tags
     assert run.data.metrics["val/ndcg_at_5_best"] == pytest.approx(

@@ -17,10 +17,11 @@ from hydra.core.global_hydra import GlobalHydra
 from movierec.config import build
 from movierec.errors import ConfigError
 from movierec.ranking.metrics import METRICS
-from movierec.tasks.train import train, train_fold
+from movierec.tasks.train import train
 from movierec.training.module import module_settings
 from tests.conftest import PROJECT_ROOT
 from tests.helpers.configs import CONFIG_DIR, FAST, RMSE_SELECTION, TINY_DATA, compose_train
+from tests.helpers.runs import train_one_split
 
 MODELS = ["sage", "gcn", "mf", "gcmc"]
 
@@ -43,7 +44,7 @@ def test_every_config_option_composes(group: str):
 def test_fast_dev_run_every_model(tmp_path: Path, model: str, precision: str):
     overrides = [f"model={model}", "trainer.fast_dev_run=true", f"trainer.precision={precision}"]
     cfg = compose_train(tmp_path, [*TINY_DATA, *overrides, *FAST])
-    metrics = train_fold(cfg)
+    metrics = train_one_split(cfg)
     assert 0 < metrics["test/rmse"] < 5
     assert metrics["parameters"] > 0
     for name in METRICS:  # ranking metrics at both default K, every model
@@ -53,10 +54,12 @@ def test_fast_dev_run_every_model(tmp_path: Path, model: str, precision: str):
 
 def test_ranking_metrics_are_on_by_default_and_can_be_turned_off(tmp_path: Path):
     base = [*TINY_DATA, "model=mf", "trainer.fast_dev_run=true", *FAST]
-    on = train_fold(compose_train(tmp_path / "on", [*base, "ranking.k=5"]))
+    on = train_one_split(compose_train(tmp_path / "on", [*base, "ranking.k=5"]))
     assert {k for k in on if "_at_" in k} == {f"test/{m}_at_5" for m in METRICS}
     for off_value in ("0", "[]"):
-        off = train_fold(compose_train(tmp_path / off_value, [*base, f"ranking.k={off_value}"]))
+        off = train_one_split(
+            compose_train(tmp_path / off_value, [*base, f"ranking.k={off_value}"])
+        )
         assert "test/rmse" in off and not any("_at_" in key for key in off)
 
 
@@ -68,7 +71,7 @@ def test_a_list_of_k_logs_every_metric_at_each_k_test_and_val(tmp_path: Path):
     ]  # fmt: skip
     cfg = compose_train(tmp_path, overrides)
     assert list(cfg.ranking.k) == [3, 7]
-    metrics = train_fold(cfg)
+    metrics = train_one_split(cfg)
     for stage in ("val", "test"):
         for name in METRICS:
             low, high = metrics[f"{stage}/{name}_at_3"], metrics[f"{stage}/{name}_at_7"]
@@ -93,7 +96,7 @@ def test_checkpoints_can_be_chosen_on_validation_ranking(tmp_path: Path):
         "selection.metric=val/ndcg_at_5", "selection.mode=max",
         *FAST, "logger=csv",
     ]  # fmt: skip
-    metrics = train_fold(compose_train(tmp_path, overrides))
+    metrics = train_one_split(compose_train(tmp_path, overrides))
     epochs = _epochs(tmp_path / "run", "val/ndcg_at_5")
     assert len(epochs) == 6 and epochs["val/ndcg_at_5"].between(0, 1).all()
     best = epochs["val/ndcg_at_5"].idxmax()  # first epoch with the highest value
@@ -137,10 +140,10 @@ def test_selection_metric_picks_the_best_epoch(tmp_path: Path, checkpoint: str):
 def test_seed_makes_runs_identical(tmp_path: Path):
     # mini-batches of 128: a few steps per epoch, so the seed moves every output
     overrides = [*TINY_DATA, "model=sage", "data.batch_size=128", "trainer.max_epochs=3", *FAST]
-    first = train_fold(compose_train(tmp_path / "a", [*overrides, "seed=7"]))
-    second = train_fold(compose_train(tmp_path / "b", [*overrides, "seed=7"]))
+    first = train_one_split(compose_train(tmp_path / "a", [*overrides, "seed=7"]))
+    second = train_one_split(compose_train(tmp_path / "b", [*overrides, "seed=7"]))
     assert first["test/rmse"] == second["test/rmse"]
-    other = train_fold(compose_train(tmp_path / "c", [*overrides, "seed=8"]))
+    other = train_one_split(compose_train(tmp_path / "c", [*overrides, "seed=8"]))
     assert other["test/rmse"] != first["test/rmse"]
 
 
@@ -150,17 +153,17 @@ def test_same_seed_same_metrics_where_threads_split_the_work(tmp_path: Path):
     data = ["data=synthetic", "data.synthetic.n_users=900", "data.synthetic.n_movies=1600",
             "data.synthetic.n_ratings=60000"]  # fmt: skip
     overrides = [*data, "model=gcn", "trainer.max_epochs=3", "ranking.k=0", *FAST]
-    runs = [train_fold(compose_train(tmp_path / name, overrides)) for name in "ab"]
+    runs = [train_one_split(compose_train(tmp_path / name, overrides)) for name in "ab"]
     for key in ("test/rmse", "test/mae", "val/rmse", "best_epoch"):
         assert runs[0][key] == runs[1][key], key
 
 
 def test_resume_continues_the_epoch_count(tmp_path: Path):
     base = [*TINY_DATA, "model=mf", "callbacks.early_stopping=null", *FAST]
-    first = train_fold(compose_train(tmp_path / "a", [*base, "trainer.max_epochs=3"]))
+    first = train_one_split(compose_train(tmp_path / "a", [*base, "trainer.max_epochs=3"]))
     last = tmp_path / "a" / "run" / "checkpoints" / "last.ckpt"
     assert last.is_file() and first["epochs"] == 3
-    resumed = train_fold(
+    resumed = train_one_split(
         compose_train(tmp_path / "b", [*base, "trainer.max_epochs=5", f"ckpt_path={last}"])
     )
     assert resumed["resumed_from_epoch"] == 2  # epochs 0..2 done before
@@ -176,29 +179,29 @@ def test_resume_continues_the_epoch_count(tmp_path: Path):
 )
 def test_resume_refuses_another_seed_or_config(tmp_path: Path, changed: str, message: str):
     base = [*TINY_DATA, "model=mf", *FAST]
-    train_fold(compose_train(tmp_path / "a", [*base, "trainer.max_epochs=1"]))
+    train_one_split(compose_train(tmp_path / "a", [*base, "trainer.max_epochs=1"]))
     last = tmp_path / "a" / "run" / "checkpoints" / "last.ckpt"
     cfg = compose_train(
         tmp_path / "b", [*base, "trainer.max_epochs=2", f"ckpt_path={last}", changed]
     )
     with pytest.raises(ConfigError, match=re.escape(f"ckpt_path={last}: {message}")):
-        train_fold(cfg)
+        train_one_split(cfg)
     assert not (tmp_path / "b" / "data").exists()  # refused before the data is read
 
 
 def test_resume_refuses_a_checkpoint_of_another_run(tmp_path: Path):
     # two trainings that shared a run folder: the folder's run id is the other one's
     base = [*TINY_DATA, "model=mf", *FAST]
-    train_fold(compose_train(tmp_path / "a", [*base, "trainer.max_epochs=1"]))
+    train_one_split(compose_train(tmp_path / "a", [*base, "trainer.max_epochs=1"]))
     (tmp_path / "a" / "run" / "mlflow_run_id").write_text("0123456789abcdef")
     last = tmp_path / "a" / "run" / "checkpoints" / "last.ckpt"
     cfg = compose_train(tmp_path / "b", [*base, "trainer.max_epochs=2", f"ckpt_path={last}"])
     with pytest.raises(ConfigError, match="but its run folder continues run 0123456789abcdef"):
-        train_fold(cfg)
+        train_one_split(cfg)
     moved = tmp_path / "last.ckpt"  # a checkpoint away from any run folder starts a new run
     moved.write_bytes(last.read_bytes())
     cfg = compose_train(tmp_path / "c", [*base, "trainer.max_epochs=2", f"ckpt_path={moved}"])
-    assert train_fold(cfg)["resumed_from_epoch"] == 0
+    assert train_one_split(cfg)["resumed_from_epoch"] == 0
 
 
 def test_metrics_json_and_return_value(tmp_path: Path):
@@ -340,10 +343,10 @@ def test_invalid_settings_name_the_key(tmp_path: Path, overrides: list[str], mes
         tmp_path, [*TINY_DATA, *RMSE_SELECTION, *overrides, "trainer.max_epochs=1", *FAST]
     )
     if message is None:
-        train_fold(cfg)
+        train_one_split(cfg)
         return
     with pytest.raises(ConfigError) as info:
-        train_fold(cfg)
+        train_one_split(cfg)
     assert message in str(info.value)
     assert not (tmp_path / "run" / "checkpoints").exists()  # rejected before training
 
@@ -362,8 +365,8 @@ def test_any_torch_optimizer_and_scheduler_come_from_config(tmp_path: Path):
         "model.scheduler=step",
         "model.scheduler_kwargs={step_size:1,gamma:0.5}",
     ]
-    by_node = train_fold(compose_train(tmp_path / "a", [*base, *node]))
-    by_preset = train_fold(compose_train(tmp_path / "b", [*base, *preset]))
+    by_node = train_one_split(compose_train(tmp_path / "a", [*base, *node]))
+    by_preset = train_one_split(compose_train(tmp_path / "b", [*base, *preset]))
     assert by_node["test/rmse"] == by_preset["test/rmse"]
     cfg = compose_train(
         tmp_path / "c", [*base, "model.optimizer={_target_:torch.optim.RAdam,_partial_:true}"]
@@ -435,5 +438,5 @@ def test_short_ml100k_training_beats_global_mean(tmp_path: Path, real_mirror: Pa
             *FAST,
         ],
     )
-    metrics = train_fold(cfg)
+    metrics = train_one_split(cfg)
     assert metrics["test/rmse"] < global_mean_rmse - 0.1, (metrics, global_mean_rmse)

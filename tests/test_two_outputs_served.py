@@ -11,8 +11,8 @@ import pandas as pd
 
 from movierec.serving.recommender import Recommender
 from movierec.tasks.recommend import format_recommendations
-from movierec.tasks.train import train_fold
 from tests.helpers.configs import QUIET, TINY_DATA, compose_train
+from tests.helpers.runs import train_one_split
 from tests.helpers.stores import tracked_uri
 
 
@@ -21,7 +21,7 @@ def test_two_output_sage_is_ranked_by_its_score_rated_in_stars_and_served(tmp_pa
     overrides = ["model=sage", *TINY_DATA, "data.batch_size=256"]
     overrides += ["model.net.hidden=8", "model.net.ranking_dim=8", "trainer.max_epochs=2"]
     cfg = compose_train(tmp_path, [*overrides, *QUIET, f"logger.mlflow.tracking_uri={uri}"])
-    metrics = train_fold(cfg)
+    metrics = train_one_split(cfg)
     assert {"test/rmse", "test/ndcg_at_10", "val/ndcg_at_10"} <= set(metrics)
     logged = mlflow.MlflowClient(uri).get_run(metrics["mlflow_run_id"]).data.metrics
     assert "train/ranking" in logged  # the net's own term, logged by name

@@ -1,4 +1,5 @@
-"""Reading back what trainings logged to an MLflow store."""
+"""Reading back what trainings logged to an MLflow store; one split trained as the train
+task trains it."""
 
 from __future__ import annotations
 
@@ -10,3 +11,15 @@ def all_runs(client: MlflowClient, filter_string: str = "") -> list[Run]:
     """Every run of every experiment in the client's store (none before the store has one)."""
     experiments = [e.experiment_id for e in client.search_experiments()]
     return client.search_runs(experiments, filter_string=filter_string) if experiments else []
+
+
+def train_one_split(cfg) -> dict:
+    """`train_fold` as the train task calls it for one split: the config's selection (its
+    monitors checked) and the tracker of its MLflow logger (none without one); its metrics."""
+    from movierec.tasks.train import train_fold
+    from movierec.tracking.recorder import tracker_for
+    from movierec.training.selection import Selection
+
+    selection = Selection.from_cfg(cfg)
+    selection.check_monitors(cfg.get("callbacks"))
+    return train_fold(cfg, selection, tracker_for(cfg))

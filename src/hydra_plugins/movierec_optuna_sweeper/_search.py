@@ -24,7 +24,8 @@ from optuna.trial import TrialState
 
 from movierec.errors import ConfigError
 from movierec.redaction import redact
-from movierec.tracking.preflight import check_database, check_tracking
+from movierec.tracking.preflight import check_database
+from movierec.tracking.recorder import tracker_for
 from movierec.training.selection import Selection, SelectionError
 from movierec.tuning.best_config import experiment_yaml, write_experiment
 from movierec.tuning.search_space import parse_search_space
@@ -65,14 +66,16 @@ class Search:
         self.selection = Selection.from_cfg(job_config)
         if not s["storage"].startswith("sqlite:"):
             check_database(s["storage"], "hydra.sweeper.storage")
-        check_tracking(job_config)
+        tracker = tracker_for(job_config)  # its store checked before the study opens
         study = open_study(
             s["storage"], s["study_name"], _direction(s["direction"], self.selection),
             s["sampler"], s["pruner"], s["heartbeat_interval"], s["grace_period"],
             metric=self.selection.metric,
         )  # fmt: skip
         with allocation_lock(s["storage"], s["study_name"]):
-            parent = open_study_run(job_config, s["study_name"], s["storage"])
+            parent = open_study_run(
+                tracker, job_config, self.selection, s["study_name"], s["storage"]
+            )
         log.info(
             "study %r in %s: %d trials wanted, %s %s",
             s["study_name"], redact(s["storage"]), s["n_trials"],

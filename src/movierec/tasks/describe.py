@@ -31,6 +31,8 @@ def describe_run(cfg: DictConfig) -> RunDescription:
         device=_device(str(cfg.trainer.get("accelerator", "cpu"))),
         tags=tuple(str(t) for t in cfg.get("tags") or []),
         trial=sweep.get("trial"),
+        study=sweep.get("study"),
+        study_run_id=sweep.get("parent_run_id"),
         overrides=tuple(_overrides()),
     )
 

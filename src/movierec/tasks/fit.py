@@ -21,7 +21,7 @@ from movierec.config import build
 from movierec.data.datamodule import MovieLensDataModule
 from movierec.ranking.significance import PER_USER_FILE, write_per_user
 from movierec.tracking.recorder import mlflow_node
-from movierec.tracking.resume import RunRecord, run_record
+from movierec.tracking.resume import Resume, RunRecord
 from movierec.tracking.tracker import Run
 from movierec.training.callbacks import EpochTimer, ValidationHistory
 from movierec.training.checkpoints import checkpoint_epoch
@@ -34,35 +34,37 @@ log = logging.getLogger(__name__)
 
 def fit_and_test(
     cfg: DictConfig, datamodule: MovieLensDataModule, model: RatingPredictor,
-    run: Run | None, selection: Selection, resumed_from: int,
+    run: Run | None, selection: Selection, resume: Resume,
 ) -> dict[str, Any]:  # fmt: skip
-    """Fit, test the epoch `selection` chose; the metrics: the chosen epoch's validation
-    ones (selection metric first), the test ones, the last epoch's (`<name>_last`), then
-    the bookkeeping (epochs, seconds, memory, the best checkpoint). `resumed_from`: the
-    epoch of `ckpt_path`'s checkpoint (-1 without one)."""
-    callbacks = _callbacks(cfg, run)
+    """Fit (from `resume`'s checkpoint, if any), test the epoch `selection` chose; the
+    metrics: the chosen epoch's validation ones (selection metric first), the test ones,
+    the last epoch's (`<name>_last`), then the bookkeeping (epochs, seconds, memory, the
+    best checkpoint)."""
+    callbacks = _callbacks(cfg, run, resume, selection)
     trainer: pl.Trainer = build(
         cfg.trainer, "trainer", callbacks=callbacks, logger=_loggers(cfg, run) or False
     )
-    fit_seconds = _fit(trainer, model, datamodule, cfg)
+    output_dir = Path(cfg.paths.output_dir)
+    fit_seconds = _fit(trainer, model, datamodule, resume.path, output_dir)
     checkpoint = next((c for c in callbacks if isinstance(c, ModelCheckpoint)), None)
     history = next(c for c in callbacks if isinstance(c, ValidationHistory))
     best_epoch, chosen = chosen_epoch(selection, checkpoint, history)
     metrics = _validation(selection, chosen, model.validation_metrics())
     if cfg.get("test", True):
-        metrics.update(_test(trainer, model, datamodule, checkpoint, Path(cfg.paths.output_dir)))
+        metrics.update(_test(trainer, model, datamodule, checkpoint, output_dir))
     timer = next(c for c in callbacks if isinstance(c, EpochTimer))
     metrics.update(_last_epoch(trainer, model.validation_metrics()))
-    metrics.update(_bookkeeping(trainer, model, timer, fit_seconds, resumed_from))
+    metrics.update(_bookkeeping(trainer, model, timer, fit_seconds, resume.epoch))
     metrics.update(selection=selection.describe(), best_epoch=best_epoch)
-    metrics["seconds_to_best"] = _seconds_to(best_epoch, timer.durations, resumed_from)
+    metrics["seconds_to_best"] = _seconds_to(best_epoch, timer.durations, resume.epoch)
     metrics["best_checkpoint"] = checkpoint.best_model_path if checkpoint else ""
     return metrics
 
 
-def stopped_by(signum: signal.Signals, cfg: DictConfig) -> SystemExit:
-    """Log how to resume a training `signum` stopped; the exit that says it was stopped."""
-    last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+def stopped_by(signum: signal.Signals, output_dir: Path) -> SystemExit:
+    """Log how to resume a training (writing to `output_dir`) that `signum` stopped; the
+    exit that says it was stopped."""
+    last = output_dir / "checkpoints" / "last.ckpt"
     if last.is_file():
         log.warning("stopped by %s; resume with ckpt_path=%s", signum.name, last)
     else:
@@ -80,7 +82,9 @@ def _loggers(cfg: DictConfig, run: Run | None) -> list:
     return loggers
 
 
-def _callbacks(cfg: DictConfig, run: Run | None) -> list[pl.Callback]:
+def _callbacks(
+    cfg: DictConfig, run: Run | None, resume: Resume, selection: Selection
+) -> list[pl.Callback]:
     """The configured callbacks (less those the trainer would refuse) and the framework's:
     the epoch timer, the run record, the validation history and Optuna's pruning."""
     callbacks = [build(node, f"callbacks.{name}") for name, node in cfg.callbacks.items() if node]
@@ -88,21 +92,21 @@ def _callbacks(cfg: DictConfig, run: Run | None) -> list[pl.Callback]:
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     if not cfg.trainer.get("enable_progress_bar", True):  # the Trainer refuses both at once
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
-    callbacks += [EpochTimer(), RunRecord(run_record(cfg, run.run_id if run else None))]
+    callbacks += [EpochTimer(), RunRecord(resume.record(run.run_id if run else None))]
     callbacks.append(ValidationHistory())
-    pruning = optuna_pruning(cfg)
+    pruning = optuna_pruning(cfg.get("sweep"), selection.metric)
     return [*callbacks, pruning] if pruning is not None else callbacks
 
 
-def _fit(trainer: pl.Trainer, model, datamodule, cfg: DictConfig) -> float:
+def _fit(trainer: pl.Trainer, model, datamodule, ckpt_path: str | None, output_dir: Path) -> float:
     """`trainer.fit` (resuming from `ckpt_path`); its seconds. Ctrl-C raises."""
     started = time.perf_counter()
     # weights_only: a checkpoint holds tensors and plain containers (training.checkpoints)
     try:
-        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     except SystemExit:  # Lightning's answer to Ctrl-C (SIGINT): teardown, then exit(1)
         if trainer.interrupted:
-            raise stopped_by(signal.SIGINT, cfg) from None
+            raise stopped_by(signal.SIGINT, output_dir) from None
         raise
     if trainer.interrupted:
         raise KeyboardInterrupt

@@ -26,8 +26,6 @@ from movierec.tasks.describe import describe_run, run_outputs, summarize_split
 from movierec.tasks.fit import fit_and_test, stopped_by
 from movierec.tasks.result_table import fold_line, result_lines, summary_lines
 from movierec.tracking.description import RunDescription
-from movierec.tracking.lifecycle import run_id_for_checkpoint
-from movierec.tracking.preflight import check_tracking
 from movierec.tracking.recorder import (
     open_cv_parent,
     open_run,
@@ -37,9 +35,8 @@ from movierec.tracking.recorder import (
 )
 from movierec.tracking.registry import CHAMPION
 from movierec.tracking.report_html import is_main_metric
-from movierec.tracking.resume import check_resume
+from movierec.tracking.resume import read_resume
 from movierec.tracking.tracker import Run, Tracker
-from movierec.training.checkpoints import checkpoint_epoch
 from movierec.training.distributed import claim_rank_from_environment, local_rank
 from movierec.training.module import RatingPredictor, module_settings
 from movierec.training.selection import Selection
@@ -50,37 +47,36 @@ log = logging.getLogger(__name__)
 def train(cfg: DictConfig, tracker: Tracker | None = None) -> float:
     """Train one split, or every fold when `split.fold=all`; return the best epoch's
     `selection.metric` (the mean over folds). `tracker`: where the runs go (default: the
-    configured MLflow logger's store; none without one)."""
+    configured MLflow logger's store, checked before any data; none without one)."""
     selection = Selection.from_cfg(cfg)
+    selection.check_monitors(cfg.get("callbacks"))
     claim_rank_from_environment(cfg.trainer.get("devices"))
-    check_tracking(cfg)  # an unreachable or unwritable store: one line, before any data
     tracker = tracker or tracker_for(cfg)
     try:
         if cfg.split.get("fold") == "all":
             return cross_validate(cfg, selection, tracker)
-        return float(train_fold(cfg, tracker=tracker)[selection.metric])
+        return float(train_fold(cfg, selection, tracker)[selection.metric])
     except SIGTERMException:
         # Lightning stops cleanly after the current batch but exits with status 0;
         # a killed job must not look like a finished one to a shell or a scheduler.
-        raise stopped_by(signal.SIGTERM, cfg) from None
+        raise stopped_by(signal.SIGTERM, Path(cfg.paths.output_dir)) from None
 
 
 def train_fold(
     cfg: DictConfig,
+    selection: Selection,
+    tracker: Tracker | None,
     parent_run_id: str | None = None,
     *,
     report: bool = True,
-    tracker: Tracker | None = None,
 ) -> dict[str, Any]:
     """Fit on one split, test the best checkpoint, write `metrics.json`; return the metrics.
 
-    With a tracker (default: `train`'s) the training is one run (a child of `parent_run_id` for a
+    With a `tracker` the training is one run (a child of `parent_run_id` for a
     cross-validation fold); it ends FINISHED, FAILED or KILLED whatever happens. A
     `selection` the run cannot follow is refused before any run or training starts.
     """
-    selection = Selection.from_cfg(cfg)
-    selection.check_monitors(cfg.get("callbacks"))
-    check_resume(cfg)  # a checkpoint of another run, seed or config: refused before the data
+    resume = read_resume(cfg)  # a checkpoint of another run, seed or config: refused here
     pl.seed_everything(cfg.seed, workers=True)
     datamodule: MovieLensDataModule = build(cfg.data, "data", split=cfg.split)
     if local_rank() == 0:
@@ -97,16 +93,14 @@ def train_fold(
     )
     model.use_split(datamodule.split_data)
     selection.check(model.validation_metrics())
-    # read once, before the run: a missing checkpoint is refused before any run opens
-    resumed_from = checkpoint_epoch(cfg.get("ckpt_path"))
-    run, tracker = None, tracker or tracker_for(cfg)
+    run = None
     if tracker is not None:  # the description is read (and the config resolved) for a run only
         description = describe_run(cfg)
-        run = _open(tracker, description, summarize_split(datamodule), selection, cfg,
-                    parent_run_id)  # fmt: skip
+        run = _open(tracker, description, summarize_split(datamodule), selection,
+                    resume.run_id, parent_run_id)  # fmt: skip
     links: dict[str, str] = {}
     with run if run is not None else nullcontext():
-        metrics = fit_and_test(cfg, datamodule, model, run, selection, resumed_from)
+        metrics = fit_and_test(cfg, datamodule, model, run, selection, resume)
         if run is not None:
             registry = cfg.registry if cfg.get("register") else None
             _record(run, description, datamodule, model, selection, metrics, registry)
@@ -118,18 +112,14 @@ def train_fold(
     return metrics
 
 
-def _open(tracker, description, split, selection, cfg, parent_run_id) -> Run:
+def _open(tracker, description, split, selection, resume_run_id, parent_run_id) -> Run:
     """The training's run: a child of `parent_run_id` (a fold) or of the sweep's study
-    run (a trial), or the run a resumed checkpoint wrote."""
-    sweep = cfg.get("sweep") or {}
-    trial_tags = {}
-    if sweep.get("trial") is not None:
-        trial_tags = {"optuna.study": str(sweep.get("study")), "optuna.trial": str(sweep.trial)}
+    run (a trial), or the run a resumed checkpoint wrote (`resume_run_id`)."""
     return open_run(
         tracker, description, split, selection,
-        parent_run_id=parent_run_id or sweep.get("parent_run_id"),
-        resume_run_id=run_id_for_checkpoint(cfg.get("ckpt_path")),
-        extra_tags=trial_tags,
+        parent_run_id=parent_run_id or description.study_run_id,
+        resume_run_id=resume_run_id,
+        extra_tags=description.trial_tags(),
     )  # fmt: skip
 
 
@@ -173,7 +163,6 @@ def _register(registry, run: Run, model_uri: str, description, split: str, selec
 def cross_validate(cfg: DictConfig, selection: Selection, tracker: Tracker | None) -> float:
     """Run every fold of `cfg.split`; print each fold and mean ± std; return the mean of
     the folds' best `selection.metric`."""
-    selection.check_monitors(cfg.get("callbacks"))
     probe = build(OmegaConf.merge(cfg.split, {"fold": 1}), "split")
     base_dir = Path(cfg.paths.output_dir)
     parent = None
@@ -208,7 +197,7 @@ def _run_folds(
             fold_cfg.paths.output_dir = str(base_dir / f"fold{fold}")
         log.info("fold %d of %d", fold, len(folds))
         parent_run_id = parent.run_id if parent else None
-        metrics = train_fold(fold_cfg, parent_run_id, report=False, tracker=tracker)
+        metrics = train_fold(fold_cfg, selection, tracker, parent_run_id, report=False)
         rows.append({"fold": fold, **metrics})
         if rank_zero_only.rank == 0:
             print(fold_line(fold, metrics, selection.metric))

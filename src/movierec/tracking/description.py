@@ -27,6 +27,7 @@ class RunDescription:
         device: the accelerator, as a tag.
         tags: the user's `tags`.
         trial: the sweep trial's number (None outside a sweep).
+        study, study_run_id: the sweep's study and its MLflow run, the trial run's parent.
         overrides: the command line's overrides.
     """
 
@@ -41,7 +42,15 @@ class RunDescription:
     device: str
     tags: tuple[str, ...] = ()
     trial: int | None = None
+    study: str | None = None
+    study_run_id: str | None = None
     overrides: tuple[str, ...] = ()
+
+    def trial_tags(self) -> dict[str, str]:
+        """The study and trial, as tags of a sweep trial's run (none outside a sweep)."""
+        if self.trial is None:
+            return {}
+        return {"optuna.study": str(self.study), "optuna.trial": str(self.trial)}
 
 
 @dataclass(frozen=True)

@@ -16,11 +16,9 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from omegaconf import DictConfig
-from pytorch_lightning.utilities import rank_zero_only
 
 from movierec.errors import ConfigError
 from movierec.redaction import redact
-from movierec.tracking.recorder import mlflow_node
 from movierec.tracking.store import is_local_uri, prepare_local_store, sqlite_path
 
 TIMEOUT_S = 3
@@ -29,12 +27,8 @@ TIMEOUT_DIALECTS = ("postgresql", "mysql", "mariadb")
 DATABASES = (*TIMEOUT_DIALECTS, "mssql", "oracle")
 
 
-def check_tracking(cfg: DictConfig) -> None:
-    """The MLflow logger's store answers and its artifact location is writable (nothing
-    to check without an MLflow logger, or on DDP ranks but 0, which log nothing)."""
-    node = mlflow_node(cfg)
-    if node is None or rank_zero_only.rank != 0:
-        return
+def check_tracking(node: DictConfig) -> None:
+    """The MLflow logger `node`'s store answers and its artifact location is writable."""
     key = "logger.mlflow.tracking_uri"
     uri = str(node.tracking_uri)
     if _dialect(uri) in DATABASES:

@@ -19,6 +19,7 @@ from movierec.tracking.lineage import split_machine_paths
 from movierec.tracking.mlflow_tracker import MlflowTracker
 from movierec.tracking.params import compared_params, git_state, library_versions
 from movierec.tracking.plots import plot_curves, plot_predictions
+from movierec.tracking.preflight import check_tracking
 from movierec.tracking.tracker import Run, RunRequest, Tracker
 from movierec.training.selection import Selection
 
@@ -48,11 +49,13 @@ def run_name_for(picked: dict[str, str], model: str, where: str, seed: int) -> s
 
 
 def tracker_for(cfg: DictConfig) -> Tracker | None:
-    """The tracker of the configured MLflow logger (`logger.mlflow`); None without one and
-    on every DDP rank but 0 (they record nothing)."""
+    """The tracker of the configured MLflow logger (`logger.mlflow`), its store checked
+    first (an unreachable or unwritable one: one line, before any data); None without
+    one and on every DDP rank but 0 (they record nothing)."""
     node = mlflow_node(cfg)
     if node is None or rank_zero_only.rank != 0:
         return None
+    check_tracking(node)
     return MlflowTracker.from_logger(node)
 
 

@@ -2,7 +2,7 @@
 
 Every checkpoint a training saves records who wrote it (`RunRecord`): the MLflow run id,
 the seed, and the settings that make the run what it is (data, split and model, machine
-paths left out). `check_resume` compares that record with the run a resume would continue
+paths left out). `read_resume` compares that record with the run a resume would continue
 (the `mlflow_run_id` of the checkpoint's run folder; a checkpoint copied elsewhere starts a
 new run) and with the resuming config, before any data is loaded. A checkpoint of an
 older version of the project has no record and is taken as it is, with a warning.
@@ -11,6 +11,7 @@ older version of the project has no record and is taken as it is, with a warning
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, replace
 from typing import Any
 
 from omegaconf import DictConfig
@@ -42,9 +43,39 @@ class RunRecord(Callback):
         checkpoint[RECORD_KEY] = self.record
 
 
-def run_record(cfg: DictConfig, run_id: str | None) -> dict[str, Any]:
-    """What a checkpoint of this training records about it."""
-    return {"mlflow_run_id": run_id, "seed": int(cfg.seed), "config": identity(cfg)}
+@dataclass(frozen=True)
+class Resume:
+    """Where a training starts: `ckpt_path` read once and checked (`read_resume`).
+
+    Attributes:
+        path: the checkpoint to resume from; None = a fresh start.
+        epoch: its epoch (-1 without one).
+        run_id: the MLflow run its run folder continues (None: a new run).
+        seed, config: what this training's checkpoints record about it (`record`).
+    """
+
+    path: str | None
+    epoch: int
+    run_id: str | None
+    seed: int
+    config: dict[str, str]
+
+    def record(self, run_id: str | None) -> dict[str, Any]:
+        """What a checkpoint of this training (of run `run_id`) records about it."""
+        return {"mlflow_run_id": run_id, "seed": self.seed, "config": self.config}
+
+
+def read_resume(cfg: DictConfig) -> Resume:
+    """The training's `Resume`; `ConfigError` for a `ckpt_path` written by another run,
+    seed or config, `DataError` for a missing or damaged one (before any data is read)."""
+    path = cfg.get("ckpt_path") or None
+    resume = Resume(path and str(path), -1, None, int(cfg.seed), identity(cfg))
+    if path is None:
+        return resume
+    checkpoint = read_checkpoint(path)
+    folder_run = run_id_for_checkpoint(path)  # None: a checkpoint away from its folder
+    _check_record(resume, checkpoint.get(RECORD_KEY), folder_run)
+    return replace(resume, epoch=int(checkpoint.get("epoch", -1)), run_id=folder_run)
 
 
 def identity(cfg: DictConfig) -> dict[str, str]:
@@ -57,28 +88,25 @@ def identity(cfg: DictConfig) -> dict[str, str]:
     }
 
 
-def check_resume(cfg: DictConfig) -> None:
-    """Refuse (`ConfigError`) a `ckpt_path` written by another run, seed or config."""
-    path = cfg.get("ckpt_path")
-    if not path:
-        return
-    record = read_checkpoint(path).get(RECORD_KEY)
+def _check_record(resume: Resume, record: dict | None, folder_run: str | None) -> None:
+    """Refuse (`ConfigError`) a checkpoint whose `record` is another run's, seed's or
+    config's than `resume`'s."""
+    path = resume.path
     if record is None:
         log.warning("ckpt_path=%s records no run (an older checkpoint): not checked", path)
         return
-    folder_run = run_id_for_checkpoint(path)  # None: a checkpoint away from its folder
     if folder_run is not None and record.get("mlflow_run_id") != folder_run:
         raise ConfigError(
             f"ckpt_path={path}: written by MLflow run {record.get('mlflow_run_id')}, but its "
             f"run folder continues run {folder_run} (two trainings shared the folder); "
             "resume from a checkpoint of the run's own folder"
         )
-    if record.get("seed") != int(cfg.seed):
+    if record.get("seed") != resume.seed:
         raise ConfigError(
             f"ckpt_path={path}: written with seed={record.get('seed')}, this run has "
-            f"seed={cfg.seed}; resume with seed={record.get('seed')}"
+            f"seed={resume.seed}; resume with seed={record.get('seed')}"
         )
-    mine, theirs = identity(cfg), record.get("config", {})
+    mine, theirs = resume.config, record.get("config", {})
     changed = sorted(k for k in mine.keys() | theirs.keys() if mine.get(k) != theirs.get(k))
     if changed:
         shown = ", ".join(

@@ -7,7 +7,6 @@ import pytorch_lightning as pl
 from omegaconf import OmegaConf
 
 from movierec.errors import StoppedOnPurpose
-from movierec.training.selection import Selection
 
 
 class TrialPruned(optuna.TrialPruned, StoppedOnPurpose):
@@ -52,10 +51,10 @@ def trial_from_storage(
     return optuna.trial.Trial(study, trial_id)
 
 
-def optuna_pruning(cfg) -> OptunaPruning | None:
-    """The pruning callback for a sweep trial (`cfg.sweep.trial` set by the sweeper); it
-    watches `selection.metric` (the study's direction is `selection.mode`)."""
-    sweep = cfg.get("sweep") or {}
+def optuna_pruning(sweep, monitor: str) -> OptunaPruning | None:
+    """The pruning callback for a sweep trial (`sweep.trial` set by the sweeper); it
+    watches `monitor`, the selection metric (the study's direction is its mode)."""
+    sweep = sweep or {}
     if sweep.get("trial") is None:
         return None
     from hydra.core.hydra_config import HydraConfig
@@ -67,4 +66,4 @@ def optuna_pruning(cfg) -> OptunaPruning | None:
         int(sweep.trial),
         OmegaConf.to_container(settings.pruner, resolve=True),
     )
-    return OptunaPruning(trial, monitor=Selection.from_cfg(cfg).metric)
+    return OptunaPruning(trial, monitor=monitor)

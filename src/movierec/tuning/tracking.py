@@ -8,16 +8,18 @@ import optuna
 from omegaconf import DictConfig
 
 from movierec.tracking.params import flatten_config
-from movierec.tracking.recorder import tracker_for
-from movierec.tracking.tracker import Run, RunRequest
+from movierec.tracking.tracker import Run, RunRequest, Tracker
 from movierec.training.selection import Selection
 from movierec.tuning.plots import study_plots
 from movierec.tuning.study import counts
 
 
-def open_study_run(config: DictConfig, study_name: str, storage: str) -> Run | None:
-    """Reopen the study's parent run (a resumed or parallel sweep) or create it."""
-    tracker = tracker_for(config)
+def open_study_run(
+    tracker: Tracker | None, config: DictConfig, selection: Selection, study_name: str,
+    storage: str,
+) -> Run | None:  # fmt: skip
+    """Reopen the study's parent run (a resumed or parallel sweep) or create it in
+    `tracker` (None: no run)."""
     if tracker is None:
         return None
     found = tracker.find_run({"optuna.study": study_name, "optuna.role": "study"})
@@ -27,7 +29,7 @@ def open_study_run(config: DictConfig, study_name: str, storage: str) -> Run | N
         "optuna.study": study_name,
         "optuna.role": "study",
         "optuna.storage": storage,
-        **Selection.from_cfg(config).as_tags(),
+        **selection.as_tags(),
     }
     run = tracker.open_run(RunRequest(f"optuna-{study_name}", tags))
     run.log_params(flatten_config(config))
