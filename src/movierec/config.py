@@ -15,6 +15,11 @@ from omegaconf.errors import MissingMandatoryValue
 
 from movierec.errors import ConfigError, MovieRecError
 
+#: the key of a model node that declares what its runs ask of the other config groups
+#: (conf/model/lightgcn.yaml's `fit`: batch size, epochs, selection…); those groups read
+#: it, the training module is not built from it and the tracker logs it as the keys it sets
+RUN_DECLARATION = "fit"
+
 
 def build(node: DictConfig, key: str, **kwargs: Any) -> Any:
     """`hydra.utils.instantiate(node, **kwargs)`, re-raising user errors unwrapped.

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import signal
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.utilities import rank_zero_only
@@ -202,7 +202,7 @@ def _run_folds(
         if rank_zero_only.rank == 0:
             print(fold_line(fold, metrics, selection.metric))
     summary = {
-        name: (_mean([r[name] for r in rows]), _std([r[name] for r in rows]))
+        name: _mean_std([r[name] for r in rows])
         for name in _summary_metrics(rows[0], selection)
         if all(isinstance(r.get(name), (int, float)) for r in rows)
     }
@@ -249,12 +249,6 @@ def _write_json(path: Path, payload: dict) -> None:
     tmp.replace(path)
 
 
-def _mean(values: list[float]) -> float:
-    return sum(values) / len(values) if values else math.nan
-
-
-def _std(values: list[float]) -> float:
-    if len(values) < 2:
-        return 0.0
-    mean = _mean(values)
-    return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    """The folds' mean and sample standard deviation (0 for one fold; NaN in, NaN out)."""
+    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0

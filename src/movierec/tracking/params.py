@@ -10,6 +10,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from movierec.config import RUN_DECLARATION
+
 # MLflow 3 stores param values up to 6000 characters; longer ones are cut with a marker
 # (the whole config is also logged as config.yaml).
 MAX_PARAM_LENGTH = 6000
@@ -49,7 +51,7 @@ COMPARED_SETTINGS = (
 #: bookkeeping keys of the model node (its class is the run's `model` tag)
 MODEL_BOOKKEEPING = ("model._target_", "model._recursive_", "model.net._target_")
 #: the model's run declaration (conf/model/*.yaml `fit`): logged as the keys it sets
-RUN_DECLARATION_PREFIX = "model.fit."
+RUN_DECLARATION_PREFIX = f"model.{RUN_DECLARATION}."
 
 
 def compared_params(flat: dict[str, str]) -> dict[str, str]:

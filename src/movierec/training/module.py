@@ -18,6 +18,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch_geometric.data import HeteroData
 from torchmetrics import MeanAbsoluteError, MeanSquaredError
 
+from movierec.config import RUN_DECLARATION
 from movierec.data.graph import RATES, GraphSchema
 from movierec.data.negatives import RatedPairs
 from movierec.data.split_data import SplitData
@@ -36,11 +37,6 @@ from movierec.training.optim import (
     scheduler_node,
 )
 from movierec.training.settings import check_training_settings
-
-#: the key of a model node that declares what its runs ask of the other config groups
-#: (conf/model/lightgcn.yaml's `fit`: batch size, epochs, selection…); those groups read
-#: it, the module is not built from it
-RUN_DECLARATION = "fit"
 
 
 def module_settings(node: DictConfig) -> DictConfig:
