@@ -10,6 +10,7 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 import pytest
+import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from mlflow.exceptions import MlflowException
@@ -325,3 +326,23 @@ def test_validation_encodes_only_when_something_is_validated(monkeypatch, valida
     monkeypatch.setattr(module.net, "encode", lambda g: calls.append(1) or real(g))
     module.on_validation_epoch_start()
     assert len(calls) == int(validate)
+
+
+def test_a_checkpoint_with_the_former_flat_objective_keys_still_loads(tmp_path: Path):
+    """Checkpoints written before `model.objective` hold the objective's keys flat beside
+    `net`; loading one keeps its BPR objective (not the default rating loss, which
+    LightGCN refuses) and its weights."""
+    from movierec.training.checkpoints import load_predictor
+
+    _graph, schema = synthetic_train_graph(20, 30, 200, seed=2)
+    objective = {"loss": "bpr", "bpr_negatives": 3, "bpr_exclude_rated": True}
+    module = RatingPredictor(LIGHTGCN, schema.as_dict(), objective=objective)
+    hparams = dict(module.hparams)
+    hparams.update(hparams.pop("objective"))  # the former layout
+    path = tmp_path / "old.ckpt"
+    saved = {"state_dict": module.state_dict(), "hyper_parameters": hparams}
+    torch.save({**saved, "pytorch-lightning_version": pl.__version__}, path)
+    loaded = load_predictor(path)
+    assert loaded.objective == Objective(**{**Objective().__dict__, **objective})
+    for name, tensor in module.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], tensor)
