@@ -43,9 +43,9 @@ from floors import csr_product_seconds
 from movierec.config import build
 from movierec.data.graph import RATES
 from movierec.models.base import NodeEmbeddings
-from movierec.tasks.train import _ranking_settings
-from movierec.training.module import module_settings
+from movierec.tasks.train import build_module
 from movierec.training.optim import build_optimizer
+from movierec.training.selection import Selection
 
 STAGES = ("encode_fwd", "decode_fwd", "decode_bwd", "recompute", "encode_bwd", "optimizer")
 
@@ -126,14 +126,8 @@ def profile(model: str, args) -> dict:
     datamodule = build(cfg.data, "data", split=cfg.split)
     datamodule.prepare_data()
     datamodule.setup("fit")
-    module = build(
-        module_settings(cfg.model),
-        "model",
-        schema=datamodule.schema.as_dict(),
-        **_ranking_settings(cfg),
-    )
+    module = build_module(cfg, datamodule, Selection.from_cfg(cfg))
     split = datamodule.split_data
-    module.use_split(split)
     optimizer = build_optimizer(
         module._optimizer, module.parameters(), module.hparams.lr, module.hparams.weight_decay
     )

@@ -13,6 +13,7 @@ from omegaconf import OmegaConf
 
 import movierec
 from movierec.objective import Objective
+from movierec.ranking.settings import RankingSettings
 from movierec.training.module import RatingPredictor
 from tests.helpers.configs import compose_train
 
@@ -50,11 +51,21 @@ def test_the_network_defaults_are_the_model_yaml(model, tmp_path):
 
 def test_the_training_module_defaults_are_the_base_yaml():
     base = OmegaConf.to_container(OmegaConf.load(MODEL_DIR / "_base_.yaml"))
-    # the ranking and selection settings come from their own groups (train.yaml)
-    ranking = ("ranking_k", "relevant_rating", "validate_ranking", "validation_users")
-    # `objective` (None = the Objective's defaults) is held against the YAML below
-    skip = (*ranking, "selection_metric", "selection_mode", "objective")
+    # `objective` and `ranking` (None = their dataclass's defaults) are held against their
+    # YAML below; `selection` comes from train.yaml, with no default here
+    skip = ("objective", "ranking", "selection")
     assert _disagreements(RatingPredictor, base, skip) == []
+
+
+def test_the_ranking_defaults_are_the_train_yaml():
+    """`ranking` in `train.yaml` sets every `RankingSettings` field to its default (whether to
+    validate on rankings is the model's call: `model.fit.validate_ranking`, default false)."""
+    train = OmegaConf.load(MODEL_DIR.parent / "train.yaml")
+    ranking = OmegaConf.to_container(train.ranking)
+    assert set(ranking) == set(inspect.signature(RankingSettings).parameters)
+    assert ranking.pop("validate") == "${oc.select:model.fit.validate_ranking,false}"
+    assert RankingSettings().validate is False
+    assert _disagreements(RankingSettings, ranking, skip=("validate",)) == []
 
 
 def test_the_objective_defaults_are_the_base_yaml():

@@ -316,9 +316,7 @@ def test_validation_encodes_only_when_something_is_validated(monkeypatch, valida
         {"_target_": "movierec.models.lightgcn.LightGcnNet"},
         schema.as_dict(),
         objective={"loss": "bpr"},
-        ranking_k=[5],
-        validate_ranking=validate,
-        selection_metric="val/ndcg_at_5" if validate else "train/loss",
+        ranking={"k": [5], "validate": validate},
     )
     module.set_graph(graph)
     calls = []

@@ -426,7 +426,7 @@ def test_a_validation_sample_is_a_fixed_subset_of_the_users():
         from movierec.training.module import RatingPredictor
 
         RatingPredictor({"_target_": "movierec.models.mf.BiasedMF"}, {},
-                        validation_users=-1)  # fmt: skip
+                        ranking={"val_users": -1})  # fmt: skip
 
 
 @pytest.mark.integration

@@ -133,8 +133,7 @@ def test_selection_metric_picks_the_best_epoch(tmp_path: Path, checkpoint: str):
 
         saved = torch.load(written["best_checkpoint"], map_location="cpu", weights_only=True)
         assert saved["epoch"] == best
-        assert saved["hyper_parameters"]["selection_metric"] == "val/mae"
-        assert saved["hyper_parameters"]["selection_mode"] == "min"
+        assert saved["hyper_parameters"]["selection"] == {"metric": "val/mae", "mode": "min"}
 
 
 def test_seed_makes_runs_identical(tmp_path: Path):

@@ -20,10 +20,11 @@ from omegaconf import DictConfig
 from torchmetrics.functional import mean_absolute_error, mean_squared_error
 
 from movierec.config import build
-from movierec.ranking.metrics import TopKRanking, parse_ks
+from movierec.ranking.metrics import TopKRanking
 from movierec.ranking.popularity import DAMPING, Popularity
-from movierec.ranking.protocol import RELEVANT_RATING, RankingProtocol
+from movierec.ranking.protocol import RankingProtocol
 from movierec.ranking.scoring import evaluate_ranking
+from movierec.ranking.settings import RankingSettings
 from movierec.ranking.significance import PER_USER_FILE, write_per_user
 
 
@@ -44,11 +45,9 @@ def evaluate_popularity(cfg: DictConfig) -> dict[str, Any]:
         rmse = math.nan if empty else float(mean_squared_error(predicted, true, squared=False))
         metrics[f"{part}/rmse"] = rmse
         metrics[f"{part}/mae"] = math.nan if empty else float(mean_absolute_error(predicted, true))
-    ranking_cfg = cfg.get("ranking") or {}
-    protocol = RankingProtocol.from_split(
-        datamodule.split_data, float(ranking_cfg.get("relevant_rating", RELEVANT_RATING))
-    )
-    ks = parse_ks(ranking_cfg.get("k", [10, 20]))
+    settings = RankingSettings.from_settings(cfg.get("ranking"))
+    protocol = RankingProtocol.from_split(datamodule.split_data, settings.relevant_rating)
+    ks = settings.k
     if ks:
         ranking = TopKRanking(ks, datamodule.data.n_movies, per_user=True)
         evaluate_ranking(

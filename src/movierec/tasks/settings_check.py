@@ -8,28 +8,26 @@ from __future__ import annotations
 
 from typing import Any
 
-from omegaconf import DictConfig, ListConfig
+from omegaconf import DictConfig
 
 from movierec.checks import check_at_least, check_choice, check_int_at_least
 from movierec.data.features import USER_FEATURE_KINDS
 from movierec.data.sources import ENGINES
 from movierec.data.validation import MISSING_MOVIE_POLICIES
 from movierec.objective import Objective
+from movierec.ranking.settings import RankingSettings
 from movierec.training.optim import optimizer_node, scheduler_node
 from movierec.training.selection import Selection
-from movierec.training.settings import check_training_settings
+from movierec.training.settings import check_optimisation
 
 ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "tpu", "auto")
 
 
 def check_train_settings(cfg: DictConfig) -> None:
     """Refuse the first invalid setting of a training config (a `ConfigError` naming it)."""
-    selection = Selection.from_cfg(cfg)
-    ranking = cfg.get("ranking") or {}
-    check_training_settings(
-        cfg.model.get("lr"), cfg.model.get("weight_decay", 0.0), ranking.get("validate"),
-        _ks(ranking.get("k")), ranking.get("val_users", 0), selection.mode,
-    )  # fmt: skip
+    Selection.from_cfg(cfg)
+    RankingSettings.from_settings(cfg.get("ranking"))
+    check_optimisation(cfg.model.get("lr"), cfg.model.get("weight_decay", 0.0))
     _check_model(cfg.model)
     _check_data(cfg.data)
     _check_trainer(cfg.trainer)
@@ -61,11 +59,3 @@ def _check_trainer(trainer: Any) -> None:
     clip = trainer.get("gradient_clip_val")
     if clip is not None:
         check_at_least("trainer.gradient_clip_val", clip, 0)
-
-
-def _ks(value: Any) -> list[int]:
-    """`ranking.k` as a list of list lengths (one int or a list; 0 or [] = off)."""
-    ks = list(value) if isinstance(value, (list, tuple, ListConfig)) else [value]
-    for k in ks:
-        check_int_at_least("ranking.k", k, 0)
-    return [k for k in ks if k]

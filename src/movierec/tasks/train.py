@@ -85,13 +85,7 @@ def train_fold(
         datamodule.prepare_data()
     datamodule.setup("fit")
     datamodule.release_ratings_table()
-    model: RatingPredictor = build(
-        module_settings(cfg.model),
-        "model",
-        schema=datamodule.schema.as_dict(),
-        **_ranking_settings(cfg),
-    )
-    model.use_split(datamodule.split_data)
+    model = build_module(cfg, datamodule, selection)
     selection.check(model.validation_metrics())
     run = None
     if tracker is not None:  # the description is read (and the config resolved) for a run only
@@ -110,6 +104,22 @@ def train_fold(
         if report:
             print("\n".join(result_lines(metrics, links)))
     return metrics
+
+
+def build_module(
+    cfg: DictConfig, datamodule: MovieLensDataModule, selection: Selection
+) -> RatingPredictor:
+    """The training module of `cfg.model` over the prepared `datamodule`'s split."""
+    model: RatingPredictor = build(
+        module_settings(cfg.model),
+        "model",
+        schema=datamodule.schema.as_dict(),
+        # resolved here: its interpolations point into the whole config (model.fit…)
+        ranking=OmegaConf.to_container(cfg.ranking, resolve=True),
+        selection=selection.as_dict(),
+    )
+    model.use_split(datamodule.split_data)
+    return model
 
 
 def _open(tracker, description, split, selection, resume_run_id, parent_run_id) -> Run:
@@ -225,21 +235,6 @@ def _summary_metrics(row: dict[str, Any], selection: Selection) -> list[str]:
     names += [k for k in row if k.startswith("val/") and not k.endswith("_last")]
     names += [k for k in row if k.startswith("test/")]
     return list(dict.fromkeys(names))
-
-
-def _ranking_settings(cfg: DictConfig) -> dict[str, Any]:
-    ranking = cfg.get("ranking") or {}
-    selection = cfg.get("selection") or {}
-    settings = {
-        "ranking_k": ranking.get("k"),
-        "relevant_rating": ranking.get("relevant_rating"),
-        "validate_ranking": ranking.get("validate"),
-        "validation_users": ranking.get("val_users"),
-        # the plateau scheduler watches the selection metric
-        "selection_metric": selection.get("metric"),
-        "selection_mode": selection.get("mode"),
-    }
-    return {k: v for k, v in settings.items() if v is not None}
 
 
 def _write_json(path: Path, payload: dict) -> None:

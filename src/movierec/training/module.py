@@ -26,9 +26,10 @@ from movierec.errors import ConfigError, MovieRecError
 from movierec.models.adjacency import GraphCache
 from movierec.models.base import NodeEmbeddings, RatingNet, build_net
 from movierec.objective import Objective
-from movierec.ranking.metrics import TopKRanking, parse_ks
-from movierec.ranking.protocol import RELEVANT_RATING, RankingProtocol
+from movierec.ranking.metrics import TopKRanking
+from movierec.ranking.protocol import RankingProtocol
 from movierec.ranking.scoring import evaluate_ranking
+from movierec.ranking.settings import RankingSettings
 from movierec.training.optim import (
     build_optimizer,
     build_scheduler,
@@ -36,7 +37,8 @@ from movierec.training.optim import (
     optimizer_node,
     scheduler_node,
 )
-from movierec.training.settings import check_training_settings
+from movierec.training.selection import Selection
+from movierec.training.settings import check_optimisation
 
 
 def module_settings(node: DictConfig) -> DictConfig:
@@ -59,15 +61,10 @@ class RatingPredictor(pl.LightningModule):
         lr: learning rate (> 0); weight_decay: L2 / decoupled weight decay (≥ 0).
         scheduler: a preset (none | cosine | plateau | step) or a `_target_` node.
         scheduler_kwargs: extra arguments of the scheduler (e.g. factor, patience).
-        ranking_k: list length(s) K of the ranking metrics: an int or a list
-            (`test/ndcg_at_<K>`, … for each K); 0 or [] = off.
-        relevant_rating: a held-out rating ≥ this many stars makes a movie relevant.
-        validate_ranking: also rank the validation split every epoch (`val/ndcg_at_<K>`,
-            …; candidates exclude the train split), so `selection` can pick on them.
-        validation_users: rank only this many validation users, a fixed random sample
-            (0 = all); coverage then counts the sample's lists only.
-        selection_metric, selection_mode: the `selection` setting; the plateau scheduler
-            watches it.
+        ranking: the `ranking` group's settings (`RankingSettings`: K, the relevant
+            rating, ranking validation, its user sample); None = its defaults.
+        selection: the `selection` setting ({metric, mode}), which the plateau scheduler
+            watches (None: no plateau scheduler).
     """
 
     def __init__(
@@ -80,12 +77,8 @@ class RatingPredictor(pl.LightningModule):
         weight_decay: float = 0.0,
         scheduler: str | dict | None = "none",
         scheduler_kwargs: dict | None = None,
-        ranking_k: int | list[int] | tuple[int, ...] = (10, 20),
-        relevant_rating: float = RELEVANT_RATING,
-        validate_ranking: bool = False,
-        validation_users: int = 0,
-        selection_metric: str = "val/rmse",
-        selection_mode: str = "min",
+        ranking: dict | DictConfig | None = None,
+        selection: dict | DictConfig | None = None,
     ) -> None:
         super().__init__()
         # every argument once, as written in the signature; Hydra hands over DictConfigs and
@@ -95,8 +88,9 @@ class RatingPredictor(pl.LightningModule):
         # the checkpoint keeps every objective setting, defaults included
         self.objective = Objective.from_settings(hparams["objective"])
         hparams["objective"] = asdict(self.objective)
-        ks = parse_ks(hparams["ranking_k"])  # ConfigError naming ranking.k
-        hparams["ranking_k"] = list(ks)
+        self.ranking = RankingSettings.from_settings(hparams["ranking"])
+        hparams["ranking"] = self.ranking.as_dict()
+        self.selection = Selection(**hparams["selection"]) if hparams["selection"] else None
         # the tracking layer logs the whole resolved config instead
         self.save_hyperparameters(hparams, logger=False)
         net_cfg, schema = hparams["net"], hparams["schema"]
@@ -104,13 +98,11 @@ class RatingPredictor(pl.LightningModule):
         scheduler_kwargs = hparams["scheduler_kwargs"]
         self._optimizer = optimizer_node(optimizer)
         self._scheduler = scheduler_node(scheduler, scheduler_kwargs)
-        check_training_settings(
-            lr, weight_decay, validate_ranking, ks, validation_users, selection_mode
-        )
+        check_optimisation(lr, weight_decay)
         self.schema = GraphSchema.from_dict(schema)
         self.net: RatingNet = build_net(net_cfg, self.schema)
         self.objective.check_suits(self.net)
-        self._add_metrics(ks, validate_ranking)
+        self._add_metrics(list(self.ranking.k), self.ranking.validate)
         self._protocols: dict[str, RankingProtocol] = {}
         self._split: SplitData | None = None
         self._graph: HeteroData | None = None
@@ -298,9 +290,9 @@ class RatingPredictor(pl.LightningModule):
         """`stage`'s ranking lookups, built once (the split is fixed)."""
         assert self._split is not None
         if stage not in self._protocols:
-            protocol = RankingProtocol.from_split(self._split, self.hparams.relevant_rating, stage)
+            protocol = RankingProtocol.from_split(self._split, self.ranking.relevant_rating, stage)
             if stage == "val":
-                protocol = protocol.sample(self.hparams.get("validation_users", 0))
+                protocol = protocol.sample(self.ranking.val_users)
             self._protocols[stage] = protocol
         return self._protocols[stage]
 
@@ -333,11 +325,14 @@ class RatingPredictor(pl.LightningModule):
         )
         if self._scheduler is None:
             return optimizer
-        mode = hp.get("selection_mode", "min")
+        plateau = is_plateau(self._scheduler)
+        if plateau and self.selection is None:
+            raise ConfigError("model.scheduler=plateau watches selection.metric: pass selection")
+        mode = self.selection.mode if self.selection is not None else "min"
         scheduler = build_scheduler(self._scheduler, optimizer, self.trainer.max_epochs or 1, mode)
         settings: dict[str, Any] = {"scheduler": scheduler, "interval": "epoch"}
-        if is_plateau(self._scheduler):
-            settings["monitor"] = hp.get("selection_metric", "val/rmse")
+        if plateau:
+            settings["monitor"] = self.selection.metric
         return {"optimizer": optimizer, "lr_scheduler": settings}
 
 

@@ -133,4 +133,8 @@ class Selection:
         return f"{self.mode}({self.metric})"
 
     def as_tags(self) -> dict[str, str]:
-        return {"selection.metric": self.metric, "selection.mode": self.mode}
+        return {f"selection.{k}": v for k, v in self.as_dict().items()}
+
+    def as_dict(self) -> dict[str, str]:
+        """{metric, mode}: the `selection` node, as the training module takes it."""
+        return {"metric": self.metric, "mode": self.mode}
