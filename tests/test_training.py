@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
@@ -18,6 +19,7 @@ from movierec.config import build
 from movierec.errors import ConfigError
 from movierec.ranking.metrics import METRICS
 from movierec.tasks.train import train
+from movierec.tracking.resume import RECORD_KEY
 from movierec.training.module import module_settings
 from tests.conftest import PROJECT_ROOT
 from tests.helpers.configs import CONFIG_DIR, FAST, RMSE_SELECTION, TINY_DATA, compose_train
@@ -167,6 +169,24 @@ def test_resume_continues_the_epoch_count(tmp_path: Path):
     )
     assert resumed["resumed_from_epoch"] == 2  # epochs 0..2 done before
     assert resumed["epochs_this_run"] == 2 and resumed["epochs"] == 5
+
+
+def test_resume_takes_a_checkpoint_of_the_former_flat_objective_layout(tmp_path: Path):
+    """A checkpoint recorded `model.loss`, … before the objective moved under
+    `model.objective`: the same settings, so the resume goes on."""
+    base = [*TINY_DATA, "model=mf", "callbacks.early_stopping=null", *FAST]
+    train_one_split(compose_train(tmp_path / "a", [*base, "trainer.max_epochs=2"]))
+    last = tmp_path / "a" / "run" / "checkpoints" / "last.ckpt"
+    checkpoint = torch.load(last, weights_only=True)
+    config = checkpoint[RECORD_KEY]["config"]
+    former = {k.replace("model.objective.", "model."): v for k, v in config.items()}
+    assert former != config and "model.loss" in former
+    checkpoint[RECORD_KEY]["config"] = former
+    torch.save(checkpoint, last)
+    resumed = train_one_split(
+        compose_train(tmp_path / "b", [*base, "trainer.max_epochs=3", f"ckpt_path={last}"])
+    )
+    assert resumed["resumed_from_epoch"] == 1 and resumed["epochs"] == 3
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -43,20 +42,20 @@ def read_ratings_csv(ref: FileRef) -> Columns:
     """`userId,movieId,rating[,timestamp]` with a header (ml-latest, 25m, 32m, user files)."""
     header = fields.header_columns(ref.label, ref.first_line(), expected=fields.RATINGS_HEADER)
     types = fields.ratings_header_types(ref.label, header)
-    return _read_columns(ref, names=None, types=types, delimiter=",", header_lines=1)
+    return _read_columns(ref, TextLayout(None, types, ",", header_lines=1))
 
 
 def read_ratings_delimited(ref: FileRef, delimiter: str) -> Columns:
     """Header-less `user<sep>movie<sep>rating<sep>timestamp` (ml-100k `u.data`, `.dat`)."""
     types = dict(fields.RATING_TYPES, timestamp=fields.TIMESTAMP_TYPE)
     names = fields.DELIMITED_RATING_NAMES
-    return _read_columns(ref, names=names, types=types, delimiter=delimiter, header_lines=0)
+    return _read_columns(ref, TextLayout(names, types, delimiter, header_lines=0))
 
 
-def _read_columns(ref: FileRef, **options: Any) -> Columns:
+def _read_columns(ref: FileRef, text: TextLayout) -> Columns:
     """`_read_typed` as NumPy columns, one at a time: each column's Arrow chunks are freed,
     and handed back to the system, once copied, so the peak is the table and one column."""
-    table = _read_typed(ref, **options)  # the only reference: dropping columns frees them
+    table = _read_typed(ref, text)  # the only reference: dropping columns frees them
     columns: Columns = {}
     pool = pa.default_memory_pool()
     for name in table.column_names:
@@ -76,7 +75,7 @@ def read_movies_csv(ref: FileRef) -> pd.DataFrame:
     if missing:
         raise messages.missing_columns_error(ref.label, missing, MOVIES_HEADER, header)
     types = {"movieId": pa.int64(), "title": pa.string(), "genres": pa.string()}
-    table = _read_typed(ref, names=None, types=types, delimiter=",", header_lines=1)
+    table = _read_typed(ref, TextLayout(None, types, ",", header_lines=1))
     return _normalise_movies(table.to_pandas())
 
 
@@ -84,9 +83,7 @@ def read_movies_dat(ref: FileRef, encoding: str) -> pd.DataFrame:
     """`MovieID::Title::Genres` (ml-1m, ml-10m)."""
     utf8 = _in_memory(ref, ref.read_bytes().decode(encoding).encode("utf-8"))
     types = {"movieId": pa.int64(), "title": pa.string(), "genres": pa.string()}
-    table = _read_typed(
-        utf8, names=list(types), types=types, delimiter="::", header_lines=0, quoted=False
-    )
+    table = _read_typed(utf8, TextLayout(list(types), types, "::", header_lines=0, quoted=False))
     return _normalise_movies(table.to_pandas())
 
 
@@ -98,7 +95,7 @@ def read_movies_ml100k(item_ref: FileRef, genre_ref: FileRef) -> pd.DataFrame:
     names = ["movieId", "title", "release", "video_release", "url", *flag_names]
     types = {"movieId": pa.int64(), "title": pa.string()}
     types.update({name: pa.int8() for name in flag_names})
-    table = _read_typed(utf8, names=names, types=types, delimiter="|", header_lines=0, quoted=False)
+    table = _read_typed(utf8, TextLayout(names, types, "|", header_lines=0, quoted=False))
     frame = table.to_pandas()
     flags = frame[flag_names].to_numpy(dtype=bool)
     labels = np.asarray(genre_names, dtype=object)
@@ -145,7 +142,7 @@ def read_users_ml100k(ref: FileRef) -> pd.DataFrame:
         "occupation": pa.string(),
         "zip": pa.string(),
     }
-    table = _read_typed(utf8, names=names, types=types, delimiter="|", header_lines=0)
+    table = _read_typed(utf8, TextLayout(names, types, "|", header_lines=0))
     return table.to_pandas()[["userId", "age", "gender", "occupation"]]
 
 
@@ -159,7 +156,7 @@ def read_users_dat(ref: FileRef) -> pd.DataFrame:
         "occupation": pa.string(),
         "zip": pa.string(),
     }
-    table = _read_typed(ref, names=names, types=types, delimiter="::", header_lines=0, quoted=False)
+    table = _read_typed(ref, TextLayout(names, types, "::", header_lines=0, quoted=False))
     return table.to_pandas()[["userId", "age", "gender", "occupation"]]
 
 
@@ -184,10 +181,9 @@ class TextLayout:
     quoted: bool = True
 
 
-def _read_typed(ref: FileRef, **layout: Any) -> pa.Table:
-    """Stream `ref` through the CSV reader as `TextLayout(**layout)`; errors name the line
-    and value."""
-    text = TextLayout(**layout)
+def _read_typed(ref: FileRef, text: TextLayout) -> pa.Table:
+    """Stream `ref` through the CSV reader as `text` lays it out; errors name the line and
+    value."""
     if ref.is_blank():
         raise messages.empty_file_error(ref.label)
     try:

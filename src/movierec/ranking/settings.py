@@ -37,6 +37,9 @@ class RankingSettings:
         object.__setattr__(self, "k", parse_ks(self.k))  # ConfigError naming ranking.k
         if self.validate and not self.k:
             raise ConfigError("ranking.validate=true needs ranking.k ≥ 1 (it is 0 or []: off)")
+        rating = self.relevant_rating
+        if not isinstance(rating, (int, float)) or isinstance(rating, bool):
+            raise ConfigError(f"ranking.relevant_rating={rating!r}: expected a rating in stars")
         users = self.val_users
         if not isinstance(users, int) or isinstance(users, bool) or users < 0:
             raise ConfigError(f"ranking.val_users={users!r}: expected an integer ≥ 0 (0 = all)")

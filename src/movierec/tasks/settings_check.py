@@ -14,8 +14,10 @@ from movierec.checks import check_at_least, check_choice, check_int_at_least
 from movierec.data.features import USER_FEATURE_KINDS
 from movierec.data.sources import ENGINES
 from movierec.data.validation import MISSING_MOVIE_POLICIES
+from movierec.errors import ConfigError
 from movierec.objective import Objective
 from movierec.ranking.settings import RankingSettings
+from movierec.training.former_layouts import OBJECTIVE_KEYS
 from movierec.training.optim import optimizer_node, scheduler_node
 from movierec.training.selection import Selection
 from movierec.training.settings import check_optimisation
@@ -36,6 +38,12 @@ def check_train_settings(cfg: DictConfig) -> None:
 
 
 def _check_model(model: Any) -> None:
+    for key in OBJECTIVE_KEYS:  # a file or override of the former layout
+        if key in model:
+            raise ConfigError(
+                f"model.{key}: the objective's settings sit under model.objective; write "
+                f"model.objective.{key}"
+            )
     Objective.from_settings(model.get("objective"))
     optimizer_node(model.get("optimizer", "adam"))
     scheduler_node(model.get("scheduler"), model.get("scheduler_kwargs"))

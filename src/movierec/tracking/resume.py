@@ -22,6 +22,7 @@ from movierec.tracking.lifecycle import run_id_for_checkpoint
 from movierec.tracking.lineage import split_machine_paths
 from movierec.tracking.params import flatten_config
 from movierec.training.checkpoints import read_checkpoint
+from movierec.training.former_layouts import current_identity
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +107,7 @@ def _check_record(resume: Resume, record: dict | None, folder_run: str | None) -
             f"ckpt_path={path}: written with seed={record.get('seed')}, this run has "
             f"seed={resume.seed}; resume with seed={record.get('seed')}"
         )
-    mine, theirs = resume.config, record.get("config", {})
+    mine, theirs = resume.config, current_identity(record.get("config", {}))
     changed = sorted(k for k in mine.keys() | theirs.keys() if mine.get(k) != theirs.get(k))
     if changed:
         shown = ", ".join(

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from movierec.errors import DataError
+from movierec.training.former_layouts import grouped_arguments
 
 #: what torch raises for a truncated, empty or non-checkpoint file
 UNREADABLE = (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError,
@@ -56,21 +57,13 @@ def unreadable_checkpoint(path: Path, key: str, err: BaseException) -> DataError
     )
 
 
-#: the objective's settings as checkpoints written before 2026-12-05 hold them: flat beside
-#: `net`, not under `objective`
-FLAT_OBJECTIVE_KEYS = ("loss", "huber_delta", "decode_chunk_size", "bpr_weight",
-                       "bpr_positive_rating", "bpr_negatives", "bpr_exclude_rated")  # fmt: skip
-
-
 def load_predictor(path: str | Path, key: str = "ckpt_path"):
-    """The `RatingPredictor` saved at `path`, on CPU, its file checked first; an older
-    checkpoint's flat objective keys are read as its `objective`."""
+    """The `RatingPredictor` saved at `path`, on CPU, its file checked first; a checkpoint
+    of a former layout is read as today's (`former_layouts`)."""
     from movierec.training.module import RatingPredictor  # the module imports this file's peers
 
     hparams = read_checkpoint(path, key).get("hyper_parameters") or {}
-    flat = {k: hparams[k] for k in FLAT_OBJECTIVE_KEYS if k in hparams}
-    # Lightning passes only the keys the constructor names: the flat ones would be dropped
-    moved = {"objective": flat} if flat and "objective" not in hparams else {}
+    moved = grouped_arguments(hparams)
     try:
         return RatingPredictor.load_from_checkpoint(
             path, map_location="cpu", weights_only=True, **moved

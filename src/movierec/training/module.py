@@ -3,7 +3,8 @@
 It steps the objective (`movierec.objective`), logs torchmetrics RMSE/MAE (synced across
 DDP ranks) in stars, and the top-K ranking metrics of `movierec.ranking` on validation
 (optional) and test. The network is rebuilt from its config and the data schema stored in
-the checkpoint, so `RatingPredictor.load_from_checkpoint(path)` needs no datamodule. What
+the checkpoint, so loading one needs no datamodule (`training.checkpoints.load_predictor`,
+which also reads checkpoints of earlier layouts). What
 it needs from the data reaches it as one `SplitData` (graph, schema, split rows).
 """
 
@@ -98,6 +99,8 @@ class RatingPredictor(pl.LightningModule):
         scheduler_kwargs = hparams["scheduler_kwargs"]
         self._optimizer = optimizer_node(optimizer)
         self._scheduler = scheduler_node(scheduler, scheduler_kwargs)
+        if is_plateau(self._scheduler) and self.selection is None:
+            raise ConfigError("model.scheduler=plateau watches selection.metric: pass selection")
         check_optimisation(lr, weight_decay)
         self.schema = GraphSchema.from_dict(schema)
         self.net: RatingNet = build_net(net_cfg, self.schema)
@@ -326,8 +329,6 @@ class RatingPredictor(pl.LightningModule):
         if self._scheduler is None:
             return optimizer
         plateau = is_plateau(self._scheduler)
-        if plateau and self.selection is None:
-            raise ConfigError("model.scheduler=plateau watches selection.metric: pass selection")
         mode = self.selection.mode if self.selection is not None else "min"
         scheduler = build_scheduler(self._scheduler, optimizer, self.trainer.max_epochs or 1, mode)
         settings: dict[str, Any] = {"scheduler": scheduler, "interval": "epoch"}
