@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import pytorch_lightning as pl
 
 from movierec.errors import ConfigError
 from movierec.tasks.settings_check import check_train_settings
@@ -33,14 +34,17 @@ def test_the_settings_check_names_a_former_or_missing_key(tmp_path: Path, overri
         check_train_settings(cfg)
 
 
-def test_a_plateau_scheduler_without_a_selection_is_refused_when_built():
+def test_a_plateau_scheduler_without_a_selection_is_refused_when_it_would_train():
+    """A module built for inference (a bundle, a snapshot) needs no selection; the plateau
+    scheduler, which watches it, is refused when the optimizers are configured."""
     _, schema = synthetic_train_graph(10, 12, 60, seed=0)
+    module = RatingPredictor(MF, schema.as_dict(), scheduler="plateau")
     with pytest.raises(ConfigError, match="plateau watches selection.metric"):
-        RatingPredictor(MF, schema.as_dict(), scheduler="plateau")
-    built = RatingPredictor(
-        MF, schema.as_dict(), scheduler="plateau", selection={"metric": "val/mae", "mode": "min"}
-    )
-    assert built.selection.metric == "val/mae"
+        module.configure_optimizers()
+    selection = {"metric": "val/mae", "mode": "min"}
+    module = RatingPredictor(MF, schema.as_dict(), scheduler="plateau", selection=selection)
+    module.trainer = pl.Trainer(max_epochs=4, logger=False, enable_checkpointing=False)
+    assert module.configure_optimizers()["lr_scheduler"]["monitor"] == "val/mae"
 
 
 def test_a_former_checkpoints_arguments_are_grouped_as_today():

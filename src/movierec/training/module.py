@@ -99,8 +99,6 @@ class RatingPredictor(pl.LightningModule):
         scheduler_kwargs = hparams["scheduler_kwargs"]
         self._optimizer = optimizer_node(optimizer)
         self._scheduler = scheduler_node(scheduler, scheduler_kwargs)
-        if is_plateau(self._scheduler) and self.selection is None:
-            raise ConfigError("model.scheduler=plateau watches selection.metric: pass selection")
         check_optimisation(lr, weight_decay)
         self.schema = GraphSchema.from_dict(schema)
         self.net: RatingNet = build_net(net_cfg, self.schema)
@@ -329,6 +327,8 @@ class RatingPredictor(pl.LightningModule):
         if self._scheduler is None:
             return optimizer
         plateau = is_plateau(self._scheduler)
+        if plateau and self.selection is None:  # a module built for inference needs none
+            raise ConfigError("model.scheduler=plateau watches selection.metric: pass selection")
         mode = self.selection.mode if self.selection is not None else "min"
         scheduler = build_scheduler(self._scheduler, optimizer, self.trainer.max_epochs or 1, mode)
         settings: dict[str, Any] = {"scheduler": scheduler, "interval": "epoch"}
