@@ -4,8 +4,9 @@ expected, as a `ConfigError` (one `error:` line at the CLI edge, exit 2)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Mapping
+from dataclasses import fields
+from typing import Any, TypeVar
 
 from movierec.errors import ConfigError
 
@@ -16,6 +17,19 @@ def check_choice(key: str, value: Any, allowed: Iterable[str | None]) -> None:
     if value not in allowed:
         names = ", ".join("null" if name is None else str(name) for name in allowed)
         raise ConfigError(f"{key}={value!r} is not valid; expected one of {names}")
+
+
+Settings = TypeVar("Settings")
+
+
+def settings_node(cls: type[Settings], key: str, node: Mapping | None) -> Settings:
+    """The dataclass `cls` built from a config `node` keyed by its fields (a key left out
+    takes its default; an unknown one is refused, naming `key`)."""
+    node = dict(node or {})
+    names = [f.name for f in fields(cls)]
+    for name in node:
+        check_choice(f"{key} key", name, names)
+    return cls(**node)
 
 
 def check_positive(key: str, value: int | float) -> None:

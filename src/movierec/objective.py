@@ -24,13 +24,13 @@ skips that recomputation: `models.dot_bpr` computes each chunk's gradient with i
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from movierec.checks import check_choice
+from movierec.checks import check_choice, settings_node
 from movierec.data.negatives import RatedPairs, draw_uniform, draw_unrated
 from movierec.errors import ConfigError, MovieRecError
 from movierec.models.base import NodeEmbeddings, RatingNet, RatingScores
@@ -127,11 +127,7 @@ class Objective:
     def from_settings(cls, settings: Mapping | None) -> Objective:
         """The objective a `model.objective` node describes (its keys are the attributes
         above; one left out takes the default, one unknown is refused by name)."""
-        settings = dict(settings or {})
-        names = [f.name for f in fields(cls)]
-        for key in settings:
-            check_choice(f"{KEY} key", key, names)
-        return cls(**settings)
+        return settings_node(cls, KEY, settings)
 
     @property
     def ranks(self) -> bool:

@@ -7,9 +7,9 @@ together), so `RankingSettings.from_settings(cfg.ranking)` is the one reading of
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass
 
-from movierec.checks import check_choice
+from movierec.checks import settings_node
 from movierec.errors import ConfigError
 from movierec.ranking.metrics import parse_ks
 from movierec.ranking.protocol import RELEVANT_RATING
@@ -48,12 +48,8 @@ class RankingSettings:
     def from_settings(cls, settings: Mapping | None) -> RankingSettings:
         """The settings a `ranking` node holds (a key left out takes its default, an
         unknown one is refused by name)."""
-        settings = dict(settings or {})
-        names = [f.name for f in fields(cls)]
-        for key in settings:
-            check_choice("ranking key", key, names)
-        return cls(**settings)
+        return settings_node(cls, "ranking", settings)
 
     def as_dict(self) -> dict:
         """Plain values, as a checkpoint keeps them."""
-        return {f.name: getattr(self, f.name) for f in fields(self)} | {"k": list(self.k)}
+        return asdict(self) | {"k": list(self.k)}

@@ -329,7 +329,7 @@ class RatingPredictor(pl.LightningModule):
         plateau = is_plateau(self._scheduler)
         if plateau and self.selection is None:  # a module built for inference needs none
             raise ConfigError("model.scheduler=plateau watches selection.metric: pass selection")
-        mode = self.selection.mode if self.selection is not None else "min"
+        mode = self.selection.mode if plateau else None  # only the plateau scheduler has one
         scheduler = build_scheduler(self._scheduler, optimizer, self.trainer.max_epochs or 1, mode)
         settings: dict[str, Any] = {"scheduler": scheduler, "interval": "epoch"}
         if plateau:

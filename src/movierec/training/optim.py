@@ -59,10 +59,13 @@ def build_optimizer(
 
 
 def build_scheduler(
-    node: Mapping[str, Any], optimizer: torch.optim.Optimizer, max_epochs: int, mode: str
+    node: Mapping[str, Any],
+    optimizer: torch.optim.Optimizer,
+    max_epochs: int,
+    mode: str | None,
 ) -> Any:
-    """The scheduler; cosine runs over `max_epochs` and plateau watches in `mode` unless
-    the node says otherwise."""
+    """The scheduler; cosine runs over `max_epochs` and plateau watches in `mode` (the
+    selection's min or max) unless the node says otherwise."""
     settings = {k: v for k, v in node.items() if not k.startswith("_")}
     target = str(node["_target_"])
     if target.endswith("CosineAnnealingLR"):
