@@ -90,8 +90,8 @@ def train_fold(
     run = None
     if tracker is not None:  # the description is read (and the config resolved) for a run only
         description = describe_run(cfg)
-        run = _open(tracker, description, summarize_split(datamodule), selection,
-                    resume.run_id, parent_run_id)  # fmt: skip
+        run = open_run(tracker, description, summarize_split(datamodule), selection,
+                       parent_run_id=parent_run_id, resume_run_id=resume.run_id)  # fmt: skip
     links: dict[str, str] = {}
     with run if run is not None else nullcontext():
         metrics = fit_and_test(cfg, datamodule, model, run, selection, resume)
@@ -120,17 +120,6 @@ def build_module(
     )
     model.use_split(datamodule.split_data)
     return model
-
-
-def _open(tracker, description, split, selection, resume_run_id, parent_run_id) -> Run:
-    """The training's run: a child of `parent_run_id` (a fold) or of the sweep's study
-    run (a trial), or the run a resumed checkpoint wrote (`resume_run_id`)."""
-    return open_run(
-        tracker, description, split, selection,
-        parent_run_id=parent_run_id or description.study_run_id,
-        resume_run_id=resume_run_id,
-        extra_tags=description.trial_tags(),
-    )  # fmt: skip
 
 
 def _record(

@@ -67,10 +67,10 @@ def open_run(
     *,
     parent_run_id: str | None = None,
     resume_run_id: str | None = None,
-    extra_tags: dict[str, str] | None = None,
 ) -> Run:
-    """Open (or continue `resume_run_id`) this training's run: tags, the compared params,
-    the split's sizes and the ratings as its dataset input."""
+    """Open (or continue `resume_run_id`) this training's run, a child of `parent_run_id`
+    (a cross-validation fold) or of the sweep's study run (a trial): tags, the compared
+    params, the split's sizes and the ratings as its dataset input."""
     tags = {
         "model": description.model,
         "dataset": description.dataset,
@@ -83,13 +83,13 @@ def open_run(
         **library_versions(),
         **{f"choice.{k}": v for k, v in description.choices.items()},
         **selection.as_tags(),
-        **(extra_tags or {}),
+        **description.trial_tags(),
     }
     if description.tags:
         tags["tags"] = ",".join(description.tags)
-    run = tracker.open_run(
-        RunRequest(_run_name(description, split), tags, parent_run_id, resume_run_id)
-    )
+    parent = parent_run_id or description.study_run_id
+    name = _run_name(description, split)
+    run = tracker.open_run(RunRequest(name, tags, parent, resume_run_id))
     remember_run_id(description.output_dir, run.run_id)
     log_config(run, description)
     run.set_tags({f"split.{k}": v for k, v in split.sizes.items()})
