@@ -36,16 +36,14 @@ from pathlib import Path
 
 import torch
 from hydra import compose, initialize_config_module
-from omegaconf import open_dict
+from omegaconf import OmegaConf, open_dict
 
 from benchmark_scale import CHUNK, full_batch_overrides
 from floors import csr_product_seconds
-from movierec.config import build
+from movierec.config import build, module_settings
 from movierec.data.graph import RATES
 from movierec.models.base import NodeEmbeddings
-from movierec.tasks.train import build_module
 from movierec.training.optim import build_optimizer
-from movierec.training.selection import Selection
 
 STAGES = ("encode_fwd", "decode_fwd", "decode_bwd", "recompute", "encode_bwd", "optimizer")
 
@@ -126,8 +124,15 @@ def profile(model: str, args) -> dict:
     datamodule = build(cfg.data, "data", split=cfg.split)
     datamodule.prepare_data()
     datamodule.setup("fit")
-    module = build_module(cfg, datamodule, Selection.from_cfg(cfg))
+    # as the train task builds it, less the selection: the profile picks no epoch (and
+    # leaves ranking validation off, which a ranking model's selection metric needs)
+    module = build(
+        module_settings(cfg.model),
+        "model",
+        ranking=OmegaConf.to_container(cfg.ranking, resolve=True),
+    )
     split = datamodule.split_data
+    module.use_split(split)
     optimizer = build_optimizer(
         module._optimizer, module.parameters(), module.hparams.lr, module.hparams.weight_decay
     )

@@ -11,14 +11,13 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from movierec.config import build
+from movierec.config import build, module_settings
 from movierec.data.graph import GraphSchema
 from movierec.errors import ConfigError, DataError
 from movierec.models.mf import BiasedMF
 from movierec.serving.bundle import TrainedModel
 from movierec.serving.cold_start import ColdStartUnsupported, embed_new_user
 from movierec.serving.recommender import Recommender, UnknownUserError
-from movierec.training.module import module_settings
 from tests.helpers.configs import TINY_DATA, compose_train
 from tests.helpers.runs import train_one_split
 

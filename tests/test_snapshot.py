@@ -18,7 +18,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from movierec.cli import run_reporting_user_errors
-from movierec.config import build
+from movierec.config import build, module_settings
 from movierec.data.graph import RATES
 from movierec.errors import DataError
 from movierec.serving.bundle import CHECKPOINT, GRAPH, TrainedModel, save_bundle
@@ -27,7 +27,6 @@ from movierec.serving.manifest import MANIFEST, write_manifest
 from movierec.serving.recommender import Recommender
 from movierec.serving.snapshot import write_snapshot
 from movierec.serving.tables import RATED, SCORING, RatedMovies, ScoringTables
-from movierec.training.module import module_settings
 from tests.helpers.configs import TINY_DATA, compose_train
 
 QUIET = ["logger=none", "callbacks.progress_bar=null", "trainer.enable_progress_bar=false"]

@@ -118,12 +118,13 @@ def test_a_training_records_through_an_in_memory_tracker(tmp_path: Path):
 
 
 def test_a_failed_training_ends_its_run_failed(tmp_path: Path, monkeypatch):
-    import movierec.tasks.train as task
+    from movierec.training.module import RatingPredictor
 
     def broken(*args, **kwargs):
         raise RuntimeError("the fit broke")
 
-    monkeypatch.setattr(task, "fit_and_test", broken)
+    # the run opens once the data is set up, inside the fit; the first step then fails
+    monkeypatch.setattr(RatingPredictor, "training_step", broken)
     cfg = compose_train(tmp_path, [*TINY_DATA, *FAST, "model=mf"])
     tracker = MemoryTracker(tmp_path / "memory")
     with pytest.raises(RuntimeError, match="the fit broke"):

@@ -22,6 +22,7 @@ from mlflow.tracking import MlflowClient
 from movierec.config import build
 from movierec.errors import ConfigError
 from movierec.ranking.metrics import TopKRanking
+from movierec.tasks.cross_validation import cross_validate
 from movierec.tasks.train import train
 from tests.conftest import PROJECT_ROOT
 from tests.helpers.configs import QUIET, RMSE_SELECTION, TINY_DATA, compose_train
@@ -457,7 +458,7 @@ def test_cross_validation_has_parent_and_children(tmp_path: Path):
         _tracked(tmp_path, ["model=mf", "split=kfold", "split.n_folds=2", "split.fold=all",
                             "trainer.max_epochs=2"]),
     )  # fmt: skip
-    train(cfg)
+    cross_validate(cfg)
     runs = _all_runs(tmp_path)
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]

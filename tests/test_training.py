@@ -15,12 +15,12 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from movierec.config import build
+from movierec.config import build, module_settings
 from movierec.errors import ConfigError
 from movierec.ranking.metrics import METRICS
+from movierec.tasks.cross_validation import cross_validate
 from movierec.tasks.train import train
-from movierec.tracking.resume import RECORD_KEY
-from movierec.training.module import module_settings
+from movierec.training.checkpoints import RECORD_KEY
 from tests.conftest import PROJECT_ROOT
 from tests.helpers.configs import CONFIG_DIR, FAST, RMSE_SELECTION, TINY_DATA, compose_train
 from tests.helpers.runs import train_one_split
@@ -130,6 +130,9 @@ def test_selection_metric_picks_the_best_epoch(tmp_path: Path, checkpoint: str):
     assert written["val/mae"] == pytest.approx(value)
     assert written["val/rmse"] == pytest.approx(epochs.loc[best, "val/rmse"])
     assert written["selection"] == "min(val/mae)"
+    # the last epoch's values, read when the fit ends (a test afterwards logs others)
+    assert written["val/mae_last"] == pytest.approx(epochs["val/mae"].iloc[-1])
+    assert written["val/rmse_last"] == pytest.approx(epochs["val/rmse"].iloc[-1])
     if checkpoint == "saved":
         import torch
 
@@ -283,7 +286,7 @@ def test_kfold_all_runs_every_fold(tmp_path: Path, capsys):
             *FAST,
         ],
     )
-    value = train(cfg)
+    value = cross_validate(cfg)
     summary = json.loads((tmp_path / "run" / "cv_metrics.json").read_text())
     assert [row["fold"] for row in summary["folds"]] == [1, 2, 3]
     assert value == pytest.approx(summary["mean"]["val/rmse"])

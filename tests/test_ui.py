@@ -15,7 +15,7 @@ import pytest
 from matplotlib import image
 from mlflow.tracking import MlflowClient
 
-from movierec.tasks.train import train
+from movierec.tasks.cross_validation import cross_validate
 from tests.conftest import PROJECT_ROOT
 from tests.helpers.configs import QUIET, TINY_DATA, compose_train
 from tests.helpers.stores import tracked_uri
@@ -47,7 +47,7 @@ def test_mlflow_ui_shows_cv_runs_with_hyperparameters_not_paths(tmp_path: Path, 
     uri = tracked_uri(tmp_path)
     cv = ["model=mf", "split=kfold", "split.n_folds=2", "split.fold=all", "trainer.max_epochs=1"]
     overrides = [*TINY_DATA, *QUIET, f"logger.mlflow.tracking_uri={uri}", *cv]
-    train(compose_train(tmp_path, overrides))
+    cross_validate(compose_train(tmp_path, overrides))
     client = MlflowClient(uri)
     runs = client.search_runs([client.get_experiment_by_name("synthetic").experiment_id])
     (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]

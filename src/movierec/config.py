@@ -21,6 +21,14 @@ from movierec.errors import ConfigError, MovieRecError
 RUN_DECLARATION = "fit"
 
 
+def module_settings(node: DictConfig) -> DictConfig:
+    """`cfg.model`, resolved (its interpolations may point elsewhere in the config), less its
+    run declaration: what the training module is built from."""
+    settings = OmegaConf.to_container(node, resolve=True)
+    settings.pop(RUN_DECLARATION, None)
+    return OmegaConf.create(settings)
+
+
 def build(node: DictConfig, key: str, **kwargs: Any) -> Any:
     """`hydra.utils.instantiate(node, **kwargs)`, re-raising user errors unwrapped.
 

@@ -14,12 +14,10 @@ def all_runs(client: MlflowClient, filter_string: str = "") -> list[Run]:
 
 
 def train_one_split(cfg) -> dict:
-    """`train_fold` as the train task calls it for one split: the config's selection (its
-    monitors checked) and the tracker of its MLflow logger (none without one); its metrics."""
-    from movierec.tasks.train import train_fold
-    from movierec.tracking.recorder import tracker_for
-    from movierec.training.selection import Selection
+    """`train_fold` as `train` calls it for one split (the config's selection, tracker and
+    resume point); its metrics, which `train` does not return."""
+    from movierec.tasks.train import train_fold, training_parts
+    from movierec.tracking.resume import read_resume
 
-    selection = Selection.from_cfg(cfg)
-    selection.check_monitors(cfg.get("callbacks"))
-    return train_fold(cfg, selection, tracker_for(cfg))
+    selection, tracker = training_parts(cfg, None)
+    return train_fold(cfg, selection, tracker, read_resume(cfg))

@@ -10,13 +10,11 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from movierec.ranking.significance import PER_USER_FILE
-from movierec.redaction import redact
 from movierec.tracking.description import RunDescription, RunOutputs, SplitSummary
-from movierec.tracking.params import flatten_config
 
 
 def describe_run(cfg: DictConfig) -> RunDescription:
-    """The run's names, compared params and resolved config."""
+    """The run's names, choices and resolved config."""
     picked = choices(cfg)
     sweep = cfg.get("sweep") or {}
     return RunDescription(
@@ -24,8 +22,8 @@ def describe_run(cfg: DictConfig) -> RunDescription:
         dataset=str(cfg.data.name),
         seed=int(cfg.seed),
         choices=picked,
-        params=flatten_config(cfg),
-        config_yaml=redact(OmegaConf.to_yaml(cfg, resolve=True)),
+        config=OmegaConf.to_container(cfg, resolve=True),
+        config_yaml=OmegaConf.to_yaml(cfg, resolve=True),
         root_dir=str(cfg.paths.root_dir),
         output_dir=str(cfg.paths.output_dir),
         device=_device(str(cfg.trainer.get("accelerator", "cpu"))),

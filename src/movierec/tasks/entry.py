@@ -79,6 +79,10 @@ def _train(cfg: DictConfig) -> float:
     from movierec.tasks.settings_check import check_train_settings
 
     check_train_settings(cfg)  # before Lightning, PyG and MLflow are even imported
+    if cfg.split.get("fold") == "all":
+        from movierec.tasks.cross_validation import cross_validate
+
+        return cross_validate(cfg)
     from movierec.tasks.train import train
 
     return train(cfg)

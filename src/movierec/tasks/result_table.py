@@ -1,5 +1,6 @@
-"""The table a training ends with: what was selected, the test metrics that matter, and
-where to look at the run. Bookkeeping stays in `metrics.json` and MLflow.
+"""What a training ends with: its `metrics.json`, and the table of what was selected, the
+test metrics that matter, and where to look at the run (bookkeeping stays in
+`metrics.json` and MLflow).
 
     selected  val/rmse 0.9112 (min) at epoch 12 (epochs 0–32)
     test      RMSE 0.9021  MAE 0.7149
@@ -12,14 +13,33 @@ where to look at the run. Bookkeeping stays in `metrics.json` and MLflow.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from movierec.tracking.report_html import is_main_metric
 
 #: the ranking columns shown per K: (metric name prefix, header)
 RANKING_COLUMNS = (("ndcg", "NDCG@K"), ("recall", "Recall@K"), ("map", "MAP@K"))
+
+
+def report_result(
+    metrics: Mapping[str, Any], links: Mapping[str, str], output_dir: Path, *, print_table: bool
+) -> None:
+    """Write `metrics.json` into `output_dir`; print the table when `print_table`."""
+    write_json(output_dir / "metrics.json", dict(metrics))
+    if print_table:
+        print("\n".join(result_lines(metrics, links)))
+
+
+def write_json(path: Path, payload: dict) -> None:
+    """`payload` as indented JSON at `path`, written whole or not at all."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(payload, indent=2, default=str))
+    tmp.replace(path)
 
 
 def result_lines(metrics: Mapping[str, Any], links: Mapping[str, str]) -> list[str]:

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from movierec.tracking.params import flatten_settings
 
 
 @dataclass(frozen=True)
@@ -20,8 +23,8 @@ class RunDescription:
         dataset: `data.name`.
         seed: the run's seed.
         choices: the config-group choices (model=sage, data=ml_100k, experiment=…).
-        params: the resolved config flattened to dotted keys (`params.flatten_config`).
-        config_yaml: the resolved config as YAML, passwords hidden.
+        config: the resolved config (plain containers); `params` flattens it.
+        config_yaml: the resolved config as YAML (written with passwords hidden).
         root_dir: the code's folder (its git state is tagged).
         output_dir: the run folder (the run id is remembered there for a resume).
         device: the accelerator, as a tag.
@@ -35,7 +38,7 @@ class RunDescription:
     dataset: str
     seed: int
     choices: dict[str, str]
-    params: dict[str, str]
+    config: dict[str, Any]
     config_yaml: str
     root_dir: str
     output_dir: str
@@ -45,6 +48,11 @@ class RunDescription:
     study: str | None = None
     study_run_id: str | None = None
     overrides: tuple[str, ...] = ()
+
+    @property
+    def params(self) -> dict[str, str]:
+        """The resolved config flattened to dotted keys (`params.flatten_settings`)."""
+        return flatten_settings(self.config)
 
     def trial_tags(self) -> dict[str, str]:
         """The study and trial, as tags of a sweep trial's run (none outside a sweep)."""

@@ -31,14 +31,20 @@ def flatten_config(cfg: DictConfig) -> dict[str, str]:
         container = OmegaConf.to_container(cfg, resolve=False)
         resolved = False
     assert isinstance(container, dict)
-    container.pop("hydra", None)
-    flat: dict[str, str] = {}
-    _flatten("", container, flat)
+    flat = flatten_settings(container)
     if not resolved:
         for key, raw in flat.items():
             if "${" in raw:
                 with contextlib.suppress(Exception):  # else keep the interpolation text
                     flat[key] = _clip(str(OmegaConf.select(cfg, key)))
+    return flat
+
+
+def flatten_settings(settings: dict[str, Any]) -> dict[str, str]:
+    """A config's plain container as {"model.net.hidden": "64", ...} (values clipped to
+    what MLflow keeps), without Hydra's own node."""
+    flat: dict[str, str] = {}
+    _flatten("", {k: v for k, v in settings.items() if k != "hydra"}, flat)
     return flat
 
 

@@ -13,6 +13,7 @@ from typing import Any
 from omegaconf import DictConfig
 from pytorch_lightning.utilities import rank_zero_only
 
+from movierec.redaction import redact
 from movierec.tracking.description import RunDescription, RunOutputs, SplitSummary
 from movierec.tracking.lifecycle import remember_run_id
 from movierec.tracking.lineage import split_machine_paths
@@ -136,7 +137,7 @@ def record_outputs(
     run.set_tags({"parameters": str(metrics.get("parameters", ""))})
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        (folder / "config.yaml").write_text(description.config_yaml)
+        (folder / "config.yaml").write_text(redact(description.config_yaml))
         run.log_artifact(folder / "config.yaml")
         maps = folder / "id_maps"
         maps.mkdir()

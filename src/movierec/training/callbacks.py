@@ -2,47 +2,45 @@
 
 from __future__ import annotations
 
-import time
+from typing import Any
 
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import TQDMProgressBar
 
-
-class EpochTimer(pl.Callback):
-    """Logs `time/epoch_s`: wall seconds of each training epoch, its validation included
-    (Lightning validates at the end of the epoch loop, before `on_train_epoch_end`)."""
-
-    def __init__(self) -> None:
-        self._start = 0.0
-        self.durations: list[float] = []
-
-    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._start = time.perf_counter()
-
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        elapsed = time.perf_counter() - self._start
-        self.durations.append(elapsed)
-        pl_module.log("time/epoch_s", elapsed, on_epoch=True, batch_size=1)
+from movierec.training.checkpoints import RECORD_KEY
 
 
-class ValidationHistory(pl.Callback):
-    """Keeps each epoch's validation metrics, `history[epoch][name]` (floats).
+class SplitHandoff(pl.Callback):
+    """Hands the datamodule's split to the module once Lightning has set the data up.
 
-    When checkpoints are chosen on another metric (e.g. `val/ndcg_at_10`), the run still
-    reports the validation RMSE of the chosen epoch from here.
+    Lightning prepares the data inside `fit` (the node's first process downloads and
+    caches it), then calls the `setup` hooks of the datamodule, the callbacks and the
+    module in that order; here, between the first and the last, the module gets the split
+    (`RatingPredictor.use_split`: it builds its network for the data's sizes and checks
+    its selection metric) and the datamodule frees the ratings table the split no
+    longer needs. Callbacks listed after this one see a built module.
     """
 
-    def __init__(self) -> None:
-        self.history: dict[int, dict[str, float]] = {}
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        datamodule = trainer.datamodule
+        if pl_module.split is not None or datamodule is None:
+            return  # handed over for fit already (test, validate after fit)
+        pl_module.use_split(datamodule.split_data)
+        datamodule.release_ratings_table()
 
-    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.sanity_checking:
-            return
-        self.history[trainer.current_epoch] = {
-            name: float(value)
-            for name, value in trainer.callback_metrics.items()
-            if name.startswith("val/")
-        }
+
+class CheckpointRecord(pl.Callback):
+    """Writes `record` (what makes the training what it is: seed, settings) and the run id
+    into every checkpoint Lightning saves, under `checkpoints.RECORD_KEY`, so a resume can
+    tell whose checkpoint it is. `run_id` is set when the training's run opens (None:
+    no run)."""
+
+    def __init__(self, record: dict[str, Any]) -> None:
+        self.record = record
+        self.run_id: str | None = None
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
+        checkpoint[RECORD_KEY] = {"mlflow_run_id": self.run_id, **self.record}
 
 
 class ProgressBar(TQDMProgressBar):

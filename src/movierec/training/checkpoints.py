@@ -16,8 +16,10 @@ from typing import Any
 import torch
 
 from movierec.errors import DataError
-from movierec.training.former_layouts import grouped_arguments
+from movierec.training.former_layouts import current_identity, grouped_arguments
 
+#: where a checkpoint records the training that wrote it (`callbacks.CheckpointRecord`)
+RECORD_KEY = "movierec_run"
 #: what torch raises for a truncated, empty or non-checkpoint file
 UNREADABLE = (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError,
               zipfile.BadZipFile)  # fmt: skip
@@ -45,6 +47,16 @@ def checkpoint_epoch(path: str | Path | None, key: str = "ckpt_path") -> int:
     if not path:
         return -1
     return int(read_checkpoint(path, key).get("epoch", -1))
+
+
+def read_record(path: str | Path, key: str = "ckpt_path") -> tuple[dict[str, Any] | None, int]:
+    """The record of the training that wrote the checkpoint at `path` (its run id, seed and
+    settings, read in today's layout; None in a checkpoint that has none) and its epoch."""
+    checkpoint = read_checkpoint(path, key)
+    record = checkpoint.get(RECORD_KEY)
+    if record is not None:
+        record = {**record, "config": current_identity(record.get("config", {}))}
+    return record, int(checkpoint.get("epoch", -1))
 
 
 def unreadable_checkpoint(path: Path, key: str, err: BaseException) -> DataError:

@@ -19,7 +19,6 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch_geometric.data import HeteroData
 from torchmetrics import MeanAbsoluteError, MeanSquaredError
 
-from movierec.config import RUN_DECLARATION
 from movierec.data.graph import RATES, GraphSchema
 from movierec.data.negatives import RatedPairs
 from movierec.data.split_data import SplitData
@@ -42,20 +41,14 @@ from movierec.training.selection import Selection
 from movierec.training.settings import check_optimisation
 
 
-def module_settings(node: DictConfig) -> DictConfig:
-    """`cfg.model`, resolved (its interpolations may point elsewhere in the config), less its
-    run declaration: what `RatingPredictor` is built from."""
-    settings = OmegaConf.to_container(node, resolve=True)
-    settings.pop(RUN_DECLARATION, None)
-    return OmegaConf.create(settings)
-
-
 class RatingPredictor(pl.LightningModule):
     """Trains `net` on (user, movie, rating) batches over the split's message graph.
 
     Args:
         net: config of the network (`_target_` + arguments); built with `schema=`.
-        schema: `GraphSchema.as_dict()` of the training data.
+        schema: `GraphSchema.as_dict()` of the training data; None = that of the split
+            handed over by `use_split` (a training builds its network once Lightning has
+            set the data up, `training.callbacks.SplitHandoff`).
         objective: the `Objective`'s settings (`model.objective`: loss, BPR term…; see
             `movierec.objective`); None = its defaults.
         optimizer: a preset (adam | adamw | sgd) or a `_target_` node with `_partial_`.
@@ -71,7 +64,7 @@ class RatingPredictor(pl.LightningModule):
     def __init__(
         self,
         net: dict | DictConfig,
-        schema: dict,
+        schema: dict | None = None,
         objective: dict | DictConfig | None = None,
         optimizer: str | dict = "adam",
         lr: float = 0.01,
@@ -100,15 +93,24 @@ class RatingPredictor(pl.LightningModule):
         self._optimizer = optimizer_node(optimizer)
         self._scheduler = scheduler_node(scheduler, scheduler_kwargs)
         check_optimisation(lr, weight_decay)
-        self.schema = GraphSchema.from_dict(schema)
-        self.net: RatingNet = build_net(net_cfg, self.schema)
-        self.objective.check_suits(self.net)
-        self._add_metrics(list(self.ranking.k), self.ranking.validate)
+        self.schema: GraphSchema | None = None
+        self.net: RatingNet | None = None
         self._protocols: dict[str, RankingProtocol] = {}
         self._split: SplitData | None = None
         self._graph: HeteroData | None = None
         self._rated = GraphCache()  # the message graph's rated pairs, what negatives avoid
         self._eval_embeddings: NodeEmbeddings | None = None
+        if schema is not None:  # a checkpoint, or a caller that read the data itself
+            self._build(GraphSchema.from_dict(schema))
+
+    def _build(self, schema: GraphSchema) -> None:
+        """The network and metrics for the data's `schema`, which the checkpoint keeps
+        (loading it rebuilds the same network without the data)."""
+        self.schema = schema
+        self.hparams["schema"] = schema.as_dict()
+        self.net = build_net(self.hparams["net"], schema)
+        self.objective.check_suits(self.net)
+        self._add_metrics(list(self.ranking.k), self.ranking.validate)
 
     def _add_metrics(self, ks: list[int], validate_ranking: bool) -> None:
         """RMSE and MAE of validation and test; the top-K rankings (test: per user too)."""
@@ -123,10 +125,21 @@ class RatingPredictor(pl.LightningModule):
     # ------------------------------------------------------------------ data
 
     def use_split(self, split: SplitData) -> None:
-        """Train, validate and test on `split` (its graph is the message graph)."""
+        """Train, validate and test on `split` (its graph is the message graph); a module
+        built without a schema builds its network for the split's, and refuses a
+        `selection` metric it does not log (`ConfigError`)."""
+        if self.net is None:
+            self._build(split.schema)
+            if self.selection is not None:
+                self.selection.check(self.validation_metrics())
         self._split = split
         self._graph = split.graph
         self._protocols = {}
+
+    @property
+    def split(self) -> SplitData | None:
+        """The split handed over by `use_split` (None before)."""
+        return self._split
 
     def set_graph(self, graph: HeteroData) -> None:
         """Encode `graph` (a training message graph) without a split (serving)."""
