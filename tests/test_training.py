@@ -273,6 +273,13 @@ def _check_ranking_metrics(cfg, written: dict) -> None:
     assert 0 <= written["test/precision_at_10"] <= 1
 
 
+def test_cross_validation_refuses_a_checkpoint_before_any_data(tmp_path: Path):
+    overrides = [*TINY_DATA, "split=kfold", "split.fold=all", "ckpt_path=/x/last.ckpt"]
+    with pytest.raises(ConfigError, match=r"ckpt_path=/x/last.ckpt resumes one split"):
+        cross_validate(compose_train(tmp_path, overrides))
+    assert not (tmp_path / "data").exists()
+
+
 def test_kfold_all_runs_every_fold(tmp_path: Path, capsys):
     cfg = compose_train(
         tmp_path,
