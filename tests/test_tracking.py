@@ -576,7 +576,8 @@ def test_sigterm_kills_the_run_and_resume_continues_it(tmp_path: Path):
         time.sleep(0.2)
     time.sleep(1.0)  # a few more epochs
     process.terminate()
-    assert process.wait(timeout=60) != 0
+    assert process.wait(timeout=60) == 128 + signal.SIGTERM  # said stopped, not finished
+    assert "stopped by SIGTERM; resume with ckpt_path=" in process.stderr.read()
     (run,) = _all_runs(tmp_path)
     assert run.info.status == "KILLED"
     import torch

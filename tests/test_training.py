@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -278,6 +279,24 @@ def test_cross_validation_refuses_a_checkpoint_before_any_data(tmp_path: Path):
     with pytest.raises(ConfigError, match=r"ckpt_path=/x/last.ckpt resumes one split"):
         cross_validate(compose_train(tmp_path, overrides))
     assert not (tmp_path / "data").exists()
+
+
+def test_a_terminated_cross_validation_exits_as_killed(tmp_path: Path, monkeypatch):
+    """SIGTERM in a fold (Lightning raises SIGTERMException, a SystemExit of status 0)
+    ends the cross-validation with 128 + SIGTERM, as it ends a single training."""
+    from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+    from movierec.training.module import RatingPredictor
+
+    def terminated(*args, **kwargs):
+        raise SIGTERMException
+
+    monkeypatch.setattr(RatingPredictor, "training_step", terminated)
+    overrides = [*TINY_DATA, *FAST, "model=mf", "split=kfold", "split.n_folds=2", "split.fold=all"]
+    with pytest.raises(SystemExit) as exited:
+        cross_validate(compose_train(tmp_path, overrides))
+    assert exited.value.code == 128 + signal.SIGTERM
+    assert not (tmp_path / "run" / "cv_metrics.json").exists()
 
 
 def test_kfold_all_runs_every_fold(tmp_path: Path, capsys):

@@ -54,6 +54,7 @@ def run_outputs(datamodule, model, checkpoint: str, output_dir: str) -> RunOutpu
     """The ID maps, curves, test predictions and files of a trained `model`."""
     test_ratings = None
     user, movie, rating = datamodule.split_data.rows("test")
+    model.eval()  # as tested (no dropout): Lightning leaves it training after the test
     if len(rating) and model.net.predicts_ratings:
         predicted = model.predict_pairs(user.to(model.device), movie.to(model.device)).cpu()
         test_ratings = (rating.numpy(), predicted.numpy())

@@ -1,5 +1,5 @@
 """The Lightning side of one training: the trainer with the configured callbacks and
-loggers beside the framework's own, and a fit that a signal stops resumably."""
+loggers beside the framework's own, and a fit and test that a signal stops resumably."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 from omegaconf import DictConfig
-from pytorch_lightning.callbacks import LearningRateMonitor, ProgressBar
+from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, ProgressBar
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from movierec.config import build
 from movierec.ranking.significance import PER_USER_FILE
@@ -28,14 +29,15 @@ def build_trainer(
     cfg: DictConfig, selection: Selection, resume: Resume, recording: RunRecording | None
 ) -> tuple[pl.Trainer, FitReport]:
     """The configured trainer, its configured callbacks (less those it would refuse) and
-    loggers, then the framework's callbacks: the split handoff, the `FitReport` (returned),
-    the run's `recording` (else a bare checkpoint record) and Optuna's pruning in a sweep.
-    A recorded training's MLflow logger is its run's epoch logger, not a second one."""
+    loggers, and the framework's callbacks: the split handoff (first), the `FitReport`
+    (returned), the run's `recording` (else a bare checkpoint record) and Optuna's pruning
+    in a sweep. A recorded training's MLflow logger is its run's epoch logger, not a
+    second one."""
     pruning = optuna_pruning(cfg.get("sweep"), selection.metric)
     mlflow = mlflow_node(cfg)
     report = FitReport(selection, resume.epoch, Path(cfg.paths.output_dir) / PER_USER_FILE)
     record = recording if recording is not None else CheckpointRecord(resume.record)
-    own = [SplitHandoff(), report, record, *([pruning] if pruning is not None else [])]
+    own = [report, record, *([pruning] if pruning is not None else [])]
     loggers = [
         build(node, f"logger.{name}")
         for name, node in (cfg.get("logger") or {}).items()
@@ -46,22 +48,41 @@ def build_trainer(
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     if not cfg.trainer.get("enable_progress_bar", True):  # the Trainer refuses both at once
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
-    trainer = build(cfg.trainer, "trainer", callbacks=[*callbacks, *own], logger=loggers or False)
+    # without a configured checkpoint, none (Lightning would add one that chooses no epoch)
+    checkpointing = any(isinstance(c, ModelCheckpoint) for c in callbacks)
+    trainer = build(
+        cfg.trainer, "trainer",
+        # the split's handoff first: every other callback's setup sees a built module
+        callbacks=[SplitHandoff(), *callbacks, *own], logger=loggers or False,
+        enable_checkpointing=checkpointing and cfg.trainer.get("enable_checkpointing", True),
+    )  # fmt: skip
     return trainer, report
 
 
-def fit(trainer: pl.Trainer, model, datamodule, ckpt_path: str | None, output_dir: Path) -> None:
-    """`trainer.fit` (resuming from `ckpt_path`). Ctrl-C raises: `stopped_by` (SIGINT)
-    or KeyboardInterrupt."""
+def fit_and_test(
+    trainer: pl.Trainer, model, datamodule, resume_from: str | None, output_dir: Path, *,
+    test: bool,
+) -> None:  # fmt: skip
+    """`trainer.fit` (resuming from `resume_from`), then, if `test`, `trainer.test` of the
+    best checkpoint (of the last weights without one). A signal ends it with the exit
+    that says so and a hint to resume (`stopped_by`): SIGTERM 128 + 15 (Lightning would
+    stop cleanly with status 0), Ctrl-C 128 + 2."""
     # weights_only: a checkpoint holds tensors and plain containers (training.checkpoints)
     try:
-        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+        trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
+        if trainer.interrupted:
+            raise KeyboardInterrupt
+        if test:
+            best = trainer.checkpoint_callback  # the configured one (`build_trainer`)
+            ckpt = "best" if best is not None and best.best_model_path else None
+            trainer.test(model, datamodule=datamodule, ckpt_path=ckpt, verbose=False,
+                         weights_only=True)  # fmt: skip
+    except SIGTERMException:
+        raise stopped_by(signal.SIGTERM, output_dir) from None
     except SystemExit:  # Lightning's answer to Ctrl-C (SIGINT): teardown, then exit(1)
         if trainer.interrupted:
             raise stopped_by(signal.SIGINT, output_dir) from None
         raise
-    if trainer.interrupted:
-        raise KeyboardInterrupt
 
 
 def stopped_by(signum: signal.Signals, output_dir: Path) -> SystemExit:

@@ -4,8 +4,8 @@ The run opens once Lightning has set the data up and the module has its split
 (`training.callbacks.SplitHandoff` comes first among the callbacks), so bad data, a loss
 the network cannot train with or a selection metric it does not log is refused before
 any run exists. The run's epoch logger then joins the trainer's loggers. When the last
-stage (the test, or the fit without one) ends, the run gets its outputs, the servable
-model and, if asked, its registration. Around `fit` and `test` the recording is a context
+stage (the test, or the fit without one) has ended, the run gets its outputs, the
+servable model and, if asked, its registration. Around `fit` and `test` the recording is a context
 manager that ends the run FINISHED, FAILED or KILLED whatever happens.
 """
 
@@ -77,14 +77,13 @@ class RunRecording(CheckpointRecord):
             parent_run_id=self.parent_run_id, resume_run_id=self.resume_run_id,
         )  # fmt: skip
         self.run_id = self.run.run_id
-        trainer.loggers = [self.run.epoch_logger(), *trainer.loggers]
+        if not trainer.fast_dev_run:  # a dry run logs nothing (Lightning's loggers neither)
+            trainer.loggers = [self.run.epoch_logger(), *trainer.loggers]
 
-    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.last_stage == "fit":
-            self._record(trainer, pl_module)
-
-    def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.last_stage == "test":
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        # called when a stage ends without an error (after its end hooks, out of the test
+        # loop's inference mode), even one that ran no batch
+        if stage == self.last_stage:
             self._record(trainer, pl_module)
 
     def _record(self, trainer: pl.Trainer, model) -> None:

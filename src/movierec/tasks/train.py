@@ -14,7 +14,6 @@ inside `fit`, in Lightning's hooks: the module builds its network for the data's
 
 from __future__ import annotations
 
-import signal
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -22,11 +21,10 @@ from typing import Any
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities import rank_zero_only
-from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from movierec.config import build, module_settings
 from movierec.tasks.describe import describe_run
-from movierec.tasks.fit import build_trainer, fit, stopped_by
+from movierec.tasks.fit import build_trainer, fit_and_test
 from movierec.tasks.recording import RunRecording
 from movierec.tasks.result_table import report_result
 from movierec.tracking.recorder import tracker_for
@@ -43,12 +41,7 @@ def train(cfg: DictConfig, tracker: Tracker | None = None) -> float:
     before any data is read."""
     selection, tracker = training_parts(cfg, tracker)
     resume = read_resume(cfg)  # a checkpoint of another run, seed or config: refused here
-    try:
-        return float(train_fold(cfg, selection, tracker, resume)[selection.metric])
-    except SIGTERMException:
-        # Lightning stops cleanly after the current batch but exits with status 0;
-        # a killed job must not look like a finished one to a shell or a scheduler.
-        raise stopped_by(signal.SIGTERM, Path(cfg.paths.output_dir)) from None
+    return float(train_fold(cfg, selection, tracker, resume)[selection.metric])
 
 
 def training_parts(cfg: DictConfig, tracker: Tracker | None) -> tuple[Selection, Tracker | None]:
@@ -76,13 +69,13 @@ def train_fold(
     cross-validation fold), opened once the data and the module are checked and ended
     FINISHED, FAILED or KILLED whatever happens. `report`: print the result table.
     """
-    tested = bool(cfg.get("test", True))
+    tested, output_dir = bool(cfg.get("test", True)), Path(cfg.paths.output_dir)
+    registry = OmegaConf.to_container(cfg.registry, resolve=True) if cfg.get("register") else None
     recording = None
     if tracker is not None:  # the description is read (and the config resolved) for a run only
         recording = RunRecording(
             tracker, describe_run(cfg), selection, resume, parent_run_id=parent_run_id,
-            registry=OmegaConf.to_container(cfg.registry) if cfg.get("register") else None,
-            ui_url=str(cfg.mlflow_ui), last_stage="test" if tested else "fit",
+            registry=registry, ui_url=str(cfg.mlflow_ui), last_stage="test" if tested else "fit",
         )  # fmt: skip
     trainer, fit_report = build_trainer(cfg, selection, resume, recording)
     pl.seed_everything(cfg.seed, workers=True)
@@ -94,15 +87,11 @@ def train_fold(
         selection=selection.as_dict(),
     )  # fmt: skip
     with recording if recording is not None else nullcontext():
-        fit(trainer, model, datamodule, resume.path, Path(cfg.paths.output_dir))
-        if tested:
-            ckpt = "best" if fit_report.metrics["best_checkpoint"] else None
-            trainer.test(model, datamodule=datamodule, ckpt_path=ckpt, verbose=False,
-                         weights_only=True)  # fmt: skip
+        fit_and_test(trainer, model, datamodule, resume.path, output_dir, test=tested)
     metrics = fit_report.metrics
     if recording is not None and recording.run is not None:
         metrics["mlflow_run_id"] = recording.run.run_id
     if rank_zero_only.rank == 0:
         links = recording.links if recording is not None else {}
-        report_result(metrics, links, Path(cfg.paths.output_dir), print_table=report)
+        report_result(metrics, links, output_dir, print_table=report)
     return metrics

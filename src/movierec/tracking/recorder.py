@@ -91,13 +91,18 @@ def open_run(
     parent = parent_run_id or description.study_run_id
     name = _run_name(description, split)
     run = tracker.open_run(RunRequest(name, tags, parent, resume_run_id))
-    remember_run_id(description.output_dir, run.run_id)
-    log_config(run, description)
-    run.set_tags({f"split.{k}": v for k, v in split.sizes.items()})
-    if split.checksum:
-        run.log_dataset(description.dataset, split.source or description.dataset, split.checksum)
-    if description.overrides:  # they may hold machine paths: a tag, not params
-        run.set_tags({"overrides": " ".join(description.overrides)[:6000]})
+    try:
+        remember_run_id(description.output_dir, run.run_id)
+        log_config(run, description)
+        run.set_tags({f"split.{k}": v for k, v in split.sizes.items()})
+        if split.checksum:
+            source = split.source or description.dataset
+            run.log_dataset(description.dataset, source, split.checksum)
+        if description.overrides:  # they may hold machine paths: a tag, not params
+            run.set_tags({"overrides": " ".join(description.overrides)[:6000]})
+    except BaseException as err:  # the run exists: it ends FAILED, not RUNNING
+        run.__exit__(type(err), err, err.__traceback__)
+        raise
     return run
 
 

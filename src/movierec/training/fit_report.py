@@ -76,9 +76,7 @@ class FitReport(pl.Callback):
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         fit_seconds = time.perf_counter() - self._fit_started
-        checkpoint = trainer.checkpoint_callback
-        if checkpoint is not None and checkpoint.monitor is None:
-            checkpoint = None  # Lightning's own, which keeps the last epoch: it chose none
+        checkpoint = trainer.checkpoint_callback  # the configured one (tasks.fit)
         best_epoch, chosen = chosen_epoch(self.selection, checkpoint, self.history)
         logged = pl_module.validation_metrics()
         metric = self.selection.metric
@@ -96,6 +94,7 @@ class FitReport(pl.Callback):
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         values = trainer.callback_metrics
         self.test = {k: float(v) for k, v in values.items() if k.startswith("test/")}
+        self.fit.update(_peak_memory())  # the test's peak too: the whole process's
         if rank_zero_only.rank == 0:
             user_ids = trainer.datamodule.data.users["userId"].to_numpy()
             write_per_user(pl_module.test_ranking, user_ids, self.per_user)
@@ -118,13 +117,19 @@ class FitReport(pl.Callback):
             # the first epoch also builds caches (adjacency); the last is the steady state
             "last_epoch_seconds": durations[-1] if durations else math.nan,
             "parameters": sum(p.numel() for p in pl_module.parameters()),
-            # this process's peak so far, MiB (Linux reports KiB)
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            # the accelerator's peak, where there is one (None on CPU)
-            "peak_gpu_mb": (
-                torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None
-            ),
+            **_peak_memory(),
         }
+
+
+def _peak_memory() -> dict[str, float | None]:
+    """This process's peak resident memory so far, MiB (Linux reports KiB), and the
+    accelerator's peak allocation, where there is one (None on CPU)."""
+    return {
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_gpu_mb": (
+            torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None
+        ),
+    }
 
 
 def chosen_epoch(

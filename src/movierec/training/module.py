@@ -87,7 +87,7 @@ class RatingPredictor(pl.LightningModule):
         self.selection = Selection(**hparams["selection"]) if hparams["selection"] else None
         # the tracking layer logs the whole resolved config instead
         self.save_hyperparameters(hparams, logger=False)
-        net_cfg, schema = hparams["net"], hparams["schema"]
+        schema = hparams["schema"]
         optimizer, scheduler = hparams["optimizer"], hparams["scheduler"]
         scheduler_kwargs = hparams["scheduler_kwargs"]
         self._optimizer = optimizer_node(optimizer)
@@ -127,11 +127,19 @@ class RatingPredictor(pl.LightningModule):
     def use_split(self, split: SplitData) -> None:
         """Train, validate and test on `split` (its graph is the message graph); a module
         built without a schema builds its network for the split's, and refuses a
-        `selection` metric it does not log (`ConfigError`)."""
+        `selection` metric it does not log (`ConfigError`). A sampled-subgraph loader the
+        network cannot encode is refused."""
         if self.net is None:
             self._build(split.schema)
             if self.selection is not None:
                 self.selection.check(self.validation_metrics())
+        refusal = self.net.subgraph_refusal()
+        if split.loader == "neighbor" and refusal:
+            raise ConfigError(
+                f"data.loader=neighbor encodes sampled subgraphs, which "
+                f"{type(self.net).__name__} cannot ({refusal}); use an inductive model "
+                "(model=sage with the settings named) or data.loader=full"
+            )
         self._split = split
         self._graph = split.graph
         self._protocols = {}
@@ -176,17 +184,6 @@ class RatingPredictor(pl.LightningModule):
         return self.clamp(self.net.decode(embeddings, user, movie).rating)
 
     # ------------------------------------------------------------------ steps
-
-    def setup(self, stage: str) -> None:
-        """Refuse a sampled-subgraph loader the net cannot encode (the split is handed over
-        by `use_split` before fitting)."""
-        refusal = self.net.subgraph_refusal()
-        if self._split is not None and self._split.loader == "neighbor" and refusal:
-            raise ConfigError(
-                f"data.loader=neighbor encodes sampled subgraphs, which "
-                f"{type(self.net).__name__} cannot ({refusal}); use an inductive model "
-                "(model=sage with the settings named) or data.loader=full"
-            )
 
     def on_fit_start(self) -> None:
         # the net's adjacency and the validation ranking's lookups (seconds to build at
