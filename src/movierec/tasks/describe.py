@@ -23,7 +23,6 @@ def describe_run(cfg: DictConfig) -> RunDescription:
         seed=int(cfg.seed),
         choices=picked,
         config=OmegaConf.to_container(cfg, resolve=True),
-        config_yaml=OmegaConf.to_yaml(cfg, resolve=True),
         root_dir=str(cfg.paths.root_dir),
         output_dir=str(cfg.paths.output_dir),
         device=_device(str(cfg.trainer.get("accelerator", "cpu"))),

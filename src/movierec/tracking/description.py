@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from omegaconf import OmegaConf
 
 from movierec.tracking.params import flatten_settings
 
@@ -23,8 +24,8 @@ class RunDescription:
         dataset: `data.name`.
         seed: the run's seed.
         choices: the config-group choices (model=sage, data=ml_100k, experiment=…).
-        config: the resolved config (plain containers); `params` flattens it.
-        config_yaml: the resolved config as YAML (written with passwords hidden).
+        config: the resolved config (plain containers); `params` flattens it and
+            `config_yaml` writes it out.
         root_dir: the code's folder (its git state is tagged).
         output_dir: the run folder (the run id is remembered there for a resume).
         device: the accelerator, as a tag.
@@ -39,7 +40,6 @@ class RunDescription:
     seed: int
     choices: dict[str, str]
     config: dict[str, Any]
-    config_yaml: str
     root_dir: str
     output_dir: str
     device: str
@@ -53,6 +53,11 @@ class RunDescription:
     def params(self) -> dict[str, str]:
         """The resolved config flattened to dotted keys (`params.flatten_settings`)."""
         return flatten_settings(self.config)
+
+    @property
+    def config_yaml(self) -> str:
+        """The resolved config as YAML (the recorder hides passwords when it writes it)."""
+        return OmegaConf.to_yaml(self.config)
 
     def trial_tags(self) -> dict[str, str]:
         """The study and trial, as tags of a sweep trial's run (none outside a sweep)."""
